@@ -1,0 +1,212 @@
+"""The Kafka bus: the ONLY module that imports kafka-python, so the client can be swapped here.
+
+At-least-once by construction: auto-commit is off, consumers hand out raw bytes (decoding happens
+in the worker loop so undecodable payloads can be dead-lettered whole), producers report delivery
+failures on flush, and callers commit `offset + 1` only after their outputs are flushed.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+from kafka import KafkaConsumer, KafkaProducer
+from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.consumer.subscription_state import ConsumerRebalanceListener
+from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.structs import OffsetAndMetadata
+from kafka.structs import TopicPartition as _KafkaTopicPartition
+
+from .config import RuntimeSettings
+
+log = logging.getLogger(__name__)
+
+TopicPartition = tuple[str, int]
+
+
+class BusError(RuntimeError):
+    """The broker refused or failed an operation (delivery, commit, admin)."""
+
+
+@dataclass(frozen=True, slots=True)
+class Record:
+    topic: str
+    partition: int
+    offset: int
+    key: bytes | None
+    value: bytes | None
+    timestamp_ms: int
+
+
+def _client_config(settings: RuntimeSettings) -> dict:
+    config = {"bootstrap_servers": settings.kafka_bootstrap_servers.split(","), "client_id": settings.service}
+    if settings.kafka_api_version:
+        config["api_version"] = settings.kafka_api_version
+    return config
+
+
+class _Listener(ConsumerRebalanceListener):
+    def __init__(self, on_assign, on_revoke, consumer_ref):
+        self._on_assign = on_assign
+        self._on_revoke = on_revoke
+        self._consumer_ref = consumer_ref
+
+    def on_partitions_revoked(self, revoked):
+        if self._on_revoke:
+            self._on_revoke([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_assigned(self, assigned):
+        partitions = [(tp.topic, tp.partition) for tp in assigned]
+        if self._on_assign:
+            seek_to = self._on_assign(partitions) or {}
+            for (topic, partition), offset in seek_to.items():
+                self._consumer_ref().seek(_KafkaTopicPartition(topic, partition), offset)
+
+
+class BusConsumer:
+    """A consumer group member handing out raw records in batches."""
+
+    def __init__(
+        self,
+        settings: RuntimeSettings,
+        topics: Iterable[str],
+        *,
+        group_id: str | None = None,
+        on_assign: Callable[[list[TopicPartition]], dict[TopicPartition, int] | None] | None = None,
+        on_revoke: Callable[[list[TopicPartition]], None] | None = None,
+    ):
+        self._consumer = KafkaConsumer(
+            **_client_config(settings),
+            group_id=group_id or settings.group_id,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            max_poll_records=settings.max_poll_records,
+            max_poll_interval_ms=settings.max_poll_interval_ms,
+            session_timeout_ms=settings.session_timeout_ms,
+            heartbeat_interval_ms=settings.heartbeat_interval_ms,
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+            allow_auto_create_topics=True,
+        )
+        self._consumer.subscribe(
+            topics=list(topics), listener=_Listener(on_assign, on_revoke, lambda: self._consumer)
+        )
+
+    def poll(self, timeout_ms: int = 500, max_records: int | None = None) -> list[Record]:
+        batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        records = []
+        for tp_records in batches.values():
+            records.extend(
+                Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in tp_records
+            )
+        return records
+
+    def commit(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit the NEXT offsets to read (last processed + 1)."""
+        if not offsets:
+            return
+        try:
+            self._consumer.commit(
+                {_KafkaTopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+            )
+        except KafkaError as exc:
+            raise BusError(f"offset commit failed: {exc}") from exc
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self._consumer.seek(_KafkaTopicPartition(*partition), offset)
+
+    def pause(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.pause(*(_KafkaTopicPartition(t, p) for t, p in partitions))
+
+    def resume(self, partitions: Iterable[TopicPartition]) -> None:
+        self._consumer.resume(*(_KafkaTopicPartition(t, p) for t, p in partitions))
+
+    def assignment(self) -> set[TopicPartition]:
+        return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
+
+    def lag(self) -> dict[TopicPartition, int]:
+        """Messages behind the end of each assigned partition, from the last fetch (no extra request)."""
+        lags = {}
+        for tp in self._consumer.assignment():
+            highwater = self._consumer.highwater(tp)
+            if highwater is None:
+                continue
+            try:
+                position = self._consumer.position(tp, timeout_ms=0)
+            except KafkaError:
+                continue
+            if position is not None:
+                lags[(tp.topic, tp.partition)] = max(0, highwater - position)
+        return lags
+
+    def close(self) -> None:
+        self._consumer.close(autocommit=False)
+
+
+class BusProducer:
+    """Keyed producer; `flush()` raises BusError if any send since the last flush failed."""
+
+    def __init__(self, settings: RuntimeSettings, *, linger_ms: int = 5):
+        self._producer = KafkaProducer(
+            **_client_config(settings),
+            acks="all",
+            linger_ms=linger_ms,
+            batch_size=256 * 1024,
+            max_request_size=8 * 1024 * 1024,
+            retries=5,
+        )
+        self._pending = []
+
+    def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None:
+        if isinstance(key, str):
+            key = key.encode("utf-8")
+        self._pending.append(self._producer.send(topic, key=key, value=value, headers=headers))
+
+    def flush(self, timeout_s: float = 30.0) -> None:
+        pending, self._pending = self._pending, []
+        if not pending:
+            return
+        self._producer.flush(timeout=timeout_s)
+        for future in pending:
+            if not future.is_done:
+                raise BusError(f"delivery not confirmed within {timeout_s}s")
+            if future.failed():
+                raise BusError(f"delivery failed: {future.exception}")
+
+    def close(self) -> None:
+        self._producer.close(timeout=5)
+
+
+def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: int = 4,
+                  configs: dict[str, dict[str, str]] | None = None) -> None:
+    """Create topics if missing. Brokers that cannot (the embedded mock cluster has no controller for
+    CreateTopics) fall back to auto-creation on first metadata request."""
+    names = list(topics)
+    configs = configs or {}
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=5_000)
+    except KafkaError as exc:
+        log.warning("admin client unavailable (%s); relying on auto-creation", exc)
+        admin = None
+    if admin is not None:
+        try:
+            existing = set(admin.list_topics())
+            missing = [n for n in names if n not in existing]
+            if missing:
+                admin.create_topics(
+                    [NewTopic(n, partitions, 1, topic_configs=configs.get(n, {})) for n in missing],
+                    timeout_ms=5_000,
+                )
+        except TopicAlreadyExistsError:
+            pass
+        except KafkaError as exc:
+            log.info("CreateTopics not available (%s); relying on auto-creation", exc)
+        finally:
+            admin.close()
+    probe = KafkaConsumer(**_client_config(settings), allow_auto_create_topics=True)
+    try:
+        for name in names:
+            probe.partitions_for_topic(name)
+    finally:
+        probe.close()

@@ -1,0 +1,123 @@
+"""The catalog change contract (interfaces.md §1): one JSON object per item and marketplace.
+
+Shared by `catalog-sync publish` (checks every line before publishing) and the validator (which
+reports these problems together with the schema errors). Pure: no I/O.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+ITEM_TYPES = ("category", "product", "variant")
+OPERATIONS = ("upsert", "delete")
+REQUIREMENTS = ("LISTING", "LISTING_PRODUCT_ONLY", "LISTING_OFFER_ONLY")
+MODES = ("test", "preview", "production")
+FIELDS = (
+    "reference", "item_type", "operation", "seller_id", "marketplace_id", "product_type",
+    "requirements", "parent_reference", "attributes", "changed_at",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class ContractError:
+    code: str
+    message: str
+    path: str
+
+    def as_dict(self) -> dict:
+        return {"code": self.code, "message": self.message, "path": self.path}
+
+
+def _optional_str(obj: dict, name: str, errors: list[ContractError]) -> str | None:
+    value = obj.get(name)
+    if value is None:
+        return None
+    if not isinstance(value, str) or not value.strip():
+        errors.append(ContractError("contract.type", f"'{name}' must be a non-empty string, got {value!r}"[:300], f"/{name}"))
+        return None
+    return value
+
+
+def _choice(obj: dict, name: str, choices: tuple[str, ...], default: str, errors: list[ContractError]) -> str:
+    value = obj.get(name)
+    if value is None:
+        return default
+    if value not in choices:
+        errors.append(ContractError("contract.enum", f"'{name}' must be one of {', '.join(choices)}, got {value!r}"[:300], f"/{name}"))
+        return default
+    return value
+
+
+def parse_time(value: str) -> datetime:
+    """ISO-8601 with Z or offset; a naive time is taken as UTC."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, list[ContractError]]:
+    """Fields of a CatalogItemChanged event (without header and mode), or the contract errors.
+
+    All contract errors are reported, not only the first. `line_no` only shapes messages.
+    """
+    where = f" (line {line_no})" if line_no is not None else ""
+    if not isinstance(obj, dict):
+        return None, [ContractError("contract.not_object", f"an item must be a JSON object{where}", "")]
+    errors: list[ContractError] = []
+    for name in sorted(set(obj) - set(FIELDS)):
+        errors.append(ContractError("contract.unknown_field", f"unknown field '{name}'{where}", f"/{name}"))
+
+    reference = obj.get("reference")
+    if not isinstance(reference, str) or not reference.strip():
+        errors.append(ContractError("contract.required", f"'reference' is required (SKU or category code){where}", "/reference"))
+    marketplace_id = obj.get("marketplace_id")
+    if not isinstance(marketplace_id, str) or not marketplace_id.strip():
+        errors.append(ContractError("contract.required", f"'marketplace_id' is required{where}", "/marketplace_id"))
+    if "item_type" not in obj:
+        errors.append(ContractError("contract.required", f"'item_type' is required (category, product or variant){where}", "/item_type"))
+    item_type = _choice(obj, "item_type", ITEM_TYPES, "product", errors)
+    operation = _choice(obj, "operation", OPERATIONS, "upsert", errors)
+    requirements = _choice(obj, "requirements", REQUIREMENTS, "LISTING", errors)
+    seller_id = _optional_str(obj, "seller_id", errors)
+    product_type = _optional_str(obj, "product_type", errors)
+    parent_reference = _optional_str(obj, "parent_reference", errors)
+
+    if operation == "upsert" and item_type in ("product", "variant") and product_type is None and "product_type" not in obj:
+        errors.append(ContractError("contract.required", f"'product_type' is required for a {item_type}{where}", "/product_type"))
+    if item_type == "category" and product_type is None and "product_type" not in obj:
+        errors.append(ContractError("contract.required", f"'product_type' is required for a category (the Amazon product type it maps to){where}", "/product_type"))
+    if item_type == "variant" and operation == "upsert" and parent_reference is None and "parent_reference" not in obj:
+        errors.append(ContractError("contract.required", f"'parent_reference' is required for a variant (the parent product's SKU){where}", "/parent_reference"))
+
+    attributes = obj.get("attributes", {})
+    if attributes is None:
+        attributes = {}
+    if not isinstance(attributes, dict):
+        errors.append(ContractError("contract.type", f"'attributes' must be a JSON object{where}", "/attributes"))
+        attributes = {}
+
+    changed_at = None
+    raw_time = obj.get("changed_at")
+    if raw_time is not None:
+        try:
+            if not isinstance(raw_time, str):
+                raise ValueError
+            changed_at = parse_time(raw_time)
+        except ValueError:
+            errors.append(ContractError("contract.time", f"'changed_at' must be an ISO-8601 time, got {raw_time!r}"[:300], "/changed_at"))
+
+    if errors:
+        return None, errors
+    return {
+        "reference": reference,
+        "item_type": item_type,
+        "operation": operation,
+        "seller_id": seller_id,
+        "marketplace_id": marketplace_id,
+        "product_type": product_type,
+        "requirements": requirements,
+        "parent_reference": parent_reference,
+        "attributes_json": json.dumps(attributes, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+        "changed_at": changed_at,
+    }, []

@@ -1,0 +1,132 @@
+"""Test helpers shared by the suite: strict skips, the broker choice, free ports, waiting on conditions."""
+
+from __future__ import annotations
+
+import os
+import socket
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+
+STRICT_ENV = "CATALOG_SYNC_STRICT"
+
+
+def strict() -> bool:
+    """CI sets CATALOG_SYNC_STRICT=1: a missing tool fails the test instead of skipping it."""
+    return os.environ.get(STRICT_ENV, "") not in ("", "0", "false")
+
+
+def require(condition: bool, reason: str) -> None:
+    """Skip (on a user's machine) or fail (in CI) when something the test needs is absent."""
+    if condition:
+        return
+    import pytest
+
+    if strict():
+        pytest.fail(f"{reason} ({STRICT_ENV} is set, so this is a failure, not a skip)")
+    pytest.skip(reason)
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def wait_until(condition: Callable[[], object], timeout_s: float = 30.0, interval_s: float = 0.05,
+               message: str = "condition") -> object:
+    """Poll `condition` until it returns something truthy; fail with `message` after the timeout."""
+    deadline = time.monotonic() + timeout_s
+    while True:
+        value = condition()
+        if value:
+            return value
+        if time.monotonic() >= deadline:
+            raise TimeoutError(f"timed out after {timeout_s}s waiting for {message}")
+        time.sleep(interval_s)
+
+
+def unique_prefix() -> str:
+    """A TOPIC_PREFIX (and group prefix) no other test uses."""
+    return f"t{uuid.uuid4().hex[:10]}."
+
+
+@dataclass
+class KafkaForTests:
+    bootstrap_servers: str
+    api_version: str | None
+    kind: str  # env | testcontainers | embedded
+    _closers: list = field(default_factory=list)
+
+    def env(self, prefix: str = "") -> dict[str, str]:
+        env = {"KAFKA_BOOTSTRAP_SERVERS": self.bootstrap_servers, "TOPIC_PREFIX": prefix}
+        if self.api_version:
+            env["KAFKA_API_VERSION"] = self.api_version
+        return env
+
+    def close(self) -> None:
+        for close in reversed(self._closers):
+            close()
+
+
+def _docker_engine_answers() -> bool:
+    try:
+        import docker
+
+        docker.from_env(timeout=3).ping()
+        return True
+    except Exception:
+        return False
+
+
+def kafka_for_tests() -> KafkaForTests:
+    """KAFKA_BOOTSTRAP_SERVERS if set → testcontainers Kafka if a Docker engine answers → embedded broker."""
+    bootstrap = os.environ.get("KAFKA_BOOTSTRAP_SERVERS", "").strip()
+    if bootstrap:
+        return KafkaForTests(bootstrap, os.environ.get("KAFKA_API_VERSION") or None, "env")
+    if _docker_engine_answers():
+        from testcontainers.kafka import KafkaContainer
+
+        container = KafkaContainer().with_kraft()
+        container.start()
+        return KafkaForTests(container.get_bootstrap_server(), None, "testcontainers", [container.stop])
+    from .embedded_broker import EmbeddedBroker
+
+    broker = EmbeddedBroker()
+    return KafkaForTests(broker.bootstrap_servers, broker.api_version, "embedded", [broker.close])
+
+
+def read_events(settings, topic: str, count: int, timeout_s: float = 30.0) -> list[tuple[str | None, str, dict]]:
+    """Read `count` events from `topic` (unprefixed name) with a throwaway consumer group:
+    (key, record name, event) tuples, dead letters included."""
+    from .bus import BusConsumer
+    from .codec import AvroCodec
+
+    codec = AvroCodec()
+    consumer = BusConsumer(settings, [settings.topic(topic)], group_id=f"reader-{uuid.uuid4().hex[:8]}")
+    found: list = []
+    try:
+        deadline = time.monotonic() + timeout_s
+        while len(found) < count:
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"read {len(found)} of {count} events from {topic} in {timeout_s}s")
+            for record in consumer.poll(timeout_ms=200):
+                name, event = codec.decode(record.value)
+                found.append((record.key.decode() if record.key is not None else None, name, event))
+    finally:
+        consumer.close()
+    return found
+
+
+def publish_raw(settings, topic: str, items: list[tuple[str | None, bytes]]) -> None:
+    """Produce raw (key, value) pairs to `topic` (unprefixed name) and wait for delivery."""
+    from .bus import BusProducer
+
+    producer = BusProducer(settings)
+    try:
+        for key, value in items:
+            producer.send(settings.topic(topic), key, value)
+        producer.flush()
+    finally:
+        producer.close()

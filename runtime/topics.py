@@ -1,0 +1,26 @@
+"""Topic names, in one place. `<domain>.<entity>.<event>`, past tense; dead letters `<service>.dlq`."""
+
+CATALOG_ITEM_CHANGED = "catalog.item.changed"
+CATALOG_RUN_EVENTS = "catalog.run.events"
+LISTING_VALIDATION_FAILED = "listing.validation.failed"
+LISTING_READY = "listing.ready"
+LISTING_SUBMISSION_COMPLETED = "listing.submission.completed"
+# Compacted: last accepted content hash per seller|marketplace|sku (submitter state).
+LISTING_ACCEPTED_HASHES = "listing.accepted.hashes"
+
+ALL_EVENT_TOPICS = (
+    CATALOG_ITEM_CHANGED,
+    CATALOG_RUN_EVENTS,
+    LISTING_VALIDATION_FAILED,
+    LISTING_READY,
+    LISTING_SUBMISSION_COMPLETED,
+)
+
+
+def dead_letter_topic(service: str) -> str:
+    return f"{service}.dlq"
+
+
+def prefixed(prefix: str, topic: str) -> str:
+    """Topic name under an optional prefix (TOPIC_PREFIX), so tests and tenants can share a cluster."""
+    return f"{prefix}{topic}" if prefix else topic

@@ -1,0 +1,51 @@
+import json
+
+from catalog_sync.runtime.contract import parse_change
+
+PRODUCT = {
+    "reference": "HB-1001", "item_type": "product", "marketplace_id": "ATVPDKIKX0DER",
+    "product_type": "HAIRBAND", "attributes": {"item_name": [{"value": "Band"}]},
+    "changed_at": "2026-11-27T10:00:00Z",
+}
+
+
+def test_a_valid_product_gets_defaults():
+    fields, errors = parse_change(PRODUCT)
+    assert errors == []
+    assert fields["operation"] == "upsert"
+    assert fields["requirements"] == "LISTING"
+    assert fields["seller_id"] is None
+    assert json.loads(fields["attributes_json"]) == PRODUCT["attributes"]
+    assert fields["changed_at"].isoformat() == "2026-11-27T10:00:00+00:00"
+
+
+def test_every_contract_error_is_reported():
+    _, errors = parse_change({"item_type": "variant", "operation": "replace", "colour": "red",
+                              "changed_at": "yesterday", "attributes": []}, line_no=7)
+    codes = {(e.code, e.path) for e in errors}
+    assert ("contract.required", "/reference") in codes
+    assert ("contract.required", "/marketplace_id") in codes
+    assert ("contract.enum", "/operation") in codes
+    assert ("contract.unknown_field", "/colour") in codes
+    assert ("contract.time", "/changed_at") in codes
+    assert ("contract.type", "/attributes") in codes
+    assert all("line 7" in e.message for e in errors if e.code in ("contract.required", "contract.unknown_field"))
+
+
+def test_variant_needs_a_parent_and_product_a_type():
+    _, errors = parse_change({**PRODUCT, "item_type": "variant"})
+    assert [e.path for e in errors] == ["/parent_reference"]
+    _, errors = parse_change({k: v for k, v in PRODUCT.items() if k != "product_type"})
+    assert [e.path for e in errors] == ["/product_type"]
+
+
+def test_a_delete_needs_only_reference_and_marketplace():
+    fields, errors = parse_change({"reference": "HB-1", "item_type": "product", "operation": "delete",
+                                   "marketplace_id": "ATVPDKIKX0DER"})
+    assert errors == []
+    assert fields["operation"] == "delete"
+
+
+def test_not_an_object():
+    fields, errors = parse_change(["a"])
+    assert fields is None and errors[0].code == "contract.not_object"
