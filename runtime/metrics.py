@@ -6,6 +6,7 @@ Never label by SKU, seller, request id or event id: logs carry those.
 
 from __future__ import annotations
 
+import contextlib
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -58,10 +59,8 @@ class PipelineMetrics:
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """A revoked partition is another member's to report."""
-        try:
+        with contextlib.suppress(KeyError):
             self.lag.remove(self.service, topic, str(partition))
-        except KeyError:
-            pass
 
 
 class _QuietHandler(WSGIRequestHandler):

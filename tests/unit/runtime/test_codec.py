@@ -1,3 +1,4 @@
+import io
 import json
 import struct
 from datetime import UTC, datetime
@@ -115,3 +116,23 @@ def test_truncated_and_padded_bodies_are_undecodable():
         with pytest.raises(DecodeError) as caught:
             codec.decode(broken)
         assert caught.value.reason == "undecodable"
+
+
+def test_every_older_version_is_readable_by_its_successor():
+    versions = load_schema_versions()
+    by_record: dict[str, list] = {}
+    for version in versions:
+        by_record.setdefault(version.record_name, []).append(version)
+    checked = 0
+    for record_versions in by_record.values():
+        record_versions.sort(key=lambda v: v.version)
+        for older, newer in zip(record_versions, record_versions[1:], strict=False):
+            # fastavro raises SchemaResolutionError when the newer schema cannot read the older one
+            sample = sample_events()[older.record_name]
+            fields = {f["name"] for f in older.parsed["fields"]}
+            data = io.BytesIO()
+            fastavro.schemaless_writer(data, older.parsed, {k: v for k, v in sample.items() if k in fields})
+            data.seek(0)
+            fastavro.schemaless_reader(data, older.parsed, newer.parsed)
+            checked += 1
+    assert checked >= 1

@@ -1,0 +1,200 @@
+"""`catalog-sync demo`: the whole pipeline on one machine.
+
+Embedded broker (in this process) → SP-API emulator, validator, submitter, recorder and the read
+API as child processes → the sample catalog published as one run → the page's URL printed.
+With --once it waits for the run to complete, prints a summary and exits (0 when the run finished).
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import signal
+import sys
+import tempfile
+import time
+from importlib import resources
+from pathlib import Path
+
+import httpx
+
+from catalog_sync.runtime.embedded_broker import EmbeddedBroker
+from catalog_sync.runtime.processes import ServiceProcess
+from catalog_sync.runtime.testing import free_port
+
+DEMO_SELLER = "A3DEMOSELLER01"
+DEMO_CREDENTIALS = {
+    # The emulator accepts any client; these only exercise the real Login with Amazon exchange.
+    "LWA_CLIENT_ID": "amzn1.application-oa2-client.demo",
+    "LWA_CLIENT_SECRET": "demo-client-secret",
+    "LWA_REFRESH_TOKEN": "Atzr|demo-refresh-token",
+    "SELLER_ID": DEMO_SELLER,
+}
+
+
+def sample_catalog() -> Path:
+    return Path(str(resources.files("catalog_sync") / "samples" / "catalog.jsonl"))
+
+
+def _port(preferred: int | None) -> int:
+    if preferred:
+        return preferred
+    import socket
+
+    with socket.socket() as sock:
+        try:
+            sock.bind(("127.0.0.1", 8080))
+            return 8080
+        except OSError:
+            return free_port()
+
+
+def _wait_http(url: str, process: ServiceProcess, timeout_s: float = 60.0) -> None:
+    deadline = time.monotonic() + timeout_s
+    while True:
+        try:
+            if httpx.get(url, timeout=2).status_code < 500:
+                return
+        except httpx.HTTPError:
+            pass
+        if not process.running:
+            raise RuntimeError(f"{process.name} exited:\n{process.log_text()[-3000:]}")
+        if time.monotonic() > deadline:
+            raise TimeoutError(f"{process.name} did not answer {url} within {timeout_s}s")
+        time.sleep(0.1)
+
+
+class DemoStack:
+    """Starts and stops every piece; usable by tests too."""
+
+    def __init__(self, data_dir: Path, api_port: int | None = None, extra_env: dict[str, str] | None = None,
+                 emulator_args: list[str] | None = None):
+        self.data_dir = data_dir
+        self.api_port = _port(api_port)
+        self.emulator_port = free_port()
+        self.extra_env = extra_env or {}
+        self.emulator_args = emulator_args or []
+        self.broker: EmbeddedBroker | None = None
+        self.processes: dict[str, ServiceProcess] = {}
+
+    @property
+    def api_url(self) -> str:
+        return f"http://127.0.0.1:{self.api_port}"
+
+    @property
+    def emulator_url(self) -> str:
+        return f"http://127.0.0.1:{self.emulator_port}"
+
+    def env(self) -> dict[str, str]:
+        assert self.broker is not None
+        return {
+            **self.broker.env(),
+            "READ_STORE_URL": f"sqlite:///{self.data_dir / 'catalog-sync.db'}",
+            "SPAPI_ENDPOINT": self.emulator_url,
+            "SPAPI_SANDBOX_ENDPOINT": f"{self.emulator_url}/sandbox",
+            "LWA_TOKEN_URL": f"{self.emulator_url}/auth/o2/token",
+            **DEMO_CREDENTIALS,
+            "API_PORT": str(self.api_port),
+            "KAFKA_SESSION_TIMEOUT_MS": "6000",
+            "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+            "LOG_FORMAT": "json",
+            **self.extra_env,
+        }
+
+    def start(self) -> None:
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        self.broker = EmbeddedBroker()
+        env = self.env()
+        emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port), *self.emulator_args], env)
+        for worker in ("validator", "submitter", "recorder"):
+            self._start(worker, [worker], {**env, "METRICS_PORT": str(free_port())})
+        api = self._start("api", ["api"], {**env, "METRICS_PORT": "off"})
+        _wait_http(f"{self.emulator_url}/_emulator/requests", emulator)
+        _wait_http(f"{self.api_url}/api/activity", api)
+
+    def _start(self, name: str, args: list[str], env: dict[str, str]) -> ServiceProcess:
+        process = ServiceProcess(name, args, env, self.data_dir / "logs").start()
+        self.processes[name] = process
+        return process
+
+    def publish(self, catalog: Path, mode: str) -> str:
+        from catalog_sync.publisher import RunPublisher, read_catalog
+        from catalog_sync.runtime.config import RuntimeSettings
+
+        parsed = read_catalog(catalog)
+        if parsed.problems:
+            raise ValueError(f"{catalog}: {len(parsed.problems)} line(s) break the contract")
+        settings = RuntimeSettings.from_env("publisher", self.env(), metrics_port=None)
+        publisher = RunPublisher(settings)
+        try:
+            return publisher.publish_run(parsed.items, mode=mode, source=catalog.name)
+        finally:
+            publisher.close()
+
+    def wait_for_run(self, run_id: str, timeout_s: float) -> dict:
+        deadline = time.monotonic() + timeout_s
+        while True:
+            for run in httpx.get(f"{self.api_url}/api/runs", params={"limit": 20}, timeout=5).json()["runs"]:
+                if run["run_id"] == run_id and run["status"] != "in_progress":
+                    return run
+            for process in self.processes.values():
+                if not process.running:
+                    raise RuntimeError(f"{process.name} exited:\n{process.log_text()[-3000:]}")
+            if time.monotonic() > deadline:
+                raise TimeoutError(f"run {run_id} did not complete within {timeout_s}s")
+            time.sleep(0.2)
+
+    def stop(self) -> None:
+        for process in reversed(list(self.processes.values())):
+            process.stop()
+        if self.broker is not None:
+            self.broker.close()
+            self.broker = None
+
+
+def _summary(stack: DemoStack, run: dict) -> str:
+    counts = run["counts"]
+    lines = [
+        f"run {run['run_id']}: {run['status']} — {counts['total']} items: {counts['finished']} finished, "
+        f"{counts['error']} error, {counts['pending']} pending (mode {run['mode']}, endpoint {run['endpoint']})",
+    ]
+    items = httpx.get(f"{stack.api_url}/api/items", params={"run_id": run["run_id"], "limit": 100}, timeout=5).json()["items"]
+    for item in items:
+        error = item.get("error")
+        detail = f"{error['type']}: {error['code']} {error['message']}" if error else "ok"
+        lines.append(f"  {item['item_type']:<8} {item['reference']:<24} {item['status']:<9} "
+                     f"request_id={item.get('request_id') or '-':<36} {detail}"[:220])
+    return "\n".join(lines)
+
+
+def run_demo(args: argparse.Namespace) -> int:
+    catalog = args.catalog or sample_catalog()
+    temporary = args.data_dir is None
+    data_dir = Path(tempfile.mkdtemp(prefix="catalog-sync-demo-")) if temporary else args.data_dir
+    stack = DemoStack(data_dir, args.api_port)
+    print(f"catalog-sync demo: starting broker, Amazon emulator and workers (logs in {data_dir / 'logs'})", flush=True)
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    try:
+        stack.start()
+        run_id = stack.publish(catalog, args.mode)
+        print(f"published {catalog.name} as run {run_id}", flush=True)
+        print(f"web page:   {stack.api_url}/", flush=True)
+        print(f"read API:   {stack.api_url}/api/activity  (OpenAPI at {stack.api_url}/docs)", flush=True)
+        print(f"emulator:   {stack.emulator_url}/_emulator/requests", flush=True)
+        print(f"terminal:   READ_STORE_URL=sqlite:///{data_dir / 'catalog-sync.db'} catalog-sync status", flush=True)
+        if args.once:
+            run = stack.wait_for_run(run_id, args.timeout)
+            print(_summary(stack, run), flush=True)
+            return 0 if run["status"] in ("finished", "finished_with_errors") else 1
+        print("running; press Ctrl-C to stop", flush=True)
+        while all(p.running for p in stack.processes.values()):
+            time.sleep(1)
+        print("a service exited; stopping the demo", file=sys.stderr)
+        return 1
+    except KeyboardInterrupt:
+        return 0
+    finally:
+        stack.stop()
+        if temporary and args.once and not os.environ.get("CATALOG_SYNC_KEEP_DEMO"):
+            shutil.rmtree(data_dir, ignore_errors=True)

@@ -1,0 +1,122 @@
+"""Publishing a sync run: read a catalog file, check every line against the contract, then
+run opened → one CatalogItemChanged per item → run closed (architecture.md, "Runs")."""
+
+from __future__ import annotations
+
+import json
+import sys
+import uuid
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import datetime
+from pathlib import Path
+
+from catalog_sync.runtime import topics
+from catalog_sync.runtime.bus import BusProducer, ensure_topics
+from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.config import RuntimeSettings
+from catalog_sync.runtime.contract import ContractError, parse_change
+from catalog_sync.runtime.events import endpoint_for_mode, item_key, new_header, utc_now
+
+
+@dataclass
+class LineProblem:
+    line_no: int
+    errors: list[ContractError]
+
+    def describe(self) -> str:
+        return "; ".join(f"{e.message}" + (f" [{e.path}]" if e.path else "") for e in self.errors)
+
+
+@dataclass
+class CatalogFile:
+    items: list[dict] = field(default_factory=list)  # contract fields, in file order
+    problems: list[LineProblem] = field(default_factory=list)
+
+
+def read_catalog(path: Path) -> CatalogFile:
+    """JSON Lines: one item per line; blank lines are ignored. Every bad line is reported by number."""
+    catalog = CatalogFile()
+    with path.open("r", encoding="utf-8", errors="strict") as handle:
+        try:
+            for line_no, line in enumerate(handle, start=1):
+                if not line.strip():
+                    continue
+                try:
+                    obj = json.loads(line)
+                except json.JSONDecodeError as exc:
+                    catalog.problems.append(LineProblem(line_no, [ContractError("contract.json", f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})", "")]))
+                    continue
+                fields, errors = parse_change(obj, line_no)
+                if errors:
+                    catalog.problems.append(LineProblem(line_no, errors))
+                else:
+                    catalog.items.append(fields)
+        except UnicodeDecodeError as exc:
+            raise ValueError(f"{path}: not UTF-8 text after line {line_no - 1} ({exc.reason})") from None
+    return catalog
+
+
+class RunPublisher:
+    """Publishes runs on one producer; `publish_run` returns the run id."""
+
+    def __init__(self, settings: RuntimeSettings, codec: AvroCodec | None = None):
+        self.settings = settings
+        self.codec = codec or AvroCodec()
+        ensure_topics(settings, [settings.topic(t) for t in (topics.CATALOG_RUN_EVENTS, topics.CATALOG_ITEM_CHANGED)])
+        self.producer = BusProducer(settings, linger_ms=20)
+
+    def publish_run(
+        self,
+        items: Iterable[dict],
+        *,
+        mode: str,
+        source: str | None = None,
+        next_run_at: datetime | None = None,
+        run_id: str | None = None,
+        progress: Callable[[int], None] | None = None,
+    ) -> str:
+        run_id = run_id or f"run-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
+        run_topic = self.settings.topic(topics.CATALOG_RUN_EVENTS)
+        item_topic = self.settings.topic(topics.CATALOG_ITEM_CHANGED)
+        opened = {**new_header(run_id), "mode": mode, "endpoint": endpoint_for_mode(mode),
+                  "started_at": utc_now(), "next_run_at": next_run_at, "source": source}
+        # The run must be known before its items: flush the opening before the first item.
+        self.producer.send(run_topic, run_id, self.codec.encode("RunOpened", opened))
+        self.producer.flush()
+        count = 0
+        for fields in items:
+            event = {**new_header(run_id), "mode": mode, **fields}
+            key = item_key(fields["seller_id"], fields["marketplace_id"], fields["reference"])
+            self.producer.send(item_topic, key, self.codec.encode("CatalogItemChanged", event))
+            count += 1
+            if count % 5000 == 0:
+                self.producer.flush()
+                if progress:
+                    progress(count)
+        self.producer.flush()
+        if progress:
+            progress(count)
+        closed = {**new_header(run_id), "item_count": count, "closed_at": utc_now()}
+        self.producer.send(run_topic, run_id, self.codec.encode("RunClosed", closed))
+        self.producer.flush()
+        return run_id
+
+    def close(self) -> None:
+        self.producer.close()
+
+
+def progress_printer(total: int, stream=sys.stderr) -> Callable[[int], None]:
+    """A one-line progress bar on a terminal, nothing otherwise."""
+
+    def show(done: int) -> None:
+        if not stream.isatty() or total == 0:
+            return
+        width = 30
+        filled = int(width * done / total)
+        stream.write(f"\rpublishing [{'#' * filled}{'.' * (width - filled)}] {done}/{total}")
+        if done >= total:
+            stream.write("\n")
+        stream.flush()
+
+    return show
