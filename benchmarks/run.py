@@ -1,0 +1,82 @@
+"""`make bench`: every benchmark group in one run; prints a table and writes bench-results.json.
+
+Figure names are fixed by interfaces.md §6. Each group module has `run(results: dict) -> None`;
+a group that cannot run here (e.g. ../shared absent) records nothing and says why.
+"""
+
+from __future__ import annotations
+
+import argparse
+import importlib
+import json
+import os
+import platform
+import sys
+import time
+import traceback
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+GROUPS = ["kafka_passthrough", "validator", "submitter", "recorder", "pipeline"]
+TARGETS = {
+    "validator_worker_events_per_s": (">=", 5000),
+    "submitter_single_seller_plan_ratio": (">=", 0.99),
+    "submitter_single_seller_steady_429": ("<=", 0),
+    "submitter_multi_seller_requests_per_s": (">=", 1000),
+    "recorder_sqlite_events_per_s": (">=", 20000),
+    "recorder_postgres_events_per_s": (">=", 20000),
+    "api_items_p99_ms": ("<=", 50),
+    "e2e_100k_seconds": ("<=", 60),
+}
+
+
+def machine() -> dict:
+    memory_gib = None
+    try:
+        with open("/proc/meminfo") as handle:
+            memory_gib = round(int(handle.readline().split()[1]) / 1024 / 1024, 1)
+    except OSError:
+        pass
+    return {"cores": os.cpu_count(), "memory_gib": memory_gib, "python": platform.python_version(),
+            "platform": platform.platform()}
+
+
+def verdict(name: str, value: float) -> str:
+    if name not in TARGETS:
+        return ""
+    op, target = TARGETS[name]
+    ok = value >= target if op == ">=" else value <= target
+    return f"{'ok  ' if ok else 'MISS'} (target {op} {target:,})"
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("groups", nargs="*", default=GROUPS, help=f"groups to run (default: all of {GROUPS})")
+    parser.add_argument("--output", type=Path, default=ROOT / "bench-results.json")
+    args = parser.parse_args()
+    sys.path[0] = str(ROOT)  # not benchmarks/: its module names must not shadow packages
+    results: dict = {}
+    if args.output.exists():  # running some groups keeps the other groups' last figures
+        results.update(json.loads(args.output.read_text()))
+    failed = []
+    for group in args.groups:
+        started = time.monotonic()
+        print(f"== {group}", flush=True)
+        try:
+            importlib.import_module(f"benchmarks.{group}").run(results)
+        except Exception:
+            traceback.print_exc()
+            failed.append(group)
+        print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
+    results["machine"] = machine()
+    args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
+    print(f"\n{'figure':<42} {'value':>14}  target")
+    for name in sorted(k for k in results if k != "machine"):
+        value = results[name]
+        print(f"{name:<42} {value:>14,.3f}  {verdict(name, value)}")
+    print(f"\nwritten to {args.output}")
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,66 @@
+#!/bin/sh
+# Creates catalog-sync's topics when missing (idempotent: --if-not-exists; existing topics are left as
+# they are, partition counts included). Runs in the official apache/kafka image, in docker compose
+# (service kafka-topics) and as the Kubernetes Job in deploy/k8s/topics.yaml (same script, kept equal by
+# tests/deploy). A worker scales up to the partition count of its input topic: choose PARTITIONS for
+# the largest replica count you plan (KEDA's maxReplicaCount in deploy/k8s uses 12).
+#
+# Environment:
+#   KAFKA_BOOTSTRAP_SERVERS  required, e.g. kafka:9092
+#   PARTITIONS               partitions of the item-keyed and seller-keyed topics (default 12)
+#   REPLICATION_FACTOR       default 1 (single broker); use 3 on a production cluster
+#   TOPIC_PREFIX             same value as the workers' TOPIC_PREFIX (default none)
+#   KAFKA_COMMAND_CONFIG     optional client properties file (TLS/SASL) for kafka-topics.sh
+#   KAFKA_TOPICS             path of kafka-topics.sh (default /opt/kafka/bin/kafka-topics.sh)
+set -eu
+
+: "${KAFKA_BOOTSTRAP_SERVERS:?set KAFKA_BOOTSTRAP_SERVERS}"
+PARTITIONS="${PARTITIONS:-12}"
+REPLICATION_FACTOR="${REPLICATION_FACTOR:-1}"
+TOPIC_PREFIX="${TOPIC_PREFIX:-}"
+KAFKA_TOPICS="${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}"
+DLQ_RETENTION_MS=1209600000   # 14 days to inspect and replay dead letters
+
+topics() {
+    if [ -n "${KAFKA_COMMAND_CONFIG:-}" ]; then
+        "$KAFKA_TOPICS" --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS" --command-config "$KAFKA_COMMAND_CONFIG" "$@"
+    else
+        "$KAFKA_TOPICS" --bootstrap-server "$KAFKA_BOOTSTRAP_SERVERS" "$@"
+    fi
+}
+
+# The broker may still be starting (Kubernetes starts the Job with it): wait up to ~2 minutes.
+tries=0
+until topics --list >/dev/null 2>&1; do
+    tries=$((tries + 1))
+    if [ "$tries" -ge 60 ]; then
+        echo "create-topics: Kafka at $KAFKA_BOOTSTRAP_SERVERS did not answer" >&2
+        exit 1
+    fi
+    sleep 2
+done
+
+# create NAME PARTITIONS [--config k=v ...]
+create() {
+    name="$TOPIC_PREFIX$1"
+    partitions="$2"
+    shift 2
+    topics --create --if-not-exists --topic "$name" --partitions "$partitions" \
+        --replication-factor "$REPLICATION_FACTOR" "$@"
+    echo "create-topics: $name ($partitions partitions)"
+}
+
+# Item-keyed (seller|marketplace|reference): per-item order, spread over many partitions.
+create catalog.item.changed "$PARTITIONS"
+create listing.validation.failed "$PARTITIONS"
+create listing.submission.completed "$PARTITIONS"
+# Seller-keyed: one submitter owns each seller's rate limit.
+create listing.ready "$PARTITIONS"
+# Run opened/closed, keyed by run id: a few events per run.
+create catalog.run.events 3
+# Submitter state: last accepted content hash per item; only the newest value per key matters.
+create listing.accepted.hashes "$PARTITIONS" --config cleanup.policy=compact
+# Dead letters: rare, kept long enough to inspect and replay.
+create validator.dlq 3 --config "retention.ms=$DLQ_RETENTION_MS"
+create submitter.dlq 3 --config "retention.ms=$DLQ_RETENTION_MS"
+create recorder.dlq 3 --config "retention.ms=$DLQ_RETENTION_MS"
