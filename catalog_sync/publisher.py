@@ -3,6 +3,7 @@ run opened → one CatalogItemChanged per item → run closed (architecture.md, 
 
 from __future__ import annotations
 
+import csv
 import json
 import sys
 import uuid
@@ -35,26 +36,66 @@ class CatalogFile:
 
 
 def read_catalog(path: Path) -> CatalogFile:
-    """JSON Lines: one item per line; blank lines are ignored. Every bad line is reported by number."""
+    """A catalog file: JSON Lines (one item per line) or, for *.csv, CSV with a header row.
+    Every bad line is reported by number; nothing is dropped silently."""
     catalog = CatalogFile()
-    with path.open("r", encoding="utf-8", errors="strict") as handle:
-        try:
-            for line_no, line in enumerate(handle, start=1):
-                if not line.strip():
-                    continue
-                try:
-                    obj = json.loads(line)
-                except json.JSONDecodeError as exc:
-                    catalog.problems.append(LineProblem(line_no, [ContractError("contract.json", f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})", "")]))
-                    continue
-                fields, errors = parse_change(obj, line_no)
-                if errors:
-                    catalog.problems.append(LineProblem(line_no, errors))
-                else:
-                    catalog.items.append(fields)
-        except UnicodeDecodeError as exc:
-            raise ValueError(f"{path}: not UTF-8 text after line {line_no - 1} ({exc.reason})") from None
+    rows = _csv_rows(path) if path.suffix.lower() == ".csv" else _jsonl_rows(path)
+    try:
+        for line_no, obj, problem in rows:
+            if problem is not None:
+                catalog.problems.append(LineProblem(line_no, [problem]))
+                continue
+            fields, errors = parse_change(obj, line_no)
+            if errors:
+                catalog.problems.append(LineProblem(line_no, errors))
+            else:
+                catalog.items.append(fields)
+    except UnicodeDecodeError as exc:
+        raise ValueError(f"{path}: not UTF-8 text ({exc.reason} at byte {exc.start})") from None
     return catalog
+
+
+def _jsonl_rows(path: Path):
+    with path.open("r", encoding="utf-8", errors="strict") as handle:
+        for line_no, line in enumerate(handle, start=1):
+            if not line.strip():
+                continue
+            try:
+                yield line_no, json.loads(line), None
+            except json.JSONDecodeError as exc:
+                yield line_no, None, ContractError(
+                    "contract.json", f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})", "")
+
+
+CSV_COLUMNS = ("reference", "item_type", "operation", "seller_id", "marketplace_id", "product_type",
+               "requirements", "parent_reference", "attributes", "changed_at")
+
+
+def _csv_rows(path: Path):
+    """CSV with the contract's field names as header; `attributes` holds the attribute JSON; empty
+    cells are absent fields. Line numbers count the header as line 1."""
+    with path.open("r", encoding="utf-8-sig", errors="strict", newline="") as handle:
+        reader = csv.DictReader(handle)
+        unknown = [c for c in (reader.fieldnames or []) if c not in CSV_COLUMNS]
+        if not reader.fieldnames or "reference" not in reader.fieldnames:
+            yield 1, None, ContractError("contract.csv_header", f"line 1: the CSV header must name the columns {', '.join(CSV_COLUMNS)}", "")
+            return
+        if unknown:
+            yield 1, None, ContractError("contract.csv_header", f"line 1: unknown CSV column(s) {', '.join(unknown)}", "")
+            return
+        for row in reader:
+            line_no = reader.line_num
+            obj = {k: v for k, v in row.items() if k is not None and v not in (None, "")}
+            if None in row:
+                yield line_no, None, ContractError("contract.csv_row", f"line {line_no}: more cells than header columns", "")
+                continue
+            if "attributes" in obj:
+                try:
+                    obj["attributes"] = json.loads(obj["attributes"])
+                except json.JSONDecodeError as exc:
+                    yield line_no, None, ContractError("contract.json", f"line {line_no}: the attributes cell is not valid JSON ({exc.msg})", "/attributes")
+                    continue
+            yield line_no, obj, None
 
 
 class RunPublisher:
