@@ -1,0 +1,207 @@
+"""The read API (interfaces.md §5) and the web page, served by FastAPI; OpenAPI at /docs.
+
+Handlers are plain `def`s: FastAPI runs them on its thread pool, and the store's small
+connection pool bounds the database connections they use.
+"""
+
+from __future__ import annotations
+
+import hmac
+from pathlib import Path
+from typing import Any, Literal
+
+import orjson
+from fastapi import Depends, FastAPI, HTTPException, Query, Request
+from fastapi.responses import FileResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel
+
+from .read_model import DEFAULT_PAGE, MAX_PAGE, BadQuery, ItemFilters, ReadModel
+from .store import StoreUnavailable
+
+STATIC_DIR = Path(__file__).resolve().parent / "static"
+# The page loads only its own script and style: injected markup could not run even if it slipped through.
+PAGE_CSP = ("default-src 'none'; script-src 'self'; style-src 'self'; connect-src 'self'; img-src 'self'; "
+            "base-uri 'none'; form-action 'none'; frame-ancestors 'none'")
+
+
+class Counts(BaseModel):
+    total: int
+    pending: int
+    error: int
+    finished: int
+
+
+class Run(BaseModel):
+    run_id: str
+    mode: str | None
+    endpoint: str | None
+    status: Literal["in_progress", "finished", "finished_with_errors", "interrupted"]
+    started_at: str | None
+    finished_at: str | None
+    counts: Counts
+    item_count: int | None = None
+    closed_at: str | None = None
+    next_run_at: str | None = None
+    last_event_at: str | None = None
+    source: str | None = None
+
+
+class Activity(BaseModel):
+    in_progress: bool
+    current_run: Run | None
+    last_run: Run | None
+    next_run_at: str | None
+
+
+class Runs(BaseModel):
+    runs: list[Run]
+
+
+class ItemError(BaseModel):
+    type: Literal["validation", "amazon_response"]
+    code: str | None
+    message: str
+    details: list[dict[str, Any]]
+
+
+class Item(BaseModel):
+    reference: str
+    item_type: str
+    seller_id: str | None
+    marketplace_id: str
+    status: Literal["pending", "error", "finished"]
+    run_id: str | None
+    synced_at: str | None
+    endpoint: str | None
+    request_id: str | None
+    submission_id: str | None
+    error: ItemError | None
+    issues: list[dict[str, Any]]
+
+
+class Items(BaseModel):
+    summary: Counts
+    items: list[Item]
+    next_cursor: str | None
+    run_id: str | None = None
+
+
+class ItemWithHistory(Item):
+    history: list[dict[str, Any]]
+    other_items: list[dict[str, Any]] = []
+
+
+class SupportCase(BaseModel):
+    api: str
+    api_version: str
+    operation: str
+    reference: str | None
+    run_id: str | None
+    marketplace_id: str | None
+    country: str | None
+    marketplaces: list[dict[str, Any]]
+    request_ids: list[str]
+    submission_ids: list[str]
+    submissions: list[dict[str, Any]]
+    text: str
+
+
+def _json(data: Any, status_code: int = 200) -> Response:
+    return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
+
+
+def create_app(model: ReadModel, *, api_token: str | None = None) -> FastAPI:
+    app = FastAPI(
+        title="catalog-sync read API",
+        version="1",
+        description="Sync runs and item statuses recorded from the catalog-sync pipeline (interfaces.md §5).",
+    )
+
+    def authorised(request: Request) -> None:
+        if not api_token:
+            return
+        header = request.headers.get("authorization", "")
+        scheme, _, given = header.partition(" ")
+        if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), api_token.encode()):
+            raise HTTPException(401, "a valid bearer token is required (API_TOKEN)",
+                                headers={"WWW-Authenticate": "Bearer"})
+
+    guard = [Depends(authorised)]
+
+    @app.exception_handler(BadQuery)
+    def bad_query(_request: Request, exc: BadQuery) -> Response:
+        return _json({"detail": str(exc)}, 400)
+
+    @app.exception_handler(StoreUnavailable)
+    def unavailable(_request: Request, exc: StoreUnavailable) -> Response:
+        return _json({"detail": "the read store is unavailable; retry shortly"}, 503)
+
+    @app.get("/api/activity", response_model=Activity, dependencies=guard,
+             summary="Is a sync running, the last and the next run")
+    def activity() -> Response:
+        return _json(model.activity())
+
+    @app.get("/api/runs", response_model=Runs, dependencies=guard, summary="Runs, newest first")
+    def runs(limit: int = Query(20, ge=1, le=500)) -> Response:
+        return _json(model.runs(limit))
+
+    @app.get("/api/items", response_model=Items, dependencies=guard,
+             summary="Item statuses with filters, a summary of the whole filtered set and cursor pagination")
+    def items(
+        reference: str | None = Query(None, description="matches any part of the reference"),
+        status: str = Query("all", description="all | error | pending | finished"),
+        type: str | None = Query(None, description="category | product | variant"),
+        since: str | None = Query(None, description="ISO-8601: items synced at or after it, across runs"),
+        run_id: str | None = Query(None, description="default: the last run; 'all': every run"),
+        limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
+        cursor: str | None = Query(None, description="next_cursor of the previous page"),
+    ) -> Response:
+        filters = ItemFilters(reference=reference or None, status=status or "all", item_type=type or None,
+                              since=since or None, run_id=run_id or None, limit=limit, cursor=cursor or None)
+        return _json(model.items(filters))
+
+    @app.get("/api/items/{reference:path}", response_model=ItemWithHistory, dependencies=guard,
+             summary="One item and every event of it, oldest first")
+    def item(reference: str, marketplace_id: str | None = None, seller_id: str | None = None) -> Response:
+        found = model.item(reference, marketplace_id or None, seller_id or None)
+        if found is None:
+            raise HTTPException(404, f"no item with reference {reference!r}")
+        return _json(found)
+
+    @app.get("/api/support-case", response_model=SupportCase, dependencies=guard,
+             summary="What to paste into an Amazon support case")
+    def support_case(reference: str | None = None, marketplace_id: str | None = None,
+                     seller_id: str | None = None, run_id: str | None = None,
+                     limit: int = Query(50, ge=1, le=500)) -> Response:
+        case = model.support_case(reference=reference or None, marketplace_id=marketplace_id or None,
+                                  seller_id=seller_id or None, run_id=run_id or None, limit=limit)
+        if case is None:
+            raise HTTPException(404, "nothing recorded for that reference or run")
+        return _json(case)
+
+    @app.get("/healthz", include_in_schema=False)
+    def healthz() -> Response:
+        with model.store.read() as s:
+            s.execute("SELECT 1")
+        return _json({"ok": True})
+
+    @app.get("/", include_in_schema=False)
+    def page() -> FileResponse:
+        return FileResponse(STATIC_DIR / "index.html", headers={"Content-Security-Policy": PAGE_CSP,
+                                                                "X-Content-Type-Options": "nosniff",
+                                                                "Cache-Control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+    return app
+
+
+def app_from_env() -> FastAPI:
+    """`uvicorn --factory catalog_sync.recorder.api:app_from_env`: the app configured from the environment."""
+    from .read_model import ReadModel
+    from .service import open_store
+    from .settings import RecorderSettings
+
+    settings = RecorderSettings.from_env()
+    return create_app(ReadModel(open_store(settings), stall_seconds=settings.stall_seconds),
+                      api_token=settings.api_token)

@@ -1,0 +1,138 @@
+"""Command line of the recorder: `catalog-sync recorder` (the worker), `catalog-sync api` (read API
+and web page) and `catalog-sync status` (the same view in a terminal).
+
+Heavy imports live inside the command functions so `catalog-sync --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import argparse
+import sys
+
+
+def register(subparsers: argparse._SubParsersAction) -> None:
+    worker = subparsers.add_parser(
+        "recorder", help="run the recorder worker (pipeline events → read store)",
+        description="Projects run, catalog, validation and submission events into the read store "
+                    "(READ_STORE_URL: sqlite:///path.db or postgresql://...).")
+    worker.set_defaults(func=recorder_command)
+
+    api = subparsers.add_parser(
+        "api", help="serve the read API and the web page",
+        description="Serves /api/* (OpenAPI at /docs) and the web page at / from the read store. "
+                    "Set API_TOKEN to require 'Authorization: Bearer <token>' on /api/*.")
+    api.add_argument("--host", default=None, help="interface to listen on (default API_HOST, else 127.0.0.1)")
+    api.add_argument("--port", type=int, default=None, help="port (default API_PORT, else 8080; 0 picks a free one)")
+    api.set_defaults(func=api_command)
+
+    status = subparsers.add_parser(
+        "status", help="show the activity register and item statuses",
+        description="The activity register, recent runs and the item table, read from the read store. "
+                    "Filters are those of GET /api/items.")
+    status.add_argument("--reference", help="items whose reference contains this text")
+    status.add_argument("--status", default="all", choices=("all", "error", "pending", "finished"))
+    status.add_argument("--type", dest="item_type", choices=("category", "product", "variant"))
+    status.add_argument("--since", help="ISO-8601 time: items synced at or after it, across runs")
+    status.add_argument("--run-id", help="a run id, or 'all' (default: the last run)")
+    status.add_argument("--limit", type=int, default=25, help="items to show (default 25)")
+    status.add_argument("--cursor", help="next page (printed under the table)")
+    status.add_argument("--runs", type=int, default=5, help="recent runs to list (default 5; 0 hides them)")
+    status.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    status.set_defaults(func=status_command)
+
+
+def recorder_command(args: argparse.Namespace) -> int:
+    from catalog_sync.runtime.config import RuntimeSettings
+    from catalog_sync.runtime.logs import configure_logging
+
+    from .service import SERVICE, run
+    from .settings import RecorderSettings
+
+    runtime = RuntimeSettings.from_env(SERVICE)
+    configure_logging(SERVICE, runtime.log_format, runtime.log_level)
+    run(runtime, RecorderSettings.from_env())
+    return 0
+
+
+def api_command(args: argparse.Namespace) -> int:
+    import os
+
+    import uvicorn
+    from catalog_sync.runtime.config import env_choice, mask_secrets
+    from catalog_sync.runtime.logs import configure_logging
+
+    from .api import create_app
+    from .read_model import ReadModel
+    from .service import open_store
+    from .settings import RecorderSettings
+
+    overrides = {k: v for k, v in (("api_host", args.host), ("api_port", args.port)) if v is not None}
+    settings = RecorderSettings.from_env(**overrides)
+    configure_logging("api", env_choice(os.environ, "LOG_FORMAT", "auto", ("auto", "json", "console")))
+    import structlog
+
+    structlog.get_logger().info("api starting", settings=mask_secrets(settings))
+    store = open_store(settings)
+    app = create_app(ReadModel(store, stall_seconds=settings.stall_seconds), api_token=settings.api_token)
+    config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
+                            access_log=False)
+    server = uvicorn.Server(config)
+    # Announce the real address (port 0 picks a free one) once the socket is bound.
+    original_startup = server.startup
+
+    async def startup(sockets=None):
+        await original_startup(sockets)
+        for s in server.servers:
+            for sock in s.sockets:
+                host, port = sock.getsockname()[:2]
+                print(f"read API and web page on http://{host}:{port}/ (OpenAPI at /docs)", flush=True)
+
+    server.startup = startup
+    try:
+        server.run()
+    finally:
+        store.close()
+    return 0
+
+
+def status_command(args: argparse.Namespace) -> int:
+    from pathlib import Path
+
+    import orjson
+
+    from .read_model import BadQuery, ItemFilters, ReadModel
+    from .settings import RecorderSettings
+    from .store import ReadStore, StoreUnavailable
+    from .terminal import render_status
+
+    settings = RecorderSettings.from_env()
+    url = settings.read_store_url
+    if url.lower().startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).exists():
+        print(f"catalog-sync status: no read store at {url} (set READ_STORE_URL; the recorder creates it)",
+              file=sys.stderr)
+        return 2
+    store = ReadStore(url, schema=settings.read_store_schema, pool_size=1)
+    try:
+        store.migrate()
+        model = ReadModel(store, stall_seconds=settings.stall_seconds)
+        filters = ItemFilters(reference=args.reference, status=args.status, item_type=args.item_type,
+                              since=args.since, run_id=args.run_id, limit=args.limit, cursor=args.cursor)
+        activity = model.activity()
+        runs = model.runs(args.runs)["runs"] if args.runs > 0 else []
+        items = model.items(filters)
+    except BadQuery as exc:
+        print(f"catalog-sync status: {exc}", file=sys.stderr)
+        return 2
+    except StoreUnavailable as exc:
+        print(f"catalog-sync status: {exc}", file=sys.stderr)
+        return 3
+    finally:
+        store.close()
+    if args.json:
+        sys.stdout.write(orjson.dumps({"activity": activity, "runs": runs, **items}).decode() + "\n")
+    else:
+        import shutil
+
+        width = shutil.get_terminal_size((120, 20)).columns if sys.stdout.isatty() else None
+        print(render_status(activity, runs, items, width))
+    return 0

@@ -1,0 +1,415 @@
+"""The recorder's projections as pure folds: decoded events in, rows to write out.
+
+No database here. The store loads the rows a batch touches (items, per-run items, runs), `project`
+folds the batch's *new* events into them and returns what to write back plus counter deltas.
+
+The status rule (interfaces.md §2, architecture.md): an item is pending until a final event
+(ValidationFailed or SubmissionCompleted) arrives; the latest final event by event time wins; a
+catalog change newer than that final event makes the item pending again (a new sync of it). Every
+step is a max over event time, so the result does not depend on arrival order, and the store drops
+duplicates (same event_id) before they get here.
+"""
+
+from __future__ import annotations
+
+from collections import Counter
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+CHANGED = "CatalogItemChanged"
+VALIDATION_FAILED = "ValidationFailed"
+SUBMISSION_COMPLETED = "SubmissionCompleted"
+RUN_OPENED = "RunOpened"
+RUN_CLOSED = "RunClosed"
+ITEM_EVENTS = (CHANGED, VALIDATION_FAILED, SUBMISSION_COMPLETED)
+RUN_EVENTS = (RUN_OPENED, RUN_CLOSED)
+PROJECTED_EVENTS = ITEM_EVENTS + RUN_EVENTS
+
+PENDING, ERROR, FINISHED = "pending", "error", "finished"
+ITEM_STATUSES = (PENDING, ERROR, FINISHED)
+ITEM_TYPES = ("category", "product", "variant")
+RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED = (
+    "in_progress", "finished", "finished_with_errors", "interrupted")
+RUN_STATUSES = (RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED)
+NO_RUN = ""  # counter key of items synced outside any run
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+_MS = timedelta(milliseconds=1)
+
+
+class InvalidEvent(ValueError):
+    """A decoded event the recorder cannot project (missing or malformed field)."""
+
+
+def to_ms(value: datetime | int | None) -> int | None:
+    """Event times are kept as epoch milliseconds: the same column type in SQLite and PostgreSQL."""
+    if value is None:
+        return None
+    if isinstance(value, datetime):
+        if value.tzinfo is None:
+            raise InvalidEvent("naive datetime in event (timestamps must be tz-aware)")
+        return (value - _EPOCH) // _MS  # integer arithmetic: no float rounding
+    return int(value)
+
+
+def endpoint_for_mode(mode: str | None) -> str | None:
+    if mode is None:
+        return None
+    return "test" if mode == "test" else "production"
+
+
+# -- item events, normalised ----------------------------------------------------------------
+@dataclass(frozen=True, slots=True)
+class ItemEvent:
+    """One item event with what every fold needs; `details` is what the history row keeps."""
+
+    item_key: str
+    kind: str
+    event_id: str
+    time: int
+    run_id: str | None
+    seller_id: str
+    marketplace_id: str
+    reference: str
+    item_type: str
+    endpoint: str | None
+    final_status: str | None  # error | finished for final events, None for a catalog change
+    details: dict
+
+
+def _required(event: dict, name: str, kind: str):
+    value = event.get(name)
+    if value is None or value == "":
+        raise InvalidEvent(f"{kind} without {name}")
+    return value
+
+
+def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> ItemEvent:
+    """Validate an item event and keep what the read model shows. A change or validation failure
+    without seller uses the configured default seller, as the validator and submitter do, so it
+    lands on the same item as the submission outcome."""
+    if kind not in ITEM_EVENTS:
+        raise InvalidEvent(f"{kind} is not an item event")
+    event_id = _required(event, "event_id", kind)
+    time = to_ms(_required(event, "event_time", kind))
+    seller = event.get("seller_id") or default_seller_id or ""
+    marketplace = _required(event, "marketplace_id", kind)
+    reference = _required(event, "reference", kind)
+    item_type = event.get("item_type") or "product"
+    if item_type not in ITEM_TYPES:
+        raise InvalidEvent(f"{kind} with unknown item_type {item_type!r}")
+    mode = event.get("mode")
+    key = f"{seller}|{marketplace}|{reference}"
+    if kind == CHANGED:
+        attributes = event.get("attributes_json") or "{}"
+        details = {
+            "operation": event.get("operation") or "upsert",
+            "mode": mode,
+            "product_type": event.get("product_type"),
+            "requirements": event.get("requirements"),
+            "parent_reference": event.get("parent_reference"),
+            "changed_at": _iso(event.get("changed_at")) if event.get("changed_at") else None,
+            "attributes_bytes": len(attributes.encode("utf-8")),
+        }
+        return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
+                         endpoint_for_mode(mode), None, details)
+    if kind == VALIDATION_FAILED:
+        errors = [
+            {"code": e.get("code"), "message": e.get("message"), "path": e.get("path")}
+            for e in event.get("errors") or []
+        ]
+        details = {"mode": mode, "source_event_id": event.get("source_event_id"), "errors": errors}
+        return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
+                         endpoint_for_mode(mode), ERROR, details)
+    status = event.get("status")
+    if status not in (ERROR, FINISHED):
+        raise InvalidEvent(f"{kind} with status {status!r} (expected error or finished)")
+    details = {
+        "mode": mode,
+        "operation": event.get("operation") or "upsert",
+        "outcome": event.get("outcome"),
+        "status": status,
+        "http_status": event.get("http_status"),
+        "amazon_status": event.get("amazon_status"),
+        "request_id": event.get("request_id"),
+        "attempt_request_ids": list(event.get("attempt_request_ids") or []),
+        "submission_id": event.get("submission_id"),
+        "issues": [_issue(i) for i in event.get("issues") or []],
+        "error_code": event.get("error_code"),
+        "error_message": event.get("error_message"),
+        "attempts": event.get("attempts") or 0,
+        "latency_ms": event.get("latency_ms") or 0.0,
+        "source_event_id": event.get("source_event_id"),
+    }
+    return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
+                     event.get("endpoint") or endpoint_for_mode(mode), status, details)
+
+
+def _issue(issue: dict) -> dict:
+    return {
+        "code": issue.get("code"),
+        "message": issue.get("message") or "",
+        "severity": issue.get("severity") or "ERROR",
+        "attribute_names": list(issue.get("attribute_names") or []),
+        "categories": list(issue.get("categories") or []),
+    }
+
+
+def _iso(value) -> str | None:
+    ms = to_ms(value)
+    return None if ms is None else iso_from_ms(ms)
+
+
+def iso_from_ms(ms: int | None) -> str | None:
+    if ms is None:
+        return None
+    return (_EPOCH + ms * _MS).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
+
+
+# -- error details shown to users ----------------------------------------------------------
+def error_of(final: ItemEvent) -> dict | None:
+    """{"type", "code", "message", "details"} for a final error; None for a success."""
+    if final.final_status != ERROR:
+        return None
+    d = final.details
+    if final.kind == VALIDATION_FAILED:
+        errors = d["errors"]
+        first = errors[0] if errors else {"code": "validation", "message": "validation failed"}
+        more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
+        return {"type": "validation", "code": first["code"], "message": f"{first['message']}{more}",
+                "details": errors}
+    errors = [i for i in d["issues"] if i["severity"] == "ERROR"] or d["issues"]
+    code = d["error_code"] or (errors[0]["code"] if errors else None) or d["amazon_status"] or d["outcome"]
+    message = d["error_message"] or (errors[0]["message"] if errors else None)
+    if message is None:
+        message = f"Amazon answered {d['amazon_status'] or d['http_status'] or d['outcome']}"
+    return {"type": "amazon_response", "code": code, "message": message, "details": d["issues"]}
+
+
+# -- fold state -----------------------------------------------------------------------------
+@dataclass(slots=True)
+class ItemState:
+    """Everything the read model shows of one item, plus what the fold needs to stay order-free.
+
+    Used for the item table (scope: the item) and for per-run membership (scope: run and item)."""
+
+    item_key: str
+    seller_id: str
+    marketplace_id: str
+    reference: str
+    item_type: str
+    run_id: str | None = None          # run of the latest event
+    synced_at: int = 0                 # event time of the latest event ...
+    latest_event_id: str = ""          # ... and its id (tie-break of equal times)
+    change_time: int | None = None     # latest catalog change
+    final_time: int | None = None      # latest final event ...
+    final_event_id: str | None = None  # ... and its id (tie-break of equal times)
+    final_status: str | None = None
+    endpoint: str | None = None
+    request_id: str | None = None
+    submission_id: str | None = None
+    error: dict | None = None
+    issues: list = field(default_factory=list)
+
+    @property
+    def status(self) -> str:
+        if self.final_time is None or (self.change_time is not None and self.change_time > self.final_time):
+            return PENDING
+        return self.final_status
+
+    @classmethod
+    def empty(cls, e: ItemEvent) -> ItemState:
+        return cls(e.item_key, e.seller_id, e.marketplace_id, e.reference, e.item_type, issues=[])
+
+    def apply(self, e: ItemEvent, details: bool = True) -> None:
+        """Fold one event in; `details=False` keeps only what status needs (run membership)."""
+        if (e.time, e.event_id) > (self.synced_at, self.latest_event_id):
+            self.synced_at, self.latest_event_id = e.time, e.event_id
+            self.run_id = e.run_id
+            self.item_type = e.item_type
+            if e.endpoint:
+                self.endpoint = e.endpoint
+        if e.final_status is None:
+            if self.change_time is None or e.time > self.change_time:
+                self.change_time = e.time
+            return
+        if self.final_time is not None and (e.time, e.event_id) <= (self.final_time, self.final_event_id or ""):
+            return  # an older (or the same) final event: the latest one keeps deciding
+        self.final_time, self.final_event_id, self.final_status = e.time, e.event_id, e.final_status
+        if not details:
+            return
+        sc = e.kind == SUBMISSION_COMPLETED
+        self.request_id = e.details["request_id"] if sc else None
+        self.submission_id = e.details["submission_id"] if sc else None
+        self.issues = e.details["issues"] if sc else []
+        self.error = error_of(e)
+
+
+@dataclass(slots=True)
+class RunState:
+    run_id: str
+    mode: str | None = None
+    endpoint: str | None = None
+    source: str | None = None
+    started_at: int | None = None
+    next_run_at: int | None = None
+    opened: bool = False
+    closed_at: int | None = None
+    item_count: int | None = None
+    changes_received: int = 0
+    total: int = 0
+    pending: int = 0
+    error: int = 0
+    finished: int = 0
+    last_event_at: int | None = None
+    finished_at: int | None = None
+    status: str = RUN_IN_PROGRESS
+
+    def touch(self, time: int) -> None:
+        self.last_event_at = time if self.last_event_at is None else max(self.last_event_at, time)
+        if not self.opened:
+            # Items can arrive before RunOpened (another topic): start at the earliest seen.
+            self.started_at = time if self.started_at is None else min(self.started_at, time)
+
+    def count(self, old: str | None, new: str) -> None:
+        if old == new:
+            return
+        if old is None:
+            self.total += 1
+        else:
+            setattr(self, old, getattr(self, old) - 1)
+        setattr(self, new, getattr(self, new) + 1)
+
+    def settle(self) -> None:
+        """Finished once closed, every published change received and nothing pending."""
+        done = (self.item_count is not None and self.changes_received >= self.item_count
+                and self.pending == 0)
+        if done:
+            self.status = RUN_FINISHED_WITH_ERRORS if self.error else RUN_FINISHED
+            self.finished_at = self.last_event_at
+        else:
+            self.status, self.finished_at = RUN_IN_PROGRESS, None
+
+
+def effective_run_status(run: RunState, now_ms: int, stall_ms: int) -> str:
+    """`interrupted`: still in progress but no event of the run for longer than the stall threshold."""
+    if run.status == RUN_IN_PROGRESS and run.last_event_at is not None and now_ms - run.last_event_at > stall_ms:
+        return RUN_INTERRUPTED
+    return run.status
+
+
+def apply_run_event(run: RunState, kind: str, event: dict) -> None:
+    time = to_ms(_required(event, "event_time", kind))
+    if kind == RUN_OPENED:
+        run.mode = _required(event, "mode", kind)
+        run.endpoint = event.get("endpoint") or endpoint_for_mode(run.mode)
+        run.source = event.get("source")
+        run.started_at = to_ms(event.get("started_at")) or time
+        run.next_run_at = to_ms(event.get("next_run_at"))
+        run.opened = True
+        run.touch(time)
+    elif kind == RUN_CLOSED:
+        count = event.get("item_count")
+        if count is None or count < 0:
+            raise InvalidEvent("RunClosed without a valid item_count")
+        run.item_count = int(count)
+        run.closed_at = to_ms(event.get("closed_at")) or time
+        run.touch(time)
+    else:
+        raise InvalidEvent(f"{kind} is not a run event")
+
+
+# -- one batch ------------------------------------------------------------------------------
+@dataclass
+class Loaded:
+    """Current rows of what a batch touches, as the store found them (absent = new)."""
+
+    items: dict[str, ItemState] = field(default_factory=dict)
+    run_items: dict[tuple[str, str], ItemState] = field(default_factory=dict)
+    runs: dict[str, RunState] = field(default_factory=dict)
+
+
+@dataclass
+class Projected:
+    items: dict[str, ItemState]
+    run_items: dict[tuple[str, str], ItemState]
+    runs: dict[str, RunState]
+    # (run_id or NO_RUN, item_type, status) -> change in the number of items: keeps summaries O(1)
+    item_count_deltas: Counter
+    applied: Counter  # event kind -> events folded
+
+
+def touched(item_events: list[ItemEvent], run_events: list[tuple[str, dict]]):
+    """Keys the store must load before `project`: item keys, (run, item) keys, run ids."""
+    items = {e.item_key for e in item_events}
+    run_items = {(e.run_id, e.item_key) for e in item_events if e.run_id}
+    runs = {e.run_id for e in item_events if e.run_id} | {
+        _required(ev, "run_id", kind) for kind, ev in run_events}
+    return items, run_items, runs
+
+
+def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple[str, dict]]) -> Projected:
+    """Fold new (already de-duplicated) events into the loaded rows and return what changed.
+
+    `loaded` is consumed: its states are updated in place (the store loads them fresh for each
+    transaction; copying them would cost a third of the projection's time)."""
+    items, run_items, runs = loaded.items, loaded.run_items, loaded.runs
+    old_item_rows = {k: (v.run_id or NO_RUN, v.item_type, v.status) for k, v in items.items()}
+    old_run_item_status = {k: v.status for k, v in run_items.items()}
+    changed_items: set[str] = set()
+    changed_run_items: set[tuple[str, str]] = set()
+    changed_runs: set[str] = set()
+    applied: Counter = Counter()
+
+    for kind, event in run_events:
+        run_id = _required(event, "run_id", kind)
+        run = runs.setdefault(run_id, RunState(run_id))
+        apply_run_event(run, kind, event)
+        changed_runs.add(run_id)
+        applied[kind] += 1
+
+    for e in item_events:
+        state = items.get(e.item_key)
+        if state is None:
+            state = items[e.item_key] = ItemState.empty(e)
+        state.apply(e)
+        changed_items.add(e.item_key)
+        applied[e.kind] += 1
+        if not e.run_id:
+            continue
+        key = (e.run_id, e.item_key)
+        member = run_items.get(key)
+        if member is None:
+            member = run_items[key] = ItemState.empty(e)
+        member.apply(e, details=False)
+        changed_run_items.add(key)
+        run = runs.setdefault(e.run_id, RunState(e.run_id))
+        if run.mode is None and e.details.get("mode"):
+            run.mode, run.endpoint = e.details["mode"], endpoint_for_mode(e.details["mode"])
+        run.touch(e.time)
+        if e.kind == CHANGED:
+            run.changes_received += 1
+        changed_runs.add(e.run_id)
+
+    for key in changed_run_items:
+        runs[key[0]].count(old_run_item_status.get(key), run_items[key].status)
+    for run_id in changed_runs:
+        runs[run_id].settle()
+
+    deltas: Counter = Counter()
+    for key in changed_items:
+        new = items[key]
+        new_row = (new.run_id or NO_RUN, new.item_type, new.status)
+        old_row = old_item_rows.get(key)
+        if old_row != new_row:
+            if old_row is not None:
+                deltas[old_row] -= 1
+            deltas[new_row] += 1
+    return Projected(
+        items={k: items[k] for k in changed_items},
+        run_items={k: run_items[k] for k in changed_run_items},
+        runs={k: runs[k] for k in changed_runs},
+        item_count_deltas=Counter({k: v for k, v in deltas.items() if v}),
+        applied=applied,
+    )

@@ -1,0 +1,401 @@
+"""Queries behind the read API, the web page and `catalog-sync status` (interfaces.md §5 shapes).
+
+Item pages are keyset-paginated newest first on (synced_at, item_key); summaries come from the
+maintained item_counts table when the filters allow it (run, type, status), so they cost the same
+at a thousand items as at a million; reference and time filters count the matching rows.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+import orjson
+
+from .marketplaces import describe
+from .projection import (
+    ITEM_STATUSES,
+    ITEM_TYPES,
+    PENDING,
+    RUN_FINISHED,
+    RUN_FINISHED_WITH_ERRORS,
+    RUN_IN_PROGRESS,
+    RUN_STATUSES,
+    SUBMISSION_COMPLETED,
+    RunState,
+    effective_run_status,
+    iso_from_ms,
+)
+from .store import ReadStore, Session
+
+DEFAULT_PAGE = 25
+MAX_PAGE = 500
+ALL_RUNS = "all"
+API_NAME = "Listings Items API"
+API_VERSION = "2021-08-01"
+_RUN_COLS = ("run_id, mode, endpoint, source, started_at, next_run_at, opened, closed_at, item_count, "
+             "changes_received, total, pending, error, finished, last_event_at, finished_at, status")
+_ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
+              "request_id, submission_id, error_json, issues_json")
+
+
+class BadQuery(ValueError):
+    """A filter value the API answers with 400."""
+
+
+def parse_time(value: str | None) -> int | None:
+    """ISO-8601 (a trailing Z, or no zone meaning UTC) -> epoch ms."""
+    if value is None or value == "":
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+    except ValueError:
+        raise BadQuery(f"since={value!r} is not an ISO-8601 time") from None
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=UTC)
+    return int(parsed.timestamp() * 1000)
+
+
+@dataclass(frozen=True)
+class ItemFilters:
+    reference: str | None = None
+    status: str = "all"
+    item_type: str | None = None
+    since: str | None = None
+    run_id: str | None = None   # None: the last run (or all runs when `since` is given); "all": every run
+    limit: int = DEFAULT_PAGE
+    cursor: str | None = None
+
+    def checked(self) -> ItemFilters:
+        if self.status not in ("all", *ITEM_STATUSES):
+            raise BadQuery(f"status={self.status!r} must be one of all, {', '.join(ITEM_STATUSES)}")
+        if self.item_type not in (None, "", *ITEM_TYPES):
+            raise BadQuery(f"type={self.item_type!r} must be one of {', '.join(ITEM_TYPES)}")
+        if not 1 <= self.limit <= MAX_PAGE:
+            raise BadQuery(f"limit={self.limit} must be between 1 and {MAX_PAGE}")
+        parse_time(self.since)
+        if self.cursor:
+            decode_cursor(self.cursor)
+        return self
+
+
+def encode_cursor(synced_at: int, item_key: str) -> str:
+    return base64.urlsafe_b64encode(orjson.dumps([synced_at, item_key])).decode().rstrip("=")
+
+
+def decode_cursor(cursor: str) -> tuple[int, str]:
+    try:
+        synced_at, item_key = orjson.loads(base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)))
+        if not isinstance(synced_at, int) or not isinstance(item_key, str):
+            raise ValueError
+        return synced_at, item_key
+    except (ValueError, TypeError, binascii.Error, orjson.JSONDecodeError):
+        raise BadQuery("cursor is not one this API returned") from None
+
+
+def _like_pattern(text: str) -> str:
+    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    return f"%{escaped}%"
+
+
+class ReadModel:
+    def __init__(self, store: ReadStore, *, stall_seconds: float = 900.0, clock: Callable[[], float] = time.time):
+        self.store = store
+        self.stall_ms = int(stall_seconds * 1000)
+        self.clock = clock
+
+    def _now_ms(self) -> int:
+        return int(self.clock() * 1000)
+
+    # -- runs -------------------------------------------------------------------------------
+    def _run_json(self, row: tuple, now_ms: int) -> dict:
+        run = RunState(*row)
+        return {
+            "run_id": run.run_id,
+            "mode": run.mode,
+            "endpoint": run.endpoint,
+            "status": effective_run_status(run, now_ms, self.stall_ms),
+            "started_at": iso_from_ms(run.started_at),
+            "finished_at": iso_from_ms(run.finished_at),
+            "counts": {"total": run.total, "pending": run.pending, "error": run.error, "finished": run.finished},
+            "item_count": run.item_count,
+            "closed_at": iso_from_ms(run.closed_at),
+            "next_run_at": iso_from_ms(run.next_run_at),
+            "last_event_at": iso_from_ms(run.last_event_at),
+            "source": run.source,
+        }
+
+    def runs(self, limit: int = 20) -> dict:
+        if not 1 <= limit <= 500:
+            raise BadQuery(f"limit={limit} must be between 1 and 500")
+        now = self._now_ms()
+        with self.store.read() as s:
+            rows = s.execute(f"SELECT {_RUN_COLS} FROM runs ORDER BY started_at DESC, run_id DESC LIMIT ?", (limit,))
+        return {"runs": [self._run_json(r, now) for r in rows]}
+
+    def activity(self) -> dict:
+        now = self._now_ms()
+        with self.store.read() as s:
+            open_runs = s.execute(f"SELECT {_RUN_COLS} FROM runs WHERE status = ? ORDER BY started_at DESC, "
+                                  "run_id DESC", (RUN_IN_PROGRESS,))
+            done = s.execute(f"SELECT {_RUN_COLS} FROM runs WHERE status IN (?, ?) ORDER BY started_at DESC, "
+                             "run_id DESC LIMIT 1", (RUN_FINISHED, RUN_FINISHED_WITH_ERRORS))
+            next_run = s.one("SELECT MAX(next_run_at) FROM runs")[0]
+        runs = [self._run_json(r, now) for r in open_runs]
+        current = next((r for r in runs if r["status"] == RUN_IN_PROGRESS), None)
+        ended = [r for r in runs if r["status"] != RUN_IN_PROGRESS] + [self._run_json(r, now) for r in done]
+        last = max(ended, key=lambda r: (r["started_at"] or "", r["run_id"]), default=None)
+        return {"in_progress": current is not None, "current_run": current, "last_run": last,
+                "next_run_at": iso_from_ms(next_run)}
+
+    def run_gauges(self) -> tuple[dict[str, int], int]:
+        """Runs by effective status and items pending (latest state): the recorder's gauges."""
+        now = self._now_ms()
+        by_status = dict.fromkeys(RUN_STATUSES, 0)
+        with self.store.read() as s:
+            rows = s.execute("SELECT status, COUNT(*) FROM runs WHERE status <> ? GROUP BY status", (RUN_IN_PROGRESS,))
+            open_runs = s.execute(f"SELECT {_RUN_COLS} FROM runs WHERE status = ?", (RUN_IN_PROGRESS,))
+            pending = s.one("SELECT COALESCE(SUM(n), 0) FROM item_counts WHERE status = ?", (PENDING,))[0]
+        for status, n in rows:
+            by_status[status] = by_status.get(status, 0) + n
+        for row in open_runs:
+            by_status[effective_run_status(RunState(*row), now, self.stall_ms)] += 1
+        return by_status, int(pending)
+
+    # -- items ------------------------------------------------------------------------------
+    def _last_run_id(self, s: Session) -> str | None:
+        row = s.one("SELECT run_id FROM runs ORDER BY started_at DESC, run_id DESC LIMIT 1")
+        return row[0] if row else None
+
+    def items(self, filters: ItemFilters) -> dict:
+        f = filters.checked()
+        since = parse_time(f.since)
+        with self.store.read() as s:
+            run_id = f.run_id
+            if run_id is None and since is None:
+                run_id = self._last_run_id(s)
+            if run_id == ALL_RUNS:
+                run_id = None
+            where, params = [], []
+            if run_id is not None:
+                where.append("run_id = ?")
+                params.append(run_id)
+            if f.status != "all":
+                where.append("status = ?")
+                params.append(f.status)
+            if f.item_type:
+                where.append("item_type = ?")
+                params.append(f.item_type)
+            if since is not None:
+                where.append("synced_at >= ?")
+                params.append(since)
+            if f.reference:
+                where.append("LOWER(reference) LIKE ? ESCAPE '\\'")
+                params.append(_like_pattern(f.reference))
+            summary = self._summary(s, where, params, run_id, f, since)
+            page_where, page_params = list(where), list(params)
+            if f.cursor:
+                page_where.append("(synced_at, item_key) < (?, ?)")
+                page_params.extend(decode_cursor(f.cursor))
+            clause = f"WHERE {' AND '.join(page_where)}" if page_where else ""
+            rows = s.execute(f"SELECT {_ITEM_COLS} FROM items {clause} ORDER BY synced_at DESC, item_key DESC LIMIT ?",
+                             (*page_params, f.limit + 1))
+        more = len(rows) > f.limit
+        rows = rows[:f.limit]
+        return {
+            "summary": summary,
+            "items": [_item_json(r) for r in rows],
+            "next_cursor": encode_cursor(rows[-1][7], rows[-1][0]) if more else None,
+            "run_id": run_id,
+        }
+
+    @staticmethod
+    def _summary(s: Session, where: list[str], params: list, run_id: str | None, f: ItemFilters,
+                 since: int | None) -> dict:
+        counts = dict.fromkeys(ITEM_STATUSES, 0)
+        if not f.reference and since is None:
+            # Only run/type/status filters: read the maintained counters instead of counting rows.
+            cw, cp = [], []
+            if run_id is not None:
+                cw.append("run_id = ?")
+                cp.append(run_id)
+            if f.status != "all":
+                cw.append("status = ?")
+                cp.append(f.status)
+            if f.item_type:
+                cw.append("item_type = ?")
+                cp.append(f.item_type)
+            clause = f"WHERE {' AND '.join(cw)}" if cw else ""
+            rows = s.execute(f"SELECT status, SUM(n) FROM item_counts {clause} GROUP BY status", cp)
+        else:
+            # One pass of conditional sums: the covering indexes answer it without a sort.
+            row = s.one("SELECT " + ", ".join(f"COALESCE(SUM(CASE WHEN status = '{st}' THEN 1 ELSE 0 END), 0)"
+                                               for st in ITEM_STATUSES)
+                        + f" FROM items WHERE {' AND '.join(where)}", params)
+            rows = list(zip(ITEM_STATUSES, row, strict=True))
+        for status, n in rows:
+            counts[status] = int(n)
+        return {"total": sum(counts.values()), **counts}
+
+    def item(self, reference: str, marketplace_id: str | None = None, seller_id: str | None = None) -> dict | None:
+        """The most recently synced item with this exact reference (narrowed by marketplace and
+        seller), its history oldest first, and the other items sharing the reference."""
+        where, params = ["reference = ?"], [reference]
+        if marketplace_id:
+            where.append("marketplace_id = ?")
+            params.append(marketplace_id)
+        if seller_id:
+            where.append("seller_id = ?")
+            params.append(seller_id)
+        with self.store.read() as s:
+            rows = s.execute(f"SELECT {_ITEM_COLS} FROM items WHERE {' AND '.join(where)} "
+                             "ORDER BY synced_at DESC, item_key DESC", params)
+            if not rows:
+                return None
+            history = s.execute("SELECT event_id, event_type, event_time, run_id, details_json FROM item_events "
+                                "WHERE item_key = ? ORDER BY event_time, event_id", (rows[0][0],))
+        found = _item_json(rows[0])
+        found["history"] = [_history_json(h) for h in history]
+        found["other_items"] = [{"seller_id": r[1], "marketplace_id": r[2]} for r in rows[1:]]
+        return found
+
+    # -- support ------------------------------------------------------------------------------
+    def support_case(self, *, reference: str | None = None, marketplace_id: str | None = None,
+                     seller_id: str | None = None, run_id: str | None = None, limit: int = 50) -> dict | None:
+        """What Amazon support asks for: marketplace and country, API and operation, the
+        x-amzn-RequestId of every attempt, submission IDs and times (newest first)."""
+        if not reference and not run_id:
+            raise BadQuery("give reference (and marketplace_id) or run_id")
+        if not 1 <= limit <= 500:
+            raise BadQuery(f"limit={limit} must be between 1 and 500")
+        with self.store.read() as s:
+            if reference:
+                where, params = ["reference = ?"], [reference]
+                if marketplace_id:
+                    where.append("marketplace_id = ?")
+                    params.append(marketplace_id)
+                if seller_id:
+                    where.append("seller_id = ?")
+                    params.append(seller_id)
+                keys = [r[0] for r in s.execute(f"SELECT item_key FROM items WHERE {' AND '.join(where)}", params)]
+                if not keys:
+                    return None
+                events = self._submissions_of_items(s, keys, limit)
+            else:
+                if s.one("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) is None:
+                    return None
+                # The run's items whose final outcome is an Amazon error: what a case is about.
+                finals = s.execute("SELECT final_event_id FROM run_items WHERE run_id = ? AND status = 'error' "
+                                   "AND final_event_id IS NOT NULL ORDER BY final_time DESC LIMIT ?",
+                                   (run_id, limit * 2))
+                events = s.select_in("SELECT event_id, item_key, event_time, details_json FROM item_events "
+                                     "WHERE event_type = 'SubmissionCompleted' AND event_id",
+                                     [r[0] for r in finals])
+                events = sorted(events, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
+        submissions = [_submission_json(e) for e in events]
+        marketplaces = sorted({sub["marketplace_id"] for sub in submissions} | ({marketplace_id} if marketplace_id else set()))
+        described = [describe(m) for m in marketplaces]
+        case = {
+            "api": API_NAME,
+            "api_version": API_VERSION,
+            "operation": "putListingsItem",
+            "reference": reference,
+            "run_id": run_id,
+            "marketplace_id": described[0]["marketplace_id"] if len(described) == 1 else None,
+            "country": described[0]["country"] if len(described) == 1 else None,
+            "marketplaces": described,
+            "request_ids": [rid for sub in submissions for rid in sub["attempt_request_ids"]],
+            "submission_ids": [sub["submission_id"] for sub in submissions if sub["submission_id"]],
+            "submissions": submissions,
+        }
+        case["text"] = support_text(case)
+        return case
+
+    @staticmethod
+    def _submissions_of_items(s: Session, keys: list[str], limit: int) -> list[tuple]:
+        rows: list[tuple] = []
+        for key in keys:
+            rows.extend(s.execute("SELECT event_id, item_key, event_time, details_json FROM item_events "
+                                  "WHERE item_key = ? AND event_type = ? ORDER BY event_time DESC LIMIT ?",
+                                  (key, SUBMISSION_COMPLETED, limit)))
+        return sorted(rows, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
+
+
+def _item_json(row: tuple) -> dict:
+    (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
+     submission_id, error_json, issues_json) = row
+    final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
+    return {
+        "reference": reference,
+        "item_type": item_type,
+        "seller_id": seller or None,
+        "marketplace_id": marketplace,
+        "status": status,
+        "run_id": run_id,
+        "synced_at": iso_from_ms(synced_at),
+        "endpoint": endpoint,
+        "request_id": request_id if final else None,
+        "submission_id": submission_id if final else None,
+        "error": orjson.loads(error_json) if final and error_json else None,
+        "issues": orjson.loads(issues_json) if final and issues_json else [],
+    }
+
+
+def _history_json(row: tuple) -> dict:
+    event_id, event_type, event_time, run_id, details_json = row
+    return {"event_id": event_id, "event_type": event_type, "event_time": iso_from_ms(event_time),
+            "run_id": run_id, **orjson.loads(details_json)}
+
+
+def _submission_json(row: tuple) -> dict:
+    event_id, item_key, event_time, details_json = row
+    seller, marketplace, reference = item_key.split("|", 2)
+    d = orjson.loads(details_json)
+    request_ids = d.get("attempt_request_ids") or ([d["request_id"]] if d.get("request_id") else [])
+    if d.get("request_id") and d["request_id"] not in request_ids:
+        request_ids.append(d["request_id"])
+    return {
+        "reference": reference,
+        "seller_id": seller or None,
+        "marketplace_id": marketplace,
+        "country": describe(marketplace)["country"],
+        "operation": "deleteListingsItem" if d.get("operation") == "delete" else "putListingsItem",
+        "time": iso_from_ms(event_time),
+        "request_id": d.get("request_id"),
+        "attempt_request_ids": request_ids,
+        "submission_id": d.get("submission_id"),
+        "outcome": d.get("outcome"),
+        "http_status": d.get("http_status"),
+        "amazon_status": d.get("amazon_status"),
+        "error_code": d.get("error_code"),
+        "error_message": d.get("error_message"),
+        "issue_codes": [i.get("code") for i in d.get("issues") or [] if i.get("code")],
+        "event_id": event_id,
+    }
+
+
+def support_text(case: dict) -> str:
+    """Plain text to paste into a Seller Central / developer support case."""
+    lines = [f"API: {case['api']} ({case['api_version']})"]
+    for m in case["marketplaces"]:
+        lines.append(f"Marketplace: {m['marketplace_id']} ({m['country']})")
+    if case["run_id"]:
+        lines.append(f"Sync run: {case['run_id']}")
+    if not case["submissions"]:
+        lines.append("No submission to Amazon was recorded for this selection.")
+    for sub in case["submissions"]:
+        status = sub["amazon_status"] or (f"HTTP {sub['http_status']}" if sub["http_status"] else sub["outcome"])
+        lines.append(
+            f"- {sub['operation']} SKU {sub['reference']} seller {sub['seller_id']} marketplace "
+            f"{sub['marketplace_id']} at {sub['time']}: {status}"
+            + (f", submissionId {sub['submission_id']}" if sub["submission_id"] else "")
+            + (f", error {sub['error_code']}" if sub["error_code"] else "")
+            + (f", issues {', '.join(sub['issue_codes'])}" if sub["issue_codes"] else "")
+        )
+        if sub["attempt_request_ids"]:
+            lines.append(f"  x-amzn-RequestId: {', '.join(sub['attempt_request_ids'])}")
+    return "\n".join(lines)

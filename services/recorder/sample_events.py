@@ -1,0 +1,138 @@
+"""Realistic event dicts of sync runs, shaped exactly as the Avro codec decodes them.
+
+The recorder's tests and its benchmark build their input here, so both exercise the same
+event shapes the validator and submitter produce (schemas/*.avsc).
+"""
+
+from __future__ import annotations
+
+import uuid
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+
+from .projection import CHANGED, RUN_CLOSED, RUN_OPENED, SUBMISSION_COMPLETED, VALIDATION_FAILED
+
+TOPIC_OF = {
+    RUN_OPENED: "catalog.run.events",
+    RUN_CLOSED: "catalog.run.events",
+    CHANGED: "catalog.item.changed",
+    VALIDATION_FAILED: "listing.validation.failed",
+    SUBMISSION_COMPLETED: "listing.submission.completed",
+}
+SELLER = "A3SELLER0EXAMPLE"
+US = "ATVPDKIKX0DER"
+ATTRIBUTES_JSON = (
+    '{"item_name":[{"value":"Velvet hairband, navy","language_tag":"en_US","marketplace_id":"ATVPDKIKX0DER"}],'
+    '"brand":[{"value":"Acme","language_tag":"en_US","marketplace_id":"ATVPDKIKX0DER"}],'
+    '"condition_type":[{"value":"new_new","marketplace_id":"ATVPDKIKX0DER"}],'
+    '"purchasable_offer":[{"currency":"USD","our_price":[{"schedule":[{"value_with_tax":19.99}]}],'
+    '"marketplace_id":"ATVPDKIKX0DER"}]}'
+)
+
+
+@dataclass
+class SampleRun:
+    """Builds the events of one run; every event gets a fresh id and a strictly later time."""
+
+    run_id: str = field(default_factory=lambda: f"run-{uuid.uuid4().hex[:12]}")
+    mode: str = "test"
+    start: datetime = field(default_factory=lambda: datetime(2026, 11, 27, 10, 0, tzinfo=UTC))
+    step: timedelta = timedelta(milliseconds=1)
+    _ticks: int = 0
+
+    @property
+    def endpoint(self) -> str:
+        return "test" if self.mode == "test" else "production"
+
+    def now(self) -> datetime:
+        self._ticks += 1
+        return self.start + self._ticks * self.step
+
+    def header(self, at: datetime | None = None) -> dict:
+        return {"event_id": str(uuid.uuid4()), "event_time": at or self.now(), "run_id": self.run_id}
+
+    def opened(self, next_run_at: datetime | None = None, source: str | None = "catalog.jsonl") -> tuple[str, dict]:
+        h = self.header()
+        return RUN_OPENED, {**h, "mode": self.mode, "endpoint": self.endpoint, "started_at": h["event_time"],
+                            "next_run_at": next_run_at, "source": source}
+
+    def closed(self, item_count: int) -> tuple[str, dict]:
+        h = self.header()
+        return RUN_CLOSED, {**h, "item_count": item_count, "closed_at": h["event_time"]}
+
+    def changed(self, reference: str, item_type: str = "product", marketplace_id: str = US,
+                seller_id: str | None = SELLER, at: datetime | None = None) -> tuple[str, dict]:
+        return CHANGED, {
+            **self.header(at), "mode": self.mode, "reference": reference, "item_type": item_type,
+            "operation": "upsert", "seller_id": seller_id, "marketplace_id": marketplace_id,
+            "product_type": "HAIRBAND", "requirements": "LISTING",
+            "parent_reference": "HB-PARENT" if item_type == "variant" else None,
+            "attributes_json": ATTRIBUTES_JSON, "changed_at": self.start,
+        }
+
+    def validation_failed(self, reference: str, errors: list[dict] | None = None, item_type: str = "product",
+                          marketplace_id: str = US, seller_id: str | None = SELLER,
+                          at: datetime | None = None) -> tuple[str, dict]:
+        errors = errors if errors is not None else [
+            {"code": "schema.required", "message": "'brand' is required but not supplied.", "path": "/attributes/brand"},
+            {"code": "schema.maxUtf8ByteLength", "message": "item_name is 212 bytes, at most 200 allowed.",
+             "path": "/attributes/item_name/0/value"},
+        ]
+        return VALIDATION_FAILED, {
+            **self.header(at), "mode": self.mode, "source_event_id": str(uuid.uuid4()), "reference": reference,
+            "item_type": item_type, "seller_id": seller_id, "marketplace_id": marketplace_id, "errors": errors,
+        }
+
+    def submitted(self, reference: str, *, accepted: bool = True, item_type: str = "product",
+                  marketplace_id: str = US, seller_id: str = SELLER, issues: list[dict] | None = None,
+                  request_id: str | None = None, at: datetime | None = None, http_status: int | None = 200,
+                  error_code: str | None = None, error_message: str | None = None) -> tuple[str, dict]:
+        request_id = request_id or f"{uuid.uuid4()}"
+        if accepted:
+            outcome, status, amazon_status = ("valid" if self.mode == "preview" else "accepted"), "finished", \
+                ("VALID" if self.mode == "preview" else "ACCEPTED")
+        elif http_status == 200:
+            outcome, status, amazon_status = "invalid", "error", "INVALID"
+        else:
+            outcome, status, amazon_status = "rejected", "error", None
+        if issues is None:
+            issues = [] if accepted or http_status != 200 else [{
+                "code": "90220", "message": "'condition_type' is required but not supplied.", "severity": "ERROR",
+                "attribute_names": ["condition_type"], "categories": ["MISSING_ATTRIBUTE"]}]
+        return SUBMISSION_COMPLETED, {
+            **self.header(at), "mode": self.mode, "endpoint": self.endpoint, "source_event_id": str(uuid.uuid4()),
+            "reference": reference, "item_type": item_type, "operation": "upsert", "seller_id": seller_id,
+            "marketplace_id": marketplace_id, "outcome": outcome, "status": status, "http_status": http_status,
+            "amazon_status": amazon_status, "request_id": request_id, "attempt_request_ids": [request_id],
+            "submission_id": uuid.uuid4().hex if http_status == 200 else None, "issues": issues,
+            "error_code": error_code, "error_message": error_message, "attempts": 1, "latency_ms": 183.0,
+            "content_hash": "9f2c" * 16,
+        }
+
+
+@dataclass(frozen=True, slots=True)
+class Message:
+    """What the store needs of a consumed message (the worker's Incoming has the same fields)."""
+
+    topic: str
+    partition: int
+    offset: int
+    schema: str
+    event: dict
+
+
+class Partitions:
+    """Hands out offsets per topic like a one-partition-per-topic log, for tests and benchmarks."""
+
+    def __init__(self):
+        self._next: dict[str, int] = {}
+
+    def message(self, schema_event: tuple[str, dict], partition: int = 0) -> Message:
+        schema, event = schema_event
+        topic = TOPIC_OF[schema]
+        offset = self._next.get(f"{topic}/{partition}", 0)
+        self._next[f"{topic}/{partition}"] = offset + 1
+        return Message(topic, partition, offset, schema, event)
+
+    def messages(self, events: list[tuple[str, dict]]) -> list[Message]:
+        return [self.message(e) for e in events]

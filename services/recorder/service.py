@@ -1,0 +1,100 @@
+"""Wiring of the recorder worker: the read store, the projection and the runtime's worker loop.
+
+Exactly-once effect over at-least-once delivery: each polled batch is projected in ONE database
+transaction together with the consumed offsets; on (re)assignment the consumer seeks to the
+offsets stored there, so Kafka's own committed offsets (still committed after every batch, for lag
+monitoring) never decide what is applied. A replayed batch is skipped by offset, a re-published
+event by event_id.
+"""
+
+from __future__ import annotations
+
+import gc
+import time
+
+import structlog
+from catalog_sync.runtime.config import RuntimeSettings, mask_secrets
+from catalog_sync.runtime.topics import (
+    CATALOG_ITEM_CHANGED,
+    CATALOG_RUN_EVENTS,
+    LISTING_SUBMISSION_COMPLETED,
+    LISTING_VALIDATION_FAILED,
+)
+from catalog_sync.runtime.worker import Incoming, Outgoing, RetryableError, StopSignal, Worker
+from prometheus_client import CollectorRegistry
+
+from .metrics import RecorderMetrics
+from .projection import PROJECTED_EVENTS
+from .read_model import ReadModel
+from .settings import RecorderSettings
+from .store import ReadStore, StoreUnavailable
+
+log = structlog.get_logger()
+SERVICE = "recorder"
+TOPICS = (CATALOG_RUN_EVENTS, CATALOG_ITEM_CHANGED, LISTING_VALIDATION_FAILED, LISTING_SUBMISSION_COMPLETED)
+
+
+class Recorder:
+    """The worker's batch handler and assignment hook over one read store."""
+
+    def __init__(self, store: ReadStore, group: str, metrics: RecorderMetrics, default_seller_id: str | None = None):
+        self.store = store
+        self.group = group
+        self.metrics = metrics
+        self.default_seller_id = default_seller_id
+
+    def handle_batch(self, batch: list[Incoming]) -> list[Outgoing]:
+        try:
+            result = self.store.apply(self.group, batch, self.default_seller_id)
+        except StoreUnavailable as exc:
+            raise RetryableError(str(exc)) from exc  # the database is down: retry, never dead-letter
+        for kind, n in result.applied.items():
+            self.metrics.projected.labels(kind).inc(n)
+        if result.duplicates:
+            self.metrics.skipped.labels("duplicate").inc(result.duplicates)
+            log.info("duplicate events ignored", count=result.duplicates)
+        if result.already_applied:
+            self.metrics.skipped.labels("already_applied").inc(result.already_applied)
+            log.info("replayed messages skipped", count=result.already_applied)
+        if result.latest_event_ms is not None:
+            self.metrics.lag.set(max(0.0, time.time() - result.latest_event_ms / 1000))
+        self.metrics.batch_events.set(len(batch))
+        return []
+
+    def on_assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        """Seek every assigned partition to the position stored with the projection. A partition
+        the store has never seen starts at the beginning: a fresh read store rebuilds from Kafka."""
+        stored = self.store.offsets(self.group, partitions)
+        seek = {(t, p): stored.get((t, p), 0) for t, p in partitions}
+        log.info("seeking to stored offsets", offsets={f"{t}/{p}": o for (t, p), o in sorted(seek.items())})
+        return seek
+
+
+def open_store(settings: RecorderSettings) -> ReadStore:
+    store = ReadStore(settings.read_store_url, schema=settings.read_store_schema)
+    applied = store.migrate()
+    if applied:
+        log.info("read store migrated", versions=applied, store=store.kind)
+    return store
+
+
+def build_worker(runtime: RuntimeSettings, settings: RecorderSettings, store: ReadStore, *,
+                 registry: CollectorRegistry | None = None, stop: StopSignal | None = None) -> Worker:
+    registry = registry or CollectorRegistry()
+    metrics = RecorderMetrics(registry, ReadModel(store, stall_seconds=settings.stall_seconds))
+    recorder = Recorder(store, runtime.group_id, metrics, settings.default_seller_id)
+    return Worker(runtime, topics=TOPICS, handle_batch=recorder.handle_batch, accepts=PROJECTED_EVENTS,
+                  registry=registry, on_assign=recorder.on_assign, stop=stop)
+
+
+def run(runtime: RuntimeSettings, settings: RecorderSettings) -> None:
+    log.info("recorder starting", settings=mask_secrets(settings), runtime=mask_secrets(runtime))
+    store = open_store(settings)
+    # Long-lived start-up objects (schemas, settings, modules) need no more GC scans: freezing them
+    # keeps collections short while batches churn through many small objects.
+    gc.collect()
+    gc.freeze()
+    try:
+        build_worker(runtime, settings, store).run()
+    finally:
+        store.close()

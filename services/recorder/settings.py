@@ -1,0 +1,42 @@
+"""The recorder's and the read API's configuration, from the environment (interfaces.md §4)."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from catalog_sync.runtime.config import ConfigError, env_float, env_int, env_str
+
+from .store import DEFAULT_URL
+
+
+@dataclass(frozen=True)
+class RecorderSettings:
+    read_store_url: str = DEFAULT_URL
+    read_store_schema: str | None = None  # PostgreSQL schema (READ_STORE_SCHEMA); default search_path
+    api_host: str = "127.0.0.1"    # loopback unless the operator opens it up
+    api_port: int = 8080
+    api_token: str | None = None   # bearer token for /api/*; none = open (loopback default)
+    stall_seconds: float = 900.0   # a run with no event for this long while items are pending is interrupted
+    default_seller_id: str | None = None  # SELLER_ID: the seller of changes that name none
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **overrides) -> RecorderSettings:
+        env = os.environ if env is None else env
+        url = env_str(env, "READ_STORE_URL", DEFAULT_URL)
+        if not url.lower().startswith(("sqlite:///", "postgresql://", "postgres://")):
+            raise ConfigError(f"READ_STORE_URL={url!r} must start with sqlite:/// or postgresql://")
+        values = dict(
+            read_store_url=url,
+            read_store_schema=env_str(env, "READ_STORE_SCHEMA"),
+            api_host=env_str(env, "API_HOST", "127.0.0.1"),
+            api_port=env_int(env, "API_PORT", 8080, minimum=0),
+            api_token=env_str(env, "API_TOKEN"),
+            stall_seconds=env_float(env, "RECORDER_STALL_SECONDS", 900.0, minimum=1.0),
+            default_seller_id=env_str(env, "SELLER_ID"),
+        )
+        values.update(overrides)
+        if values["api_port"] > 65535:
+            raise ConfigError(f"API_PORT={values['api_port']} is not a TCP port")
+        return cls(**values)

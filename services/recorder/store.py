@@ -1,0 +1,523 @@
+"""The read store adapter: SQLite (sqlite3, WAL) or PostgreSQL (psycopg 3), one SQL code path.
+
+SQL is written once with `?` placeholders and portable syntax (multi-row VALUES, ON CONFLICT,
+RETURNING, row values); the dialect differs only in how a write transaction takes its lock and
+how placeholders are spelled. Writers are serialised (SQLite: BEGIN IMMEDIATE; PostgreSQL: a
+transaction-level advisory lock per schema), which makes the read-modify-write fold safe with
+several recorder processes on one database.
+"""
+
+from __future__ import annotations
+
+import queue
+import sqlite3
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import dataclass, field
+from pathlib import Path
+from urllib.parse import urlsplit
+
+import orjson
+
+from .migrations import MIGRATIONS
+from .projection import (
+    ITEM_EVENTS,
+    NO_RUN,
+    RUN_EVENTS,
+    InvalidEvent,
+    ItemEvent,
+    ItemState,
+    Loaded,
+    RunState,
+    normalise,
+    project,
+    to_ms,
+    touched,
+)
+
+DEFAULT_URL = "sqlite:///catalog-sync.db"
+_MAX_PARAMS = 30_000  # under SQLite's 32,766 and PostgreSQL's 65,535 bind parameters
+_MAX_ROWS = 1_000
+
+
+class StoreError(RuntimeError):
+    """Configuration or schema problem: not worth retrying."""
+
+
+class StoreUnavailable(RuntimeError):
+    """The database cannot be reached or is busy: retry later."""
+
+
+def _now_ms() -> int:
+    return time.time_ns() // 1_000_000
+
+
+# -- dialects -------------------------------------------------------------------------------
+class _Dialect:
+    name = ""
+    arrays = False  # id lists as one array parameter
+    staging = False  # bulk rows through a COPY-filled temporary table
+    begin_write = "BEGIN"
+    begin_read = "BEGIN"
+    write_lock: str | None = None
+    write_setup: str | None = None
+    unavailable: tuple[type[BaseException], ...] = ()
+
+    def sql(self, text: str) -> str:
+        return text
+
+    def connect(self):
+        raise NotImplementedError
+
+    def load(self, conn, table: str, cols: str, rows: Sequence[Sequence]) -> None:
+        raise NotImplementedError
+
+
+class _SQLite(_Dialect):
+    name = "sqlite"
+    begin_write = "BEGIN IMMEDIATE"  # take the write lock up front: no deadlock on upgrade
+    begin_read = "BEGIN"
+    unavailable = (sqlite3.OperationalError,)
+
+    def __init__(self, path: str):
+        self.path = path
+
+    def connect(self):
+        conn = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False, timeout=30)
+        conn.execute("PRAGMA journal_mode=WAL")
+        conn.execute("PRAGMA synchronous=NORMAL")  # durable at checkpoints; WAL keeps it consistent
+        conn.execute("PRAGMA busy_timeout=30000")
+        conn.execute("PRAGMA cache_size=-65536")
+        conn.execute("PRAGMA temp_store=MEMORY")
+        conn.execute("PRAGMA wal_autocheckpoint=10000")  # fewer, larger checkpoints under bulk writes
+        return conn
+
+
+class _Postgres(_Dialect):
+    name = "postgresql"
+    arrays = True
+    staging = True
+    begin_write = "BEGIN"
+    begin_read = "BEGIN ISOLATION LEVEL REPEATABLE READ READ ONLY"  # summary and page from one snapshot
+    write_lock = "SELECT pg_advisory_xact_lock(hashtext('catalog-sync-recorder:' || current_schema()))"
+    # The consumed offsets commit in the same transaction as the projection, so a commit lost in a
+    # crash is simply re-consumed from the older stored offsets: no need to wait for the WAL flush.
+    write_setup = "SET LOCAL synchronous_commit = off"
+
+    def __init__(self, url: str, schema: str | None = None):
+        import psycopg
+
+        self.url = url
+        self.schema = schema
+        self._psycopg = psycopg
+        self.unavailable = (psycopg.OperationalError,)
+        self._cache: dict[str, str] = {}
+
+    def sql(self, text: str) -> str:
+        converted = self._cache.get(text)
+        if converted is None:
+            converted = self._cache[text] = text.replace("%", "%%").replace("?", "%s")
+        return converted
+
+    def load(self, conn, table: str, cols: str, rows: Sequence[Sequence]) -> None:
+        """Append rows to a staging table with COPY (formatted in C by psycopg's binary package)."""
+        with conn.cursor().copy(f"COPY {table} ({cols}) FROM STDIN") as copy:
+            for row in rows:
+                copy.write_row(row)
+
+    def connect(self):
+        conn = self._psycopg.connect(self.url, autocommit=True)
+        if self.schema:
+            from psycopg import sql
+
+            conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(self.schema)))
+            conn.execute(sql.SQL("SET search_path TO {}").format(sql.Identifier(self.schema)))
+        return conn
+
+
+def dialect_for(url: str, schema: str | None = None) -> _Dialect:
+    scheme = urlsplit(url).scheme.lower()
+    if scheme == "sqlite":
+        if schema:
+            raise StoreError("a schema name applies to PostgreSQL only")
+        path = url[len("sqlite:///"):] if url.lower().startswith("sqlite:///") else ""
+        if not path:
+            raise StoreError(f"READ_STORE_URL={url!r}: expected sqlite:///relative.db or sqlite:////absolute.db")
+        if path != ":memory:":
+            Path(path).expanduser().parent.mkdir(parents=True, exist_ok=True)
+        return _SQLite(str(Path(path).expanduser()) if path != ":memory:" else path)
+    if scheme in ("postgresql", "postgres"):
+        return _Postgres(url, schema)
+    raise StoreError(f"READ_STORE_URL={url!r}: expected sqlite:///... or postgresql://...")
+
+
+# -- sessions -------------------------------------------------------------------------------
+class Session:
+    """One connection inside one transaction; `execute` returns all rows as tuples."""
+
+    def __init__(self, dialect: _Dialect, conn, staged: set[str]):
+        self._dialect = dialect
+        self._conn = conn
+        self._staged = staged  # staging tables this connection has created
+
+    def execute(self, sql: str, params: Sequence = ()) -> list[tuple]:
+        cursor = self._conn.execute(self._dialect.sql(sql), params)
+        return cursor.fetchall() if cursor.description is not None else []
+
+    def one(self, sql: str, params: Sequence = ()) -> tuple | None:
+        rows = self.execute(sql, params)
+        return rows[0] if rows else None
+
+    # Bulk writes: ONE shared statement per table (INSERT ... <rows> ON CONFLICT ...); only the row
+    # source differs. PostgreSQL: rows are COPYed into a per-connection temporary staging table
+    # and selected from it (long VALUES lists cost more in psycopg's Python-side query parsing
+    # than the server spends on the rows). SQLite: VALUES lists within its parameter limit.
+    def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence], tail: str = "") -> list[tuple]:
+        """INSERT INTO `table` (columns) <rows> `tail` (e.g. ON CONFLICT ... RETURNING ...)."""
+        if not rows:
+            return []
+        cols = ", ".join(columns)
+        if self._dialect.staging:
+            stage = f"stage_{table}"
+            if stage not in self._staged:
+                self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WHERE 1 = 0")
+                self._staged.add(stage)
+            self._dialect.load(self._conn, stage, cols, rows)
+            try:
+                return self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE true {tail}")
+            finally:
+                self.execute(f"DELETE FROM {stage}")
+        width = len(columns)
+        per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMS // width))
+        group = "(" + ",".join("?" * width) + ")"
+        out: list[tuple] = []
+        for start in range(0, len(rows), per_statement):
+            chunk = rows[start:start + per_statement]
+            out.extend(self.execute(f"INSERT INTO {table} ({cols}) VALUES {','.join([group] * len(chunk))} {tail}",
+                                    [value for row in chunk for value in row]))
+        return out
+
+    def select_in(self, head: str, values: Sequence, tail: str = "") -> list[tuple]:
+        """`head` IN (values) `tail`: `head` ends with the compared column."""
+        values = list(values)
+        if not values:
+            return []
+        if self._dialect.arrays:
+            return self.execute(f"{head} = ANY(CAST(? AS text[])) {tail}", [values])
+        out: list[tuple] = []
+        for start in range(0, len(values), _MAX_ROWS):
+            chunk = values[start:start + _MAX_ROWS]
+            out.extend(self.execute(f"{head} IN ({','.join('?' * len(chunk))}) {tail}", chunk))
+        return out
+
+    def select_pairs_in(self, head: str, pairs: Sequence[tuple[str, str]]) -> list[tuple]:
+        """`head` (a, b) IN (pairs): `head` ends with the compared column pair."""
+        if not pairs:
+            return []
+        if self._dialect.arrays:
+            first, second = zip(*pairs, strict=True)
+            return self.execute(f"{head} IN (SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS text[])))",
+                                [list(first), list(second)])
+        out: list[tuple] = []
+        for start in range(0, len(pairs), _MAX_ROWS):
+            chunk = pairs[start:start + _MAX_ROWS]
+            values = ",".join(["(?, ?)"] * len(chunk))
+            out.extend(self.execute(f"{head} IN (VALUES {values})", [v for pair in chunk for v in pair]))
+        return out
+
+
+class _Pool:
+    """A few connections shared by threads (the API's thread pool, the worker, metrics scrapes)."""
+
+    def __init__(self, dialect: _Dialect, size: int):
+        self._dialect = dialect
+        self._idle: queue.LifoQueue = queue.LifoQueue()  # (connection, staging tables it created)
+        self._slots = threading.BoundedSemaphore(size)
+
+    @contextmanager
+    def connection(self):
+        self._slots.acquire()
+        conn = None
+        try:
+            try:
+                conn = self._idle.get_nowait()
+            except queue.Empty:
+                conn = (self._dialect.connect(), set())
+            yield conn
+        except BaseException:
+            if conn is not None:
+                _close_quietly(conn[0])  # state unknown after an error: do not reuse it
+                conn = None
+            raise
+        finally:
+            if conn is not None:
+                self._idle.put(conn)
+            self._slots.release()
+
+    def close(self) -> None:
+        while True:
+            try:
+                _close_quietly(self._idle.get_nowait()[0])
+            except queue.Empty:
+                return
+
+
+def _close_quietly(conn) -> None:
+    with suppress(Exception):
+        conn.close()
+
+
+# -- the store ------------------------------------------------------------------------------
+@dataclass
+class ApplyResult:
+    applied: Counter = field(default_factory=Counter)  # event kind -> events folded
+    duplicates: int = 0          # same event_id seen before: ignored
+    already_applied: int = 0     # offset below the stored position: a replayed batch
+    latest_event_ms: int | None = None  # newest event time of the batch (projection lag)
+
+
+_ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_type", "run_id", "status",
+                 "synced_at", "latest_event_id", "change_time", "final_time", "final_event_id", "final_status",
+                 "endpoint", "request_id", "submission_id", "error_json", "issues_json")
+_RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
+                     "final_time", "final_event_id", "final_status")
+_RUN_COLUMNS = ("run_id", "mode", "endpoint", "source", "started_at", "next_run_at", "opened", "closed_at",
+                "item_count", "changes_received", "total", "pending", "error", "finished", "last_event_at",
+                "finished_at", "status")
+_HISTORY_COLUMNS = ("event_id", "item_key", "event_type", "event_time", "run_id", "recorded_at", "details_json")
+_COUNT_COLUMNS = ("run_id", "item_type", "status", "n")
+_OFFSET_COLUMNS = ("consumer_group", "topic", "partition_id", "next_offset", "updated_at")
+
+
+def _upsert_tail(columns: Sequence[str], key: Sequence[str]) -> str:
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+    return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+
+
+class ReadStore:
+    def __init__(self, url: str = DEFAULT_URL, *, schema: str | None = None, pool_size: int = 8):
+        """`schema`: PostgreSQL schema holding the tables (created if missing); default search_path."""
+        self.url = url
+        self.dialect = dialect_for(url, schema)
+        self._pool = _Pool(self.dialect, pool_size)
+
+    @property
+    def kind(self) -> str:
+        return self.dialect.name
+
+    def close(self) -> None:
+        self._pool.close()
+
+    @contextmanager
+    def _transaction(self, write: bool) -> Iterator[Session]:
+        try:
+            with self._pool.connection() as (conn, staged):
+                session = Session(self.dialect, conn, staged)
+                session.execute(self.dialect.begin_write if write else self.dialect.begin_read)
+                try:
+                    if write and self.dialect.write_lock:
+                        session.execute(self.dialect.write_lock)
+                    if write and self.dialect.write_setup:
+                        session.execute(self.dialect.write_setup)
+                    yield session
+                except BaseException:
+                    with suppress(Exception):
+                        session.execute("ROLLBACK")
+                    raise
+                session.execute("COMMIT")
+        except self.dialect.unavailable as exc:
+            raise StoreUnavailable(f"read store unavailable: {exc}") from exc
+
+    def read(self):
+        """A read-only transaction (one snapshot) for the API and the CLI."""
+        return self._transaction(write=False)
+
+    def write(self):
+        return self._transaction(write=True)
+
+    # -- schema -----------------------------------------------------------------------------
+    def migrate(self) -> list[int]:
+        """Apply pending migrations; returns the versions applied now."""
+        applied_now = []
+        with self.write() as s:
+            s.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
+                      "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
+        for migration in MIGRATIONS:
+            with self.write() as s:  # the write lock makes concurrent starters wait, then skip
+                if s.one("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)):
+                    continue
+                for statement in migration.statements:
+                    s.execute(statement)
+                s.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
+                          (migration.version, migration.name, _now_ms()))
+                applied_now.append(migration.version)
+        known = max(m.version for m in MIGRATIONS)
+        with self.read() as s:
+            newest = s.one("SELECT MAX(version) FROM schema_migrations")[0]
+        if newest is not None and newest > known:
+            raise StoreError(f"the read store has schema version {newest}, newer than this program ({known})")
+        return applied_now
+
+    def schema_versions(self) -> list[int]:
+        with self.read() as s:
+            return [r[0] for r in s.execute("SELECT version FROM schema_migrations ORDER BY version")]
+
+    # -- offsets ----------------------------------------------------------------------------
+    def offsets(self, group: str, partitions: Iterable[tuple[str, int]] | None = None) -> dict[tuple[str, int], int]:
+        """Stored next offsets of a consumer group (all, or those of `partitions`)."""
+        with self.read() as s:
+            rows = s.execute("SELECT topic, partition_id, next_offset FROM consumer_offsets WHERE consumer_group = ?",
+                             (group,))
+        found = {(t, p): o for t, p, o in rows}
+        if partitions is None:
+            return found
+        return {tp: found[tp] for tp in ((t, p) for t, p in partitions) if tp in found}
+
+    # -- the write path -----------------------------------------------------------------------
+    def apply(self, group: str, messages: Sequence, default_seller_id: str | None = None) -> ApplyResult:
+        """Project a batch of decoded messages (topic, partition, offset, schema, event) in ONE
+        transaction together with the consumer offsets: a crash leaves both or neither.
+
+        Messages below the stored offset were applied before (a replayed batch) and are skipped;
+        item events whose event_id is already in the history are duplicates and change nothing."""
+        item_events: list[tuple[object, ItemEvent]] = []
+        run_events: list[tuple[object, str, dict]] = []
+        for m in messages:  # normalise outside the lock: invalid events fail before any write
+            if m.schema in ITEM_EVENTS:
+                item_events.append((m, normalise(m.schema, m.event, default_seller_id)))
+            elif m.schema in RUN_EVENTS:
+                run_events.append((m, m.schema, m.event))
+            else:
+                raise InvalidEvent(f"the recorder does not project {m.schema}")
+        result = ApplyResult()
+        with self.write() as s:
+            stored = self._stored_offsets(s, group, {(m.topic, m.partition) for m in messages})
+
+            def fresh(m) -> bool:
+                return m.offset >= stored.get((m.topic, m.partition), 0)
+
+            new_items = [e for m, e in item_events if fresh(m)]
+            new_runs = [(kind, ev) for m, kind, ev in run_events if fresh(m)]
+            result.already_applied = len(messages) - len(new_items) - len(new_runs)
+            unique = self._record_history(s, new_items)
+            result.duplicates = len(new_items) - len(unique)
+            keys = touched(unique, new_runs)
+            projected = project(self._load(s, *keys), unique, new_runs)
+            self._save(s, projected)
+            self._save_offsets(s, group, messages)
+            result.applied = projected.applied
+        times = [e.time for e in unique] + [_event_ms(ev) for _, ev in new_runs]
+        result.latest_event_ms = max(times) if times else None
+        return result
+
+    @staticmethod
+    def _stored_offsets(s: Session, group: str, partitions: set[tuple[str, int]]) -> dict[tuple[str, int], int]:
+        if not partitions:
+            return {}
+        rows = s.execute("SELECT topic, partition_id, next_offset FROM consumer_offsets WHERE consumer_group = ?",
+                         (group,))
+        return {(t, p): o for t, p, o in rows if (t, p) in partitions}
+
+    @staticmethod
+    def _record_history(s: Session, events: list[ItemEvent]) -> list[ItemEvent]:
+        """Insert history rows; the ones that already existed (same event_id) are duplicates."""
+        by_id: dict[str, ItemEvent] = {}
+        for e in events:
+            by_id.setdefault(e.event_id, e)
+        if not by_id:
+            return []
+        now = _now_ms()
+        rows = [(e.event_id, e.item_key, e.kind, e.time, e.run_id, now, orjson.dumps(e.details).decode())
+                for e in by_id.values()]
+        inserted = s.insert_rows("item_events", _HISTORY_COLUMNS, rows, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
+        new_ids = {r[0] for r in inserted}
+        return [e for e in by_id.values() if e.event_id in new_ids]
+
+    @staticmethod
+    def _load(s: Session, item_keys: set[str], run_item_keys: set[tuple[str, str]], run_ids: set[str]) -> Loaded:
+        loaded = Loaded()
+        if item_keys:
+            for row in s.select_in(f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items WHERE item_key", sorted(item_keys)):
+                state = _item_from_row(row)
+                loaded.items[state.item_key] = state
+        if run_item_keys:
+            for row in s.select_pairs_in(f"SELECT {', '.join(_RUN_ITEM_COLUMNS)} FROM run_items WHERE (run_id, item_key)",
+                                         sorted(run_item_keys)):
+                loaded.run_items[(row[0], row[1])] = _run_item_from_row(row)
+        if run_ids:
+            for row in s.select_in(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id", sorted(run_ids)):
+                run = RunState(*row)
+                run.opened = bool(run.opened)
+                loaded.runs[run.run_id] = run
+        return loaded
+
+    @staticmethod
+    def _save(s: Session, p) -> None:
+        if p.items:
+            rows = [(i.item_key, i.seller_id, i.marketplace_id, i.reference, i.item_type, i.run_id, i.status,
+                     i.synced_at, i.latest_event_id, i.change_time, i.final_time, i.final_event_id, i.final_status,
+                     i.endpoint, i.request_id, i.submission_id,
+                     orjson.dumps(i.error).decode() if i.error is not None else None,
+                     orjson.dumps(i.issues).decode() if i.issues else None)
+                    for i in p.items.values()]
+            s.insert_rows("items", _ITEM_COLUMNS, rows,
+                          _upsert_tail(_ITEM_COLUMNS, ("item_key",)))
+        if p.run_items:
+            rows = [(run_id, i.item_key, i.item_type, i.status, i.synced_at, i.latest_event_id, i.change_time,
+                     i.final_time, i.final_event_id, i.final_status) for (run_id, _), i in p.run_items.items()]
+            s.insert_rows("run_items", _RUN_ITEM_COLUMNS, rows,
+                          _upsert_tail(_RUN_ITEM_COLUMNS, ("run_id", "item_key")))
+        if p.runs:
+            rows = [(r.run_id, r.mode, r.endpoint, r.source, r.started_at, r.next_run_at, int(r.opened), r.closed_at,
+                     r.item_count, r.changes_received, r.total, r.pending, r.error, r.finished, r.last_event_at,
+                     r.finished_at, r.status) for r in p.runs.values()]
+            s.insert_rows("runs", _RUN_COLUMNS, rows,
+                          _upsert_tail(_RUN_COLUMNS, ("run_id",)))
+        if p.item_count_deltas:
+            rows = [(run_id, item_type, status, n) for (run_id, item_type, status), n in
+                    sorted(p.item_count_deltas.items())]
+            s.insert_rows("item_counts", _COUNT_COLUMNS, rows,
+                          "ON CONFLICT (run_id, item_type, status) DO UPDATE SET n = item_counts.n + excluded.n")
+
+    @staticmethod
+    def _save_offsets(s: Session, group: str, messages: Sequence) -> None:
+        positions: dict[tuple[str, int], int] = {}
+        for m in messages:
+            key = (m.topic, m.partition)
+            positions[key] = max(positions.get(key, 0), m.offset + 1)
+        if not positions:
+            return
+        now = _now_ms()
+        rows = [(group, t, p, o, now) for (t, p), o in sorted(positions.items())]
+        # Never move backwards: a replayed older batch must not undo a newer position.
+        s.insert_rows("consumer_offsets", _OFFSET_COLUMNS, rows, "ON CONFLICT (consumer_group, topic, partition_id) DO UPDATE SET "
+                              "next_offset = CASE WHEN excluded.next_offset > consumer_offsets.next_offset "
+                              "THEN excluded.next_offset ELSE consumer_offsets.next_offset END, "
+                              "updated_at = excluded.updated_at")
+
+
+def _event_ms(event: dict) -> int:
+    return to_ms(event.get("event_time")) or 0
+
+
+def _item_from_row(row: tuple) -> ItemState:
+    (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
+     final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json) = row
+    return ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
+                     change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
+                     orjson.loads(error_json) if error_json else None,
+                     orjson.loads(issues_json) if issues_json else [])
+
+
+def _run_item_from_row(row: tuple) -> ItemState:
+    (run_id, item_key, item_type, _status, synced_at, latest_event_id, change_time, final_time, final_event_id,
+     final_status) = row
+    seller, marketplace, reference = item_key.split("|", 2)
+    return ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
+                     change_time, final_time, final_event_id, final_status)
+
+
+__all__ = ["DEFAULT_URL", "NO_RUN", "ApplyResult", "ReadStore", "Session", "StoreError", "StoreUnavailable"]

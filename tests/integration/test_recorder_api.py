@@ -1,0 +1,160 @@
+"""The read API over real HTTP (uvicorn) on SQLite and PostgreSQL: §5 shapes, filters, auth."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from contextlib import contextmanager
+
+import httpx
+import pytest
+import uvicorn
+from catalog_sync.recorder.api import create_app
+from catalog_sync.recorder.read_model import ReadModel
+from catalog_sync.recorder.sample_events import Partitions, SampleRun
+from catalog_sync.recorder.store import ReadStore
+from catalog_sync.runtime.testing import free_port, require, wait_until
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+RUN_KEYS = {"run_id", "mode", "endpoint", "status", "started_at", "finished_at", "counts"}
+ITEM_KEYS = {"reference", "item_type", "seller_id", "marketplace_id", "status", "run_id", "synced_at", "endpoint",
+             "request_id", "submission_id", "error", "issues"}
+
+
+@contextmanager
+def serving(app):
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout_s=15, message="uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)
+
+
+def postgres_answers() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+        return True
+    except Exception:
+        return False
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store(request, tmp_path):
+    if request.param == "postgres":
+        require(postgres_answers(), f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+        s = ReadStore(POSTGRES_URL, schema=schema)
+    else:
+        schema, s = None, ReadStore(f"sqlite:///{tmp_path / 'read.db'}")
+    s.migrate()
+    yield s
+    s.close()
+    if schema:
+        import psycopg
+
+        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+
+
+@pytest.fixture
+def seeded(store):
+    run = SampleRun()
+    events = [run.opened()]
+    events += [run.changed(f"HB-{i:02d}", item_type="variant" if i % 5 == 0 else "product") for i in range(30)]
+    events += [run.submitted(f"HB-{i:02d}", accepted=i % 3 != 0, item_type="variant" if i % 5 == 0 else "product")
+               for i in range(30)]
+    events += [run.closed(30)]
+    store.apply("recorder", Partitions().messages(events))
+    return store, run
+
+
+def test_activity_runs_and_items_have_the_documented_shapes(seeded):
+    store, run = seeded
+    with serving(create_app(ReadModel(store))) as url:
+        activity = httpx.get(f"{url}/api/activity").json()
+        runs = httpx.get(f"{url}/api/runs", params={"limit": 5}).json()
+        items = httpx.get(f"{url}/api/items").json()
+        errors = httpx.get(f"{url}/api/items", params={"status": "error", "type": "product"}).json()
+    assert set(activity) == {"in_progress", "current_run", "last_run", "next_run_at"}
+    assert activity["last_run"]["run_id"] == run.run_id and activity["in_progress"] is False
+    assert set(runs["runs"][0]) >= RUN_KEYS
+    assert runs["runs"][0]["status"] == "finished_with_errors"
+    assert runs["runs"][0]["counts"] == {"total": 30, "pending": 0, "error": 10, "finished": 20}
+    assert set(items) >= {"summary", "items", "next_cursor"}
+    assert len(items["items"]) == 25 and items["next_cursor"]
+    assert set(items["items"][0]) >= ITEM_KEYS
+    assert items["summary"] == {"total": 30, "pending": 0, "error": 10, "finished": 20}
+    assert errors["summary"]["total"] == 8 and all(i["error"]["type"] == "amazon_response" for i in errors["items"])
+    assert all(i["request_id"] for i in errors["items"])
+
+
+def test_cursor_pagination_walks_the_whole_set(seeded):
+    store, _ = seeded
+    seen = []
+    with serving(create_app(ReadModel(store))) as url:
+        params = {"limit": 7}
+        while True:
+            page = httpx.get(f"{url}/api/items", params=params).json()
+            seen += [i["reference"] for i in page["items"]]
+            if not page["next_cursor"]:
+                break
+            params["cursor"] = page["next_cursor"]
+    assert sorted(seen) == [f"HB-{i:02d}" for i in range(30)]
+
+
+def test_item_with_history_and_support_case(seeded):
+    store, _ = seeded
+    with serving(create_app(ReadModel(store))) as url:
+        item = httpx.get(f"{url}/api/items/HB-03", params={"marketplace_id": "ATVPDKIKX0DER"}).json()
+        missing = httpx.get(f"{url}/api/items/NOPE")
+        case = httpx.get(f"{url}/api/support-case", params={"reference": "HB-03",
+                                                            "marketplace_id": "ATVPDKIKX0DER"}).json()
+        no_args = httpx.get(f"{url}/api/support-case")
+    assert item["status"] == "error" and [h["event_type"] for h in item["history"]] == [
+        "CatalogItemChanged", "SubmissionCompleted"]
+    assert missing.status_code == 404
+    assert case["country"] == "United States" and case["operation"] == "putListingsItem"
+    assert case["request_ids"] == [item["request_id"]]
+    assert no_args.status_code == 400
+
+
+@pytest.mark.parametrize("params", [{"status": "nope"}, {"type": "book"}, {"since": "soon"}, {"limit": 0},
+                                    {"cursor": "%%%"}])
+def test_bad_parameters_answer_400_or_422(seeded, params):
+    store, _ = seeded
+    with serving(create_app(ReadModel(store))) as url:
+        response = httpx.get(f"{url}/api/items", params=params)
+    assert response.status_code in (400, 422)
+    assert response.json()["detail"]
+
+
+def test_bearer_token_guards_the_api_but_not_the_page(seeded):
+    store, _ = seeded
+    with serving(create_app(ReadModel(store), api_token="s3cret")) as url:
+        assert httpx.get(f"{url}/api/activity").status_code == 401
+        assert httpx.get(f"{url}/api/items", headers={"Authorization": "Bearer wrong"}).status_code == 401
+        ok = httpx.get(f"{url}/api/items", headers={"Authorization": "Bearer s3cret"})
+        page = httpx.get(f"{url}/")
+        docs = httpx.get(f"{url}/openapi.json").json()
+    assert ok.status_code == 200
+    assert page.status_code == 200 and "Content-Security-Policy" in page.headers
+    assert {"/api/activity", "/api/runs", "/api/items", "/api/items/{reference}", "/api/support-case"} <= set(docs["paths"])
+
+
+def test_the_page_and_its_assets_are_served(seeded):
+    store, _ = seeded
+    with serving(create_app(ReadModel(store))) as url:
+        page = httpx.get(f"{url}/")
+        script = httpx.get(f"{url}/static/app.js")
+        docs = httpx.get(f"{url}/docs")
+    assert "<title>catalog-sync" in page.text
+    assert script.status_code == 200 and "textContent" in script.text
+    assert docs.status_code == 200

@@ -1,0 +1,325 @@
+"""The read store on real SQLite and real PostgreSQL: one code path, exactly-once effect,
+migrations, and the read model's filters, summaries and pagination."""
+
+from __future__ import annotations
+
+import os
+import threading
+import uuid
+from datetime import timedelta
+
+import pytest
+from catalog_sync.recorder.read_model import BadQuery, ItemFilters, ReadModel
+from catalog_sync.recorder.sample_events import Message, Partitions, SampleRun
+from catalog_sync.recorder.service import Recorder
+from catalog_sync.recorder.store import ReadStore, StoreError
+from catalog_sync.runtime.testing import require
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+GROUP = "recorder"
+
+
+def postgres_answers() -> bool:
+    try:
+        import psycopg
+
+        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
+        return True
+    except Exception:
+        return False
+
+
+def drop_schema(schema: str) -> None:
+    import psycopg
+    from psycopg import sql
+
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def store_factory(request, tmp_path):
+    """Factory of stores on one database: SQLite in tmp_path, or a PostgreSQL schema of this test."""
+    opened: list[ReadStore] = []
+    if request.param == "postgres":
+        require(postgres_answers(), f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
+        schema = f"t_{uuid.uuid4().hex[:12]}"
+
+        def make():
+            opened.append(ReadStore(POSTGRES_URL, schema=schema))
+            return opened[-1]
+    else:
+        schema = None
+
+        def make():
+            opened.append(ReadStore(f"sqlite:///{tmp_path / 'read.db'}"))
+            return opened[-1]
+
+    yield make
+    for store in opened:
+        store.close()
+    if schema:
+        drop_schema(schema)
+
+
+@pytest.fixture
+def store(store_factory):
+    s = store_factory()
+    s.migrate()
+    return s
+
+
+def snapshot(store: ReadStore) -> dict:
+    with store.read() as s:
+        return {
+            table: sorted(s.execute(f"SELECT * FROM {table}"), key=repr)
+            for table in ("runs", "items", "run_items", "item_counts")
+        } | {"history": s.one("SELECT COUNT(*) FROM item_events")[0]}
+
+
+def one_run(run: SampleRun, n: int = 6) -> list[tuple[str, dict]]:
+    events = [run.opened()] + [run.changed(f"HB-{i:03d}") for i in range(n)]
+    events += [run.submitted(f"HB-{i:03d}") for i in range(0, n, 3)]
+    events += [run.submitted(f"HB-{i:03d}", accepted=False) for i in range(1, n, 3)]
+    events += [run.validation_failed(f"HB-{i:03d}") for i in range(2, n, 3)]
+    return events + [run.closed(n)]
+
+
+def test_migrations_are_versioned_and_applied_once(store_factory):
+    first = store_factory()
+    assert first.migrate() == [1]
+    assert first.migrate() == []
+    assert store_factory().migrate() == []  # a second process starting later
+    assert first.schema_versions() == [1]
+
+
+def test_a_store_newer_than_the_program_is_refused(store):
+    with store.write() as s:
+        s.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (999, 'future', 0)")
+    with pytest.raises(StoreError, match="newer"):
+        store.migrate()
+
+
+def test_a_run_is_projected_with_counts_and_status(store):
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages(one_run(run)))
+    model = ReadModel(store, clock=lambda: run.start.timestamp() + 60)
+    (found,) = model.runs()["runs"]
+    assert found["status"] == "finished_with_errors"
+    assert found["counts"] == {"total": 6, "pending": 0, "error": 4, "finished": 2}
+    assert found["mode"] == "test" and found["endpoint"] == "test"
+    activity = model.activity()
+    assert activity["in_progress"] is False and activity["last_run"]["run_id"] == run.run_id
+
+
+def test_replaying_a_batch_or_republished_events_changes_nothing(store):
+    run = SampleRun()
+    partitions = Partitions()
+    events = one_run(run)
+    messages = partitions.messages(events)
+    store.apply(GROUP, messages)
+    before = snapshot(store)
+
+    replay = store.apply(GROUP, messages)  # same offsets: a batch replayed after a crash
+    assert replay.already_applied == len(messages) and not replay.applied
+    republished = store.apply(GROUP, partitions.messages(events[1:-1]))  # same event_ids, new offsets
+    assert republished.duplicates == len(messages) - 2
+    assert snapshot(store) == before
+
+
+def test_offsets_commit_with_the_projection_or_not_at_all(store, monkeypatch):
+    run = SampleRun()
+    partitions = Partitions()
+    first = partitions.messages([run.opened(), run.changed("A")])
+    store.apply(GROUP, first)
+    before = snapshot(store)
+
+    def broken(*_args):
+        raise RuntimeError("disk full")
+
+    monkeypatch.setattr(ReadStore, "_save_offsets", staticmethod(broken))
+    with pytest.raises(RuntimeError):
+        store.apply(GROUP, partitions.messages([run.submitted("A"), run.closed(1)]))
+    assert snapshot(store) == before  # the projection rolled back with the offsets
+    assert store.offsets(GROUP) == {("catalog.run.events", 0): 1, ("catalog.item.changed", 0): 1}
+
+
+def test_the_worker_seeks_to_the_stored_offsets_and_unknown_partitions_start_at_zero(store):
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages([run.opened(), run.changed("A"), run.changed("B")]))
+    recorder = Recorder(store, GROUP, metrics=None)
+    seek = recorder.on_assign([("catalog.item.changed", 0), ("catalog.item.changed", 1), ("catalog.run.events", 0)])
+    assert seek == {("catalog.item.changed", 0): 2, ("catalog.item.changed", 1): 0, ("catalog.run.events", 0): 1}
+    assert store.offsets("another-group") == {}
+
+
+def test_events_in_many_partitions_and_out_of_order_give_the_same_result(store_factory, tmp_path):
+    run = SampleRun()
+    events = one_run(run, n=30)
+    a = store_factory()
+    a.migrate()
+    a.apply(GROUP, Partitions().messages(events))
+    expected = ReadModel(a, clock=lambda: 0).items(ItemFilters(limit=100))
+    # Reverse order, in batches of 7, as separate transactions: outcomes before changes, RunClosed first.
+    with a.write() as s:
+        for table in ("runs", "items", "run_items", "item_counts", "item_events", "consumer_offsets"):
+            s.execute(f"DELETE FROM {table}")
+    partitions = Partitions()
+    reversed_events = list(reversed(events))
+    for start in range(0, len(reversed_events), 7):
+        a.apply(GROUP, partitions.messages(reversed_events[start:start + 7]))
+    again = ReadModel(a, clock=lambda: 0).items(ItemFilters(limit=100))
+    assert again == expected
+    assert again["summary"] == {"total": 30, "pending": 0, "error": 20, "finished": 10}
+
+
+def seed_two_runs(store: ReadStore) -> tuple[SampleRun, SampleRun]:
+    first = SampleRun()
+    second = SampleRun()
+    second.start = first.start + timedelta(hours=2)
+    p = Partitions()
+    store.apply(GROUP, p.messages(one_run(first, n=9)))
+    events = [second.opened()]
+    for i in range(40):
+        kind = ("category", "product", "variant")[i % 3]
+        events.append(second.changed(f"SKU_{i:02d}%x" if i == 7 else f"SKU-{i:02d}", item_type=kind))
+    for i in range(0, 40, 2):
+        kind = ("category", "product", "variant")[i % 3]
+        events.append(second.submitted(f"SKU-{i:02d}", item_type=kind, accepted=i % 4 == 0))
+    store.apply(GROUP, p.messages(events))
+    return first, second
+
+
+def all_pages(model: ReadModel, **filters) -> tuple[dict, list[dict]]:
+    page = model.items(ItemFilters(limit=7, **filters))
+    summary, items = page["summary"], list(page["items"])
+    while page["next_cursor"]:
+        page = model.items(ItemFilters(limit=7, cursor=page["next_cursor"], **filters))
+        assert page["summary"] == summary
+        items.extend(page["items"])
+    return summary, items
+
+
+def test_items_default_to_the_last_run_and_pages_cover_the_filtered_set_once(store):
+    first, second = seed_two_runs(store)
+    model = ReadModel(store, clock=lambda: second.start.timestamp())
+    summary, items = all_pages(model)
+    assert summary == {"total": 40, "pending": 20, "error": 10, "finished": 10}
+    assert len(items) == 40 and len({i["reference"] for i in items}) == 40
+    assert all(i["run_id"] == second.run_id for i in items)
+    assert [i["synced_at"] for i in items] == sorted((i["synced_at"] for i in items), reverse=True)
+
+
+@pytest.mark.parametrize(("filters", "expected_total"), [
+    ({"status": "error"}, 10),
+    ({"status": "pending", "item_type": "category"}, 7),
+    ({"item_type": "variant"}, 13),
+    ({"reference": "sku-1"}, 10),          # case-insensitive substring
+    ({"reference": "_02d%"}, 0),           # LIKE wildcards are literal text
+    ({"reference": "%x"}, 1),
+    ({"reference": "SKU", "status": "finished"}, 10),
+])
+def test_every_filter_and_its_summary(store, filters, expected_total):
+    _, second = seed_two_runs(store)
+    model = ReadModel(store, clock=lambda: second.start.timestamp())
+    summary, items = all_pages(model, **filters)
+    assert summary["total"] == expected_total == len(items)
+    assert summary["total"] == summary["pending"] + summary["error"] + summary["finished"]
+    for item in items:
+        if "status" in filters:
+            assert item["status"] == filters["status"]
+        if "item_type" in filters:
+            assert item["item_type"] == filters["item_type"]
+
+
+def test_run_and_since_filters(store):
+    first, second = seed_two_runs(store)
+    model = ReadModel(store, clock=lambda: second.start.timestamp())
+    summary, items = all_pages(model, run_id=first.run_id)
+    assert summary["total"] == 9 and {i["run_id"] for i in items} == {first.run_id}
+    since = (second.start - timedelta(minutes=1)).isoformat()
+    summary, items = all_pages(model, since=since)  # across runs
+    assert summary["total"] == 40
+    summary, _ = all_pages(model, since=first.start.isoformat().replace("+00:00", "Z"))
+    assert summary["total"] == 49
+    assert all_pages(model, run_id="all")[0]["total"] == 49
+
+
+@pytest.mark.parametrize("bad", [{"status": "broken"}, {"item_type": "book"}, {"since": "yesterday"},
+                                 {"cursor": "not-a-cursor"}, {"limit": 0}])
+def test_bad_filters_are_refused_with_a_clear_message(store, bad):
+    with pytest.raises(BadQuery):
+        ReadModel(store).items(ItemFilters(**bad))
+
+
+def test_item_history_is_every_event_oldest_first(store):
+    run = SampleRun()
+    events = [run.changed("HB-1"), run.submitted("HB-1", accepted=False), run.submitted("HB-1")]
+    store.apply(GROUP, Partitions().messages(list(reversed(events))))
+    found = ReadModel(store).item("HB-1")
+    assert [h["event_type"] for h in found["history"]] == ["CatalogItemChanged", "SubmissionCompleted",
+                                                           "SubmissionCompleted"]
+    assert [h["event_id"] for h in found["history"]] == [e["event_id"] for _, e in events]
+    assert found["status"] == "finished"
+    assert ReadModel(store).item("HB-") is None  # exact reference, not a substring
+
+
+def test_support_case_lists_request_ids_submission_ids_and_country(store):
+    run = SampleRun(mode="production")
+    start = [run.opened(), run.changed("HB-1", marketplace_id="A1PA6795UKMFR9")]
+    earlier = run.submitted("HB-1", accepted=False, http_status=500, error_code="InternalFailure",
+                            marketplace_id="A1PA6795UKMFR9")
+    answer = run.submitted("HB-1", accepted=False, marketplace_id="A1PA6795UKMFR9")
+    store.apply(GROUP, Partitions().messages([*start, answer, earlier]))
+    case = ReadModel(store).support_case(reference="HB-1", marketplace_id="A1PA6795UKMFR9")
+    assert case["api"] == "Listings Items API" and case["operation"] == "putListingsItem"
+    assert case["marketplace_id"] == "A1PA6795UKMFR9" and case["country"] == "Germany"
+    assert case["request_ids"] == [answer[1]["request_id"], earlier[1]["request_id"]]  # newest first
+    assert case["submission_ids"] == [answer[1]["submission_id"]]
+    assert answer[1]["request_id"] in case["text"] and "Germany" in case["text"]
+    by_run = ReadModel(store).support_case(run_id=run.run_id)
+    assert [s["request_id"] for s in by_run["submissions"]] == [answer[1]["request_id"]]
+    assert ReadModel(store).support_case(run_id="nope") is None
+
+
+def test_a_run_goes_interrupted_when_items_stall_and_the_gauges_say_so(store):
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages([run.opened(), run.changed("A"), run.changed("B"), run.closed(2)]))
+    last_event = run.start.timestamp() + 0.004
+    calm = ReadModel(store, stall_seconds=600, clock=lambda: last_event + 60)
+    stalled = ReadModel(store, stall_seconds=600, clock=lambda: last_event + 601)
+    assert calm.runs()["runs"][0]["status"] == "in_progress"
+    assert stalled.runs()["runs"][0]["status"] == "interrupted"
+    assert stalled.activity()["in_progress"] is False
+    assert stalled.activity()["last_run"]["status"] == "interrupted"
+    by_status, pending = stalled.run_gauges()
+    assert by_status["interrupted"] == 1 and pending == 2
+
+
+def test_concurrent_writers_keep_counts_exact(store_factory):
+    """Two recorder processes (different partitions, same items): serialised writers, exact counters."""
+    stores = [store_factory(), store_factory()]
+    stores[0].migrate()
+    run = SampleRun()
+    changes = [run.changed(f"C-{i}") for i in range(300)]
+    outcomes = [run.submitted(f"C-{i}", accepted=i % 2 == 0) for i in range(300)]
+
+    def write(store, events, partition):
+        for start in range(0, len(events), 25):
+            chunk = events[start:start + 25]
+            store.apply(GROUP, [Message(f"topic-{partition}", partition, start + j, k, e)
+                                for j, (k, e) in enumerate(chunk)])
+
+    threads = [threading.Thread(target=write, args=(stores[0], changes, 0)),
+               threading.Thread(target=write, args=(stores[1], outcomes, 1))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    stores[0].apply(GROUP, [Message("topic-2", 0, 0, *run.closed(300))])
+    model = ReadModel(stores[0], clock=lambda: 0)
+    assert model.items(ItemFilters())["summary"] == {"total": 300, "pending": 0, "error": 150, "finished": 150}
+    assert model.runs()["runs"][0]["counts"] == {"total": 300, "pending": 0, "error": 150, "finished": 150}
+    with stores[0].read() as s:
+        counted = dict(s.execute("SELECT status, COUNT(*) FROM items GROUP BY status"))
+    assert counted == {"error": 150, "finished": 150}

@@ -1,0 +1,111 @@
+"""The recorder worker over a real Kafka-protocol broker: events → read store, duplicates and
+undecodable input, and positions taken from the read store rather than from Kafka."""
+
+from __future__ import annotations
+
+import threading
+
+import pytest
+from catalog_sync.recorder.metrics import RecorderMetrics
+from catalog_sync.recorder.projection import PROJECTED_EVENTS
+from catalog_sync.recorder.read_model import ItemFilters, ReadModel
+from catalog_sync.recorder.sample_events import TOPIC_OF, SampleRun
+from catalog_sync.recorder.service import TOPICS, Recorder, build_worker
+from catalog_sync.recorder.settings import RecorderSettings
+from catalog_sync.recorder.store import ReadStore
+from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.testing import publish_raw, read_events, wait_until
+from catalog_sync.runtime.worker import StopSignal, Worker
+from prometheus_client import CollectorRegistry
+
+pytestmark = pytest.mark.kafka
+
+
+def key_of(event: dict) -> str:
+    if "reference" in event:
+        return f"{event.get('seller_id') or ''}|{event['marketplace_id']}|{event['reference']}"
+    return event["run_id"]
+
+
+CODEC = AvroCodec()
+
+
+def publish(settings, events, codec=CODEC):
+    by_topic: dict[str, list] = {}
+    for kind, event in events:
+        by_topic.setdefault(TOPIC_OF[kind], []).append((key_of(event), codec.encode(kind, event)))
+    for topic, items in by_topic.items():
+        publish_raw(settings, topic, items)
+
+
+class Running:
+    def __init__(self, worker: Worker, stop: StopSignal):
+        self.worker, self.stop = worker, stop
+        self.thread = threading.Thread(target=worker.run, daemon=True)
+
+    def __enter__(self):
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        self.thread.join(30)
+        assert not self.thread.is_alive(), "recorder did not stop within 30 s"
+
+
+@pytest.fixture
+def store(tmp_path):
+    s = ReadStore(f"sqlite:///{tmp_path / 'read.db'}")
+    s.migrate()
+    yield s
+    s.close()
+
+
+def test_worker_projects_a_run_ignores_duplicates_and_dead_letters_garbage(runtime_settings, store):
+    runtime = runtime_settings("recorder")
+    run = SampleRun()
+    events = [run.opened(), *[run.changed(f"HB-{i}") for i in range(12)]]
+    events += [run.submitted(f"HB-{i}", accepted=i % 4 != 0) for i in range(12)] + [run.closed(12)]
+    publish(runtime, events + events[3:6])  # three events published twice
+    publish_raw(runtime, TOPIC_OF["SubmissionCompleted"], [("junk", b"\x00not avro")])
+    registry, stop = CollectorRegistry(), StopSignal()
+    model = ReadModel(store)
+    with Running(build_worker(runtime, RecorderSettings(), store, registry=registry, stop=stop), stop):
+        wait_until(lambda: model.runs()["runs"] and model.runs()["runs"][0]["status"] != "in_progress",
+                   timeout_s=60, message="the run to be recorded")
+        dead = read_events(runtime, "recorder.dlq", 1)
+    (recorded,) = model.runs()["runs"]
+    assert recorded["status"] == "finished_with_errors"
+    assert recorded["counts"] == {"total": 12, "pending": 0, "error": 3, "finished": 9}
+    assert model.items(ItemFilters(limit=100))["summary"]["total"] == 12
+    assert registry.get_sample_value("recorder_events_projected_total", {"event_type": "CatalogItemChanged"}) == 12
+    assert registry.get_sample_value("recorder_events_skipped_total", {"reason": "duplicate"}) == 3
+    assert registry.get_sample_value("recorder_runs", {"status": "finished_with_errors"}) == 1
+    assert dead[0][2]["reason"] == "not_avro" and dead[0][2]["partition"] >= 0
+
+
+def test_positions_come_from_the_read_store_not_from_kafka(runtime_settings, store):
+    """A second worker in a NEW Kafka group (no committed offsets) but the same read store resumes
+    where the store says: nothing old is read again, new events are applied."""
+    run = SampleRun()
+    first = runtime_settings("recorder")
+    publish(first, [run.opened(), *[run.changed(f"HB-{i}") for i in range(8)]])
+    model = ReadModel(store)
+    stop = StopSignal()
+    with Running(build_worker(first, RecorderSettings(), store, stop=stop), stop):
+        wait_until(lambda: model.items(ItemFilters())["summary"]["total"] == 8, timeout_s=60,
+                   message="8 items recorded")
+
+    second = runtime_settings("recorder", group_id=first.group_id + "-fresh")
+    registry, stop2 = CollectorRegistry(), StopSignal()
+    recorder = Recorder(store, first.group_id, RecorderMetrics(registry))  # same positions in the store
+    worker = Worker(second, topics=TOPICS, handle_batch=recorder.handle_batch, accepts=PROJECTED_EVENTS,
+                    registry=registry, on_assign=recorder.on_assign, stop=stop2)
+    with Running(worker, stop2):
+        publish(second, [run.submitted("HB-0")])
+        wait_until(lambda: model.items(ItemFilters(status="finished"))["summary"]["total"] == 1, timeout_s=60,
+                   message="the new outcome recorded")
+    assert registry.get_sample_value("pipeline_messages_consumed_total",
+                                     {"service": "recorder", "topic": second.topic("catalog.item.changed")}) is None
+    assert registry.get_sample_value("recorder_events_projected_total", {"event_type": "SubmissionCompleted"}) == 1
+    assert registry.get_sample_value("recorder_events_skipped_total", {"reason": "already_applied"}) is None

@@ -1,0 +1,212 @@
+"""The status rules of interfaces.md §2 as pure folds: arrival order and duplicates do not matter."""
+
+from datetime import timedelta
+
+import pytest
+from catalog_sync.recorder.projection import (
+    InvalidEvent,
+    ItemState,
+    Loaded,
+    RunState,
+    effective_run_status,
+    normalise,
+    project,
+)
+from catalog_sync.recorder.sample_events import SELLER, US, SampleRun
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+
+def item_events(run, *pairs):
+    return [normalise(kind, event) for kind, event in pairs]
+
+
+def fold(events):
+    state = ItemState.empty(events[0])
+    for e in events:
+        state.apply(e)
+    return state
+
+
+def test_pending_until_a_final_event_arrives():
+    run = SampleRun()
+    change = item_events(run, run.changed("HB-1"))
+    assert fold(change).status == "pending"
+    done = fold(change + item_events(run, run.submitted("HB-1")))
+    assert done.status == "finished"
+    assert done.request_id and done.submission_id
+
+
+def test_amazon_response_before_the_catalog_change_still_finishes():
+    run = SampleRun()
+    change = run.changed("HB-1")
+    answer = run.submitted("HB-1")
+    state = fold(item_events(run, answer, change))  # the change arrives last
+    assert state.status == "finished"
+
+
+def test_the_latest_final_event_by_event_time_wins_whatever_the_arrival_order():
+    run = SampleRun()
+    change = run.changed("HB-1")
+    first_try = run.submitted("HB-1", accepted=False, http_status=500, error_code="InternalFailure",
+                              error_message="We encountered an internal error.")
+    retry = run.submitted("HB-1")  # later event time: the retry's answer
+    for order in ([change, first_try, retry], [change, retry, first_try], [retry, first_try, change]):
+        state = fold(item_events(run, *order))
+        assert state.status == "finished", order
+        assert state.request_id == retry[1]["request_id"]
+        assert state.error is None
+
+
+def test_a_late_validation_error_older_than_the_submission_changes_nothing():
+    run = SampleRun()
+    change = run.changed("HB-1")
+    stale_failure = run.validation_failed("HB-1")
+    answer = run.submitted("HB-1")
+    state = fold(item_events(run, change, answer, stale_failure))
+    assert state.status == "finished"
+
+
+def test_a_newer_catalog_change_makes_a_finished_item_pending_again():
+    first, second = SampleRun(), SampleRun()
+    second.start = first.start + timedelta(hours=1)
+    state = fold(item_events(first, first.changed("HB-1"), first.submitted("HB-1"), second.changed("HB-1")))
+    assert state.status == "pending"
+    assert state.run_id == second.run_id
+
+
+def test_applying_the_same_event_twice_changes_nothing():
+    run = SampleRun()
+    events = item_events(run, run.changed("HB-1"), run.submitted("HB-1", accepted=False))
+    once = fold(events)
+    twice = fold(events + events)
+    assert once == twice
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.permutations(range(6)))
+def test_any_arrival_order_gives_the_same_state(order):
+    run = SampleRun()
+    events = item_events(
+        run,
+        run.changed("HB-1"),
+        run.validation_failed("HB-1"),
+        run.changed("HB-1"),
+        run.submitted("HB-1", accepted=False),
+        run.submitted("HB-1", accepted=False, http_status=403, error_code="Unauthorized", error_message="denied"),
+        run.submitted("HB-1"),
+    )
+    expected = fold(events)
+    assert fold([events[i] for i in order]) == expected
+    assert expected.status == "finished"
+
+
+def test_validation_error_details_list_every_error():
+    run = SampleRun()
+    state = fold(item_events(run, run.changed("HB-1"), run.validation_failed("HB-1")))
+    assert state.status == "error"
+    assert state.error["type"] == "validation"
+    assert state.error["code"] == "schema.required"
+    assert "and 1 more" in state.error["message"]
+    assert [d["path"] for d in state.error["details"]] == ["/attributes/brand", "/attributes/item_name/0/value"]
+
+
+def test_amazon_invalid_details_carry_the_issues_and_request_id():
+    run = SampleRun()
+    answer = run.submitted("HB-1", accepted=False)
+    state = fold(item_events(run, answer))
+    assert state.error == {"type": "amazon_response", "code": "90220",
+                           "message": "'condition_type' is required but not supplied.",
+                           "details": answer[1]["issues"]}
+    assert state.request_id == answer[1]["request_id"]
+
+
+def test_http_rejection_uses_amazons_error_code_and_message():
+    run = SampleRun()
+    state = fold(item_events(run, run.submitted("HB-1", accepted=False, http_status=400, error_code="InvalidInput",
+                                                error_message="Request has missing or invalid parameters")))
+    assert state.error["code"] == "InvalidInput"
+    assert state.error["message"] == "Request has missing or invalid parameters"
+
+
+def test_a_change_without_seller_lands_on_the_default_sellers_item():
+    run = SampleRun()
+    kind, event = run.changed("HB-1", seller_id=None)
+    assert normalise(kind, event, default_seller_id=SELLER).item_key == f"{SELLER}|{US}|HB-1"
+
+
+@pytest.mark.parametrize("field", ["event_id", "event_time", "marketplace_id", "reference"])
+def test_an_event_missing_a_required_field_is_rejected(field):
+    run = SampleRun()
+    kind, event = run.changed("HB-1")
+    with pytest.raises(InvalidEvent):
+        normalise(kind, {**event, field: None})
+
+
+def test_submission_with_unknown_status_is_rejected():
+    run = SampleRun()
+    kind, event = run.submitted("HB-1")
+    with pytest.raises(InvalidEvent):
+        normalise(kind, {**event, "status": "maybe"})
+
+
+# -- runs -----------------------------------------------------------------------------------
+def run_batch(run, *pairs, loaded=None):
+    items = [normalise(k, e) for k, e in pairs if k not in ("RunOpened", "RunClosed")]
+    runs = [(k, e) for k, e in pairs if k in ("RunOpened", "RunClosed")]
+    return project(loaded or Loaded(), items, runs)
+
+
+def test_run_finishes_when_closed_and_every_counted_item_is_final():
+    run = SampleRun()
+    p = run_batch(run, run.opened(), run.changed("A"), run.changed("B"), run.closed(2), run.submitted("A"))
+    r = p.runs[run.run_id]
+    assert (r.status, r.total, r.pending, r.finished) == ("in_progress", 2, 1, 1)
+    p2 = run_batch(run, run.submitted("B"), loaded=Loaded(p.items, p.run_items, p.runs))
+    r2 = p2.runs[run.run_id]
+    assert (r2.status, r2.pending, r2.finished) == ("finished", 0, 2)
+    assert r2.finished_at == r2.last_event_at
+
+
+def test_run_with_an_error_finishes_with_errors():
+    run = SampleRun()
+    p = run_batch(run, run.opened(), run.changed("A"), run.changed("B"), run.validation_failed("A"),
+                  run.submitted("B"), run.closed(2))
+    assert p.runs[run.run_id].status == "finished_with_errors"
+
+
+def test_run_is_not_finished_before_it_is_closed_or_while_changes_are_missing():
+    run = SampleRun()
+    p = run_batch(run, run.opened(), run.changed("A"), run.submitted("A"))
+    assert p.runs[run.run_id].status == "in_progress"  # not closed yet
+    run2 = SampleRun()
+    # Outcome of B arrived, but B's own change (and C's) did not: 3 published, 2 received.
+    p = run_batch(run2, run2.opened(), run2.changed("A"), run2.submitted("A"), run2.submitted("B"),
+                  run2.changed("B"), run2.closed(3))
+    assert p.runs[run2.run_id].status == "in_progress"
+
+
+def test_items_before_run_opened_create_the_run_and_keep_the_opened_start():
+    run = SampleRun()
+    change = run.changed("A")
+    p = run_batch(run, change)
+    assert p.runs[run.run_id].mode == "test"
+    opened = run.opened()
+    p = run_batch(run, opened, loaded=Loaded(p.items, p.run_items, p.runs))
+    assert p.runs[run.run_id].started_at == opened[1]["started_at"].timestamp() * 1000
+
+
+def test_interrupted_when_nothing_happened_for_longer_than_the_stall_threshold():
+    r = RunState("r", status="in_progress", last_event_at=1_000_000)
+    assert effective_run_status(r, now_ms=1_000_000 + 60_000, stall_ms=120_000) == "in_progress"
+    assert effective_run_status(r, now_ms=1_000_000 + 180_000, stall_ms=120_000) == "interrupted"
+    done = RunState("r", status="finished", last_event_at=0)
+    assert effective_run_status(done, now_ms=10**12, stall_ms=1) == "finished"
+
+
+def test_counter_deltas_follow_each_items_status():
+    run = SampleRun()
+    p = run_batch(run, run.changed("A"), run.changed("B"))
+    assert p.item_count_deltas == {(run.run_id, "product", "pending"): 2}
+    p2 = run_batch(run, run.validation_failed("A"), loaded=Loaded(p.items, p.run_items, p.runs))
+    assert p2.item_count_deltas == {(run.run_id, "product", "pending"): -1, (run.run_id, "product", "error"): 1}
