@@ -30,7 +30,7 @@ bench: $(STAMP)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
-	$(BIN)/lint-imports
+	$(BIN)/pytest -q tests/unit/test_import_boundaries.py
 
 clean:
 	rm -rf $(VENV) .pytest_cache .ruff_cache bench-results.json
