@@ -1,0 +1,92 @@
+"""The validator's domain core: one catalog change in, every problem with it out.
+
+Pure apart from the schema cache: no Kafka, no HTTP (an Amazon schema source is passed in by the
+wiring through `ProductTypeSchemas`). The change is a CatalogItemChanged payload: the fields of
+interfaces.md §1 with `attributes_json` holding the attributes as JSON text.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+import orjson
+
+from .issues import ValidationIssue, finalize
+from .rules import identifier_issues, marketplace_issues, reference_issues, seller_issue, variant_issues
+from .schema_sources import ProductTypeSchemas, SchemaUnavailable
+
+
+@dataclass(frozen=True, slots=True)
+class Verdict:
+    issues: list[ValidationIssue]
+    attributes: dict  # parsed attributes ({} when they could not be read)
+
+    @property
+    def valid(self) -> bool:
+        return not self.issues
+
+
+class ItemValidator:
+    def __init__(self, schemas: ProductTypeSchemas):
+        self.schemas = schemas
+
+    def validate(self, change: Mapping, *, seller_id: str | None) -> Verdict:
+        """All issues of `change`, deterministic order. `seller_id` is the effective seller (the
+        change's own or the configured default)."""
+        reference = change.get("reference") or ""
+        item_type = change.get("item_type") or "product"
+        operation = change.get("operation") or "upsert"
+        marketplace_id = change.get("marketplace_id") or ""
+        issues = reference_issues(reference, item_type)
+        if not seller_id:
+            issues.append(seller_issue())
+        attributes, unreadable = _parse_attributes(change.get("attributes_json"))
+        if unreadable:
+            issues.append(unreadable)
+        # deleteListingsItem takes only the SKU and the marketplace: nothing else to check.
+        if operation == "delete":
+            return Verdict(finalize(issues), attributes)
+
+        product_type = change.get("product_type")
+        requirements = change.get("requirements") or "LISTING"
+        if not product_type:
+            what = "the Amazon product type it maps to" if item_type == "category" else "the Amazon product type"
+            issues.append(ValidationIssue("product_type.required", f"product_type is required: {what}", "/product_type"))
+            return Verdict(finalize(issues), attributes)
+        try:
+            resolved = self.schemas.get(product_type, marketplace_id, requirements)
+        except SchemaUnavailable as exc:
+            issues.append(exc.issue())
+            resolved = None
+        # A category never reaches Amazon: a known product type is all it needs.
+        if item_type == "category":
+            return Verdict(finalize(issues), attributes)
+
+        known_attributes: frozenset[str] = frozenset()
+        if resolved is not None and not unreadable:
+            known_attributes = resolved.compiled.attribute_names
+            issues.extend(resolved.compiled.validate(attributes, enforce_required=resolved.enforce_required))
+        issues.extend(marketplace_issues(attributes, marketplace_id))
+        issues.extend(identifier_issues(attributes))
+        if item_type == "variant":
+            # An offer-only update carries sales terms, not the relationship facts.
+            relationship = known_attributes if requirements != "LISTING_OFFER_ONLY" else frozenset()
+            reported = {i.path for i in issues if i.code == "schema.required"}
+            issues.extend(variant_issues(reference, change.get("parent_reference"), attributes, relationship, reported))
+        return Verdict(finalize(issues), attributes)
+
+
+def _parse_attributes(raw: object) -> tuple[dict, ValidationIssue | None]:
+    if raw is None or raw == "":
+        return {}, None
+    if isinstance(raw, dict):
+        return raw, None
+    try:
+        attributes = orjson.loads(raw)
+    except orjson.JSONDecodeError as exc:
+        return {}, ValidationIssue("attributes.not_json", f"the attributes are not valid JSON: {exc}", "/attributes")
+    if not isinstance(attributes, dict):
+        return {}, ValidationIssue("attributes.not_object", "the attributes must be a JSON object of attribute names",
+                                   "/attributes")
+    return attributes, None
