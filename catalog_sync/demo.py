@@ -69,8 +69,10 @@ class DemoStack:
     """Starts and stops every piece; usable by tests too."""
 
     def __init__(self, data_dir: Path, api_port: int | None = None, extra_env: dict[str, str] | None = None,
-                 emulator_args: list[str] | None = None):
+                 emulator_args: list[str] | None = None, kafka_env: dict[str, str] | None = None):
+        """`kafka_env` points the stack at an existing broker (tests); otherwise it embeds one."""
         self.data_dir = data_dir
+        self.kafka_env = kafka_env
         self.api_port = _port(api_port)
         self.emulator_port = free_port()
         self.extra_env = extra_env or {}
@@ -87,9 +89,8 @@ class DemoStack:
         return f"http://127.0.0.1:{self.emulator_port}"
 
     def env(self) -> dict[str, str]:
-        assert self.broker is not None
         return {
-            **self.broker.env(),
+            **(self.kafka_env if self.kafka_env is not None else self.broker.env()),
             "READ_STORE_URL": f"sqlite:///{self.data_dir / 'catalog-sync.db'}",
             "SPAPI_ENDPOINT": self.emulator_url,
             "SPAPI_SANDBOX_ENDPOINT": f"{self.emulator_url}/sandbox",
@@ -104,7 +105,8 @@ class DemoStack:
 
     def start(self) -> None:
         self.data_dir.mkdir(parents=True, exist_ok=True)
-        self.broker = EmbeddedBroker()
+        if self.kafka_env is None:
+            self.broker = EmbeddedBroker()
         env = self.env()
         emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port), *self.emulator_args], env)
         for worker in ("validator", "submitter", "recorder"):

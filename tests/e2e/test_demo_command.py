@@ -1,0 +1,28 @@
+"""`catalog-sync demo --once`, exactly as the README tells a new user to run it (via `make demo`)."""
+
+import os
+import re
+import subprocess
+import sys
+
+import pytest
+
+from catalog_sync.runtime.testing import free_port
+
+pytestmark = pytest.mark.slow
+
+
+def test_demo_once_completes_the_sample_run_with_request_ids_from_the_emulator(tmp_path):
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("KAFKA_", "TOPIC_PREFIX"))}
+    result = subprocess.run(
+        [sys.executable, "-m", "catalog_sync", "demo", "--once", "--api-port", str(free_port()),
+         "--data-dir", str(tmp_path)],
+        env=env, capture_output=True, text=True, timeout=240,
+    )
+    assert result.returncode == 0, result.stdout + result.stderr
+    out = result.stdout
+    assert re.search(r"run run-\S+: finished_with_errors — 14 items: 8 finished, 6 error, 0 pending", out), out
+    request_ids = re.findall(r"request_id=([0-9a-f-]{36})", out)
+    # 8 items reach Amazon (6 accepted or deleted, BP-3000 answered INVALID, BadSKU answered 400)
+    assert len(request_ids) == 8 and len(set(request_ids)) == 8
+    assert "web page:   http://127.0.0.1:" in out
