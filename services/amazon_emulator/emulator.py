@@ -1,0 +1,247 @@
+"""The emulator's request pipeline, independent of any HTTP server: LWA token endpoint, then for
+Listings Items calls access token check (403) -> usage plan (429) -> scripted and random faults
+(5xx, latency) -> the Listings behaviour. Every request lands in a log tests can assert on."""
+
+from __future__ import annotations
+
+import random
+import threading
+import time
+import uuid
+from collections import deque
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import parse_qs, unquote
+
+import orjson
+
+from catalog_sync.amazon_emulator.listings import Answer, ListingRequest, ListingsBehaviour, errors, lane_of
+from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, UsagePlan
+from catalog_sync.amazon_emulator.tokens import TokenIssuer
+
+LISTINGS_PREFIX = "/listings/2021-08-01/items/"
+SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
+TOKEN_PATH = "/auth/o2/token"
+OPERATIONS = {"PUT": "putListingsItem", "DELETE": "deleteListingsItem", "GET": "getListingsItem",
+              "PATCH": "patchListingsItem"}
+FAULT_ERRORS = {
+    400: ("InvalidInput", "Request has missing or invalid parameters and cannot be parsed."),
+    403: ("Unauthorized", "Access to requested resource is denied."),
+    413: ("RequestEntityTooLarge", "The request size exceeded the maximum accepted size."),
+    415: ("UnsupportedMediaType", "The request payload is in an unsupported format."),
+    429: ("QuotaExceeded", "You exceeded your quota for the requested resource."),
+    500: ("InternalFailure", "We encountered an internal error. Please try again."),
+    503: ("ServiceUnavailable", "Service temporarily unavailable. Please try again."),
+}
+
+
+@dataclass
+class EmulatorConfig:
+    throttled: bool = True
+    plans: dict[str, UsagePlan] = field(default_factory=lambda: dict(DEFAULT_PLANS))
+    token_ttl_seconds: float = 3600.0
+    fault_5xx_rate: float = 0.0
+    latency_ms: float = 0.0
+    latency_jitter_ms: float = 0.0
+    rate_limit_header: bool = True  # x-amzn-RateLimit-Limit on 200/400, as Amazon sends it best-effort
+    strict_sandbox: bool = False  # /sandbox answers only the model's static patterns
+    clients: dict[str, str] = field(default_factory=dict)  # client_id -> secret; empty: anyone
+    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> seller; empty: any
+    required: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    product_type_required: dict[str, tuple[str, ...]] = field(default_factory=dict)
+    log_limit: int = 1_000_000
+    seed: int | None = None
+
+
+@dataclass
+class Response:
+    status: int
+    headers: list[tuple[str, str]]
+    body: bytes
+    delay_s: float = 0.0
+
+
+@dataclass
+class _Script:
+    status: int
+    remaining: int
+    seller_id: str | None
+    sku: str | None
+    method: str | None
+    delay_ms: float
+    code: str | None
+    message: str | None
+
+
+class Emulator:
+    """Thread-safe: the HTTP server calls `handle` from its loop, tests call the rest from theirs."""
+
+    def __init__(self, config: EmulatorConfig | None = None) -> None:
+        self.config = config or EmulatorConfig()
+        self._lock = threading.Lock()
+        self._random = random.Random(self.config.seed)
+        self._log: deque[dict] = deque(maxlen=self.config.log_limit)
+        self._seq = 0
+        self._scripts: list[_Script] = []
+        self.tokens = TokenIssuer(ttl_seconds=self.config.token_ttl_seconds, clients=self.config.clients,
+                                  refresh_tokens=self.config.refresh_tokens)
+        self.quotas = Quotas(self.config.plans, enabled=self.config.throttled)
+        self.listings = ListingsBehaviour(required=self.config.required,
+                                          product_type_required=self.config.product_type_required,
+                                          strict_sandbox=self.config.strict_sandbox, loads=orjson.loads)
+
+    # ---- in-process API for tests and benchmarks -------------------------------------------
+    def requests(self, since: int = 0) -> list[dict]:
+        """Logged requests with seq > since, oldest first."""
+        with self._lock:
+            return [dict(r) for r in self._log if r["seq"] > since]
+
+    def script(self, status: int, *, times: int = 1, seller_id: str | None = None, sku: str | None = None,
+               method: str | None = None, delay_ms: float = 0.0, code: str | None = None,
+               message: str | None = None) -> None:
+        """The next `times` matching Listings requests answer `status` (after the token check).
+        status 200 with delay_ms only delays a normal answer (a slow Amazon, client timeouts)."""
+        with self._lock:
+            self._scripts.append(_Script(status, times, seller_id, sku, method, delay_ms, code, message))
+
+    def configure(self, **changes) -> None:
+        with self._lock:
+            for name, value in changes.items():
+                if not hasattr(self.config, name):
+                    raise ValueError(f"unknown emulator setting {name!r}")
+                if name == "plans":
+                    value = {**DEFAULT_PLANS, **{k: v if isinstance(v, UsagePlan) else UsagePlan(float(v[0]), int(v[1]))
+                                                 for k, v in value.items()}}
+                setattr(self.config, name, value)
+            self.quotas.enabled = self.config.throttled
+            self.quotas.plans = dict(self.config.plans)
+            self.tokens.ttl_seconds = self.config.token_ttl_seconds
+
+    def reset(self) -> None:
+        """Forget requests, scripts, buckets and listings (tokens stay valid)."""
+        with self._lock:
+            self._log.clear()
+            self._scripts.clear()
+            self.quotas.reset()
+            self.listings.reset()
+
+    def expire_tokens(self) -> None:
+        with self._lock:
+            self.tokens.expire_all()
+
+    def revoke(self, refresh_token: str) -> None:
+        with self._lock:
+            self.tokens.revoked.add(refresh_token)
+
+    # ---- the pipeline -------------------------------------------------------------------
+    def handle(self, method: str, raw_path: str, query: str, headers: Mapping[str, str], body: bytes) -> Response:
+        arrival_wall, arrival = time.time(), time.monotonic()
+        with self._lock:
+            self._seq += 1
+            entry = {"seq": self._seq, "time": arrival_wall, "monotonic": arrival, "method": method,
+                     "path": raw_path, "user_agent": headers.get("user-agent", "")}
+            if raw_path == TOKEN_PATH and method == "POST":
+                response = self._token(body, entry)
+            else:
+                sandbox = raw_path.startswith(SANDBOX_PREFIX + "/")
+                path = raw_path[len(SANDBOX_PREFIX):] if sandbox else raw_path
+                if path.startswith(LISTINGS_PREFIX) and method in OPERATIONS:
+                    entry["endpoint"] = "sandbox" if sandbox else "production"
+                    response = self._listings(method, path, query, headers, body, sandbox, entry)
+                else:
+                    response = _json(404, errors(404, "NotFound", "Resource not found.").body, str(uuid.uuid4()))
+                    entry["operation"] = None
+            entry["status"] = response.status
+            self._log.append(entry)
+            return response
+
+    def _token(self, body: bytes, entry: dict) -> Response:
+        form = {k: v[0] for k, v in parse_qs(body.decode("utf-8", "replace")).items()}
+        answer = self.tokens.issue(form)
+        entry.update(operation="lwaToken", client_id=form.get("client_id"))
+        return _json(answer.status, answer.body, None)
+
+    def _listings(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
+                  sandbox: bool, entry: dict) -> Response:
+        request_id = str(uuid.uuid4())
+        parts = path[len(LISTINGS_PREFIX):].split("/")
+        params = parse_qs(query, keep_blank_values=True)
+        mode = params.get("mode", [None])[0]
+        marketplaces = [m for v in params.get("marketplaceIds", []) for m in v.split(",") if m]
+        included = [m for v in params.get("includedData", []) for m in v.split(",") if m]
+        seller_id = unquote(parts[0]) if parts else ""
+        sku = unquote(parts[1]) if len(parts) == 2 else ""
+        entry.update(operation=OPERATIONS[method], request_id=request_id, seller_id=seller_id, sku=sku,
+                     sku_raw=parts[1] if len(parts) == 2 else "", marketplace_ids=marketplaces, mode=mode,
+                     lane=lane_of(method, mode))
+        if len(parts) != 2 or not seller_id or not sku:
+            return self._error(400, "InvalidInput", "Request has missing or invalid parameters and cannot be parsed.",
+                               request_id, entry)
+        grant, why = self.tokens.check(headers.get("x-amz-access-token"))
+        if grant is None or not self.tokens.seller_allowed(grant, seller_id):
+            return self._error(403, "Unauthorized", "Access to requested resource is denied.", request_id, entry,
+                               details=why or "The access token does not authorise this selling partner.")
+        if not self.quotas.take(seller_id, grant.client_id, entry["lane"]):
+            return self._error(429, "QuotaExceeded", "You exceeded your quota for the requested resource.",
+                               request_id, entry)
+        delay = self._latency()
+        script = self._matching_script(method, seller_id, sku)
+        if script is not None:
+            delay += script.delay_ms / 1000.0
+            if script.status != 200:
+                code, message = FAULT_ERRORS.get(script.status, ("InternalFailure", "Scripted failure."))
+                response = self._error(script.status, script.code or code, script.message or message, request_id,
+                                       entry)
+                response.delay_s = delay
+                return response
+        elif self.config.fault_5xx_rate and self._random.random() < self.config.fault_5xx_rate:
+            status = self._random.choice((500, 503))
+            response = self._error(status, *FAULT_ERRORS[status], request_id, entry)
+            response.delay_s = delay
+            return response
+        answer: Answer = self.listings.handle(ListingRequest(
+            method=method, seller_id=seller_id, sku=sku, marketplace_ids=marketplaces, mode=mode,
+            included_data=included, content_type=headers.get("content-type", ""), body=body, sandbox=sandbox))
+        entry["amazon_status"] = answer.body.get("status")
+        entry["submission_id"] = answer.body.get("submissionId")
+        if answer.status != 200:
+            entry["error_code"] = answer.body["errors"][0]["code"]
+        limit = self._limit_header(entry["lane"]) if answer.status in (200, 400) else None
+        response = _json(answer.status, answer.body, request_id, limit)
+        response.delay_s = delay
+        return response
+
+    def _error(self, status: int, code: str, message: str, request_id: str, entry: dict, details: str = "") -> Response:
+        entry["error_code"] = code
+        limit = self._limit_header(entry.get("lane")) if status == 400 else None
+        return _json(status, errors(status, code, message, details).body, request_id, limit)
+
+    def _limit_header(self, lane: str | None) -> str | None:
+        if not self.config.rate_limit_header or lane is None:
+            return None
+        return f"{self.quotas.plans[lane].rate:.1f}"
+
+    def _latency(self) -> float:
+        base = self.config.latency_ms
+        if self.config.latency_jitter_ms:
+            base += self._random.uniform(0, self.config.latency_jitter_ms)
+        return base / 1000.0
+
+    def _matching_script(self, method: str, seller_id: str, sku: str) -> _Script | None:
+        for script in self._scripts:
+            if (script.seller_id in (None, seller_id) and script.sku in (None, sku)
+                    and script.method in (None, method)):
+                script.remaining -= 1
+                if script.remaining <= 0:
+                    self._scripts.remove(script)
+                return script
+        return None
+
+
+def _json(status: int, body: dict, request_id: str | None, rate_limit: str | None = None) -> Response:
+    headers = [("content-type", "application/json")]
+    if request_id:
+        headers.append(("x-amzn-requestid", request_id))
+    if rate_limit:
+        headers.append(("x-amzn-ratelimit-limit", rate_limit))
+    return Response(status, headers, orjson.dumps(body))

@@ -1,0 +1,83 @@
+"""Amazon's usage plans as the emulator enforces them: one token bucket per
+(selling partner, application, operation lane), answering 429 QuotaExceeded when empty."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
+
+
+@dataclass(frozen=True)
+class UsagePlan:
+    rate: float  # requests per second
+    burst: int
+
+
+# Listings Items API 2021-08-01 defaults (the model's "Usage Plan" tables); VALIDATION_PREVIEW
+# has its own, much lower plan.
+DEFAULT_PLANS: dict[str, UsagePlan] = {
+    "put": UsagePlan(5.0, 10),
+    "patch": UsagePlan(5.0, 5),
+    "delete": UsagePlan(5.0, 5),
+    "get": UsagePlan(5.0, 10),
+    "preview": UsagePlan(1.0, 1),
+}
+
+
+def parse_plan(text: str) -> tuple[str, UsagePlan]:
+    """`put=5:10` -> ("put", UsagePlan(5.0, 10)); the form of the --plan flag."""
+    try:
+        lane, values = text.split("=", 1)
+        rate, _, burst = values.partition(":")
+        plan = UsagePlan(float(rate), int(burst) if burst else max(1, int(float(rate))))
+    except ValueError as exc:
+        raise ValueError(f"bad usage plan {text!r}: expected LANE=RATE[:BURST], e.g. put=5:10") from exc
+    if lane not in DEFAULT_PLANS:
+        raise ValueError(f"bad usage plan {text!r}: lane must be one of {', '.join(DEFAULT_PLANS)}")
+    if plan.rate <= 0 or plan.burst < 1:
+        raise ValueError(f"bad usage plan {text!r}: rate must be > 0 and burst >= 1")
+    return lane, plan
+
+
+class _Bucket:
+    __slots__ = ("tokens", "stamp")
+
+    def __init__(self, tokens: float, stamp: float) -> None:
+        self.tokens = tokens
+        self.stamp = stamp
+
+
+class Quotas:
+    def __init__(
+        self,
+        plans: Mapping[str, UsagePlan] | None = None,
+        *,
+        enabled: bool = True,
+        clock: Callable[[], float] = time.monotonic,
+    ) -> None:
+        self.plans = {**DEFAULT_PLANS, **(plans or {})}
+        self.enabled = enabled
+        self._clock = clock
+        self._buckets: dict[tuple[str, str, str], _Bucket] = {}
+
+    def take(self, seller_id: str, application: str, lane: str) -> bool:
+        """Spend one request of the plan; False means answer 429."""
+        if not self.enabled:
+            return True
+        plan = self.plans[lane]
+        now = self._clock()
+        key = (seller_id, application, lane)
+        bucket = self._buckets.get(key)
+        if bucket is None:
+            bucket = self._buckets[key] = _Bucket(float(plan.burst), now)
+        else:
+            bucket.tokens = min(float(plan.burst), bucket.tokens + (now - bucket.stamp) * plan.rate)
+            bucket.stamp = now
+        if bucket.tokens >= 1.0 - 1e-9:  # float dust is not a reason to throttle
+            bucket.tokens = max(0.0, bucket.tokens - 1.0)
+            return True
+        return False
+
+    def reset(self) -> None:
+        self._buckets.clear()

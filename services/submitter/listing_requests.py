@@ -1,0 +1,63 @@
+"""From a ListingReady event to the exact SP-API call: operation, method, path (SKU
+percent-encoded once, as UTF-8), query, body, and the usage-plan lane it draws on."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import quote, urlencode
+
+import orjson
+
+API_PATH = "/listings/2021-08-01/items"
+
+
+@dataclass(frozen=True)
+class ListingCall:
+    operation: str  # putListingsItem | deleteListingsItem
+    method: str
+    path: str
+    params: tuple[tuple[str, str], ...]
+    body: bytes | None
+    lane: str
+    mode: str  # sync mode of the run: test | preview | production
+
+    @property
+    def path_and_query(self) -> str:
+        """Encoded once here, so the HTTP client does not re-parse and re-encode parameters."""
+        return f"{self.path}?{urlencode(self.params)}"
+
+
+class InvalidReadyEvent(ValueError):
+    pass
+
+
+def encode_path_segment(value: str) -> str:
+    # safe="" so '/', '?', '#', '%' and spaces inside a SKU are encoded; UTF-8 by default.
+    return quote(value, safe="")
+
+
+def build_call(event: dict) -> ListingCall:
+    mode = event.get("mode") or "production"
+    operation = event.get("operation") or "upsert"
+    path = f"{API_PATH}/{encode_path_segment(event['seller_id'])}/{encode_path_segment(event['reference'])}"
+    params: list[tuple[str, str]] = [("marketplaceIds", event["marketplace_id"])]
+    if operation == "delete":
+        return ListingCall("deleteListingsItem", "DELETE", path, tuple(params), None, "delete", mode)
+    if not event.get("product_type"):
+        raise InvalidReadyEvent("product_type is required to submit a listing")
+    try:
+        attributes = orjson.loads(event.get("attributes_json") or "{}")
+    except orjson.JSONDecodeError as exc:
+        raise InvalidReadyEvent(f"attributes_json is not JSON: {exc}") from None
+    if not isinstance(attributes, dict):
+        raise InvalidReadyEvent("attributes_json must hold a JSON object")
+    lane = "put"
+    if mode == "preview":
+        params += [("mode", "VALIDATION_PREVIEW"), ("includedData", "issues,identifiers")]
+        lane = "preview"
+    else:
+        params.append(("includedData", "issues"))
+    params.append(("issueLocale", "en_US"))
+    body = {"productType": event["product_type"], "requirements": event.get("requirements") or "LISTING",
+            "attributes": attributes}
+    return ListingCall("putListingsItem", "PUT", path, tuple(params), orjson.dumps(body), lane, mode)

@@ -1,0 +1,86 @@
+"""SubmissionCompleted events (schemas/submission_completed.v1.avsc) from submission results.
+
+Outcome -> item status (interfaces.md §2): accepted, valid, deleted, not_sent, unchanged ->
+finished; invalid (Amazon status INVALID), rejected (final HTTP error), failed (retries
+exhausted or a local reason) -> error, which the recorder shows as error type amazon_response."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from catalog_sync.runtime.events import item_key, new_header
+
+FINISHED_OUTCOMES = frozenset({"accepted", "valid", "deleted", "not_sent", "unchanged"})
+
+
+@dataclass
+class SubmissionResult:
+    outcome: str
+    http_status: int | None = None
+    amazon_status: str | None = None
+    request_ids: list[str] = field(default_factory=list)
+    submission_id: str | None = None
+    issues: list[dict] = field(default_factory=list)
+    error_code: str | None = None
+    error_message: str | None = None
+    attempts: int = 0
+    latency_ms: float = 0.0
+
+    @property
+    def status(self) -> str:
+        return "finished" if self.outcome in FINISHED_OUTCOMES else "error"
+
+
+def parse_issues(raw) -> list[dict]:
+    """Amazon issues -> AmazonIssue records. Real responses sometimes omit code or categories."""
+    issues = []
+    for entry in raw if isinstance(raw, list) else []:
+        if not isinstance(entry, dict):
+            continue
+        code = entry.get("code")
+        issues.append({
+            "code": str(code) if code is not None else None,
+            "message": str(entry.get("message") or ""),
+            "severity": str(entry.get("severity") or "ERROR"),
+            "attribute_names": _strings(entry.get("attributeNames")),
+            "categories": _strings(entry.get("categories")),
+        })
+    return issues
+
+
+def _strings(raw) -> list[str]:
+    # A list of names, leniently: one bare name is a list of one; a number or object is nothing.
+    if isinstance(raw, str):
+        return [raw]
+    return [str(v) for v in raw if v is not None] if isinstance(raw, list) else []
+
+
+def completed_event(ready: dict, result: SubmissionResult, endpoint: str) -> dict:
+    return {
+        **new_header(ready.get("run_id")),
+        "mode": ready.get("mode") or "production",
+        "endpoint": endpoint,
+        "source_event_id": ready["event_id"],
+        "reference": ready["reference"],
+        "item_type": ready.get("item_type") or "product",
+        "operation": ready.get("operation") or "upsert",
+        "seller_id": ready["seller_id"],
+        "marketplace_id": ready["marketplace_id"],
+        "outcome": result.outcome,
+        "status": result.status,
+        "http_status": result.http_status,
+        "amazon_status": result.amazon_status,
+        "request_id": result.request_ids[-1] if result.request_ids else None,
+        "attempt_request_ids": list(result.request_ids),
+        "submission_id": result.submission_id,
+        "issues": result.issues,
+        "error_code": result.error_code,
+        "error_message": result.error_message,
+        "attempts": result.attempts,
+        "latency_ms": round(result.latency_ms, 3),
+        "content_hash": ready.get("content_hash"),
+    }
+
+
+def outcome_key(ready: dict) -> str:
+    return item_key(ready["seller_id"], ready["marketplace_id"], ready["reference"])

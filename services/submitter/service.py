@@ -1,0 +1,85 @@
+"""Wiring of the submitter: listing.ready -> SP-API -> listing.submission.completed (+ the
+accepted-hash table), on the runtime's ConcurrentWorker so a throttled seller never holds up
+the others or the poll loop."""
+
+from __future__ import annotations
+
+import structlog
+from prometheus_client import CollectorRegistry
+
+from catalog_sync.runtime.bus import ensure_topics
+from catalog_sync.runtime.concurrent_worker import ConcurrentWorker, RawOutgoing
+from catalog_sync.runtime.topics import LISTING_ACCEPTED_HASHES, LISTING_READY, LISTING_SUBMISSION_COMPLETED
+from catalog_sync.runtime.worker import Incoming, Outgoing, StopSignal
+from catalog_sync.submitter.metrics import SpApiMetrics
+from catalog_sync.submitter.outcomes import completed_event, outcome_key
+from catalog_sync.submitter.settings import SubmitterSettings
+from catalog_sync.submitter.spapi_client import HttpxSpApi
+from catalog_sync.submitter.submission import Submitted, Submitter
+
+log = structlog.get_logger()
+
+
+def outputs_of(submitted: Submitted) -> list[Outgoing | RawOutgoing]:
+    ready = submitted.ready
+    out: list[Outgoing | RawOutgoing] = [Outgoing(
+        LISTING_SUBMISSION_COMPLETED, outcome_key(ready), "SubmissionCompleted",
+        completed_event(ready, submitted.result, submitted.endpoint))]
+    if submitted.hash_change is not None:
+        key, content_hash = submitted.hash_change
+        out.append(RawOutgoing(LISTING_ACCEPTED_HASHES, key, content_hash.encode() if content_hash else None))
+    return out
+
+
+def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
+                 stop: StopSignal | None = None) -> tuple[ConcurrentWorker, Submitter, HttpxSpApi, object]:
+    registry = registry or CollectorRegistry()
+    client = HttpxSpApi(settings.client)
+    hashes = None
+    if settings.unchanged_check == "kafka":
+        from catalog_sync.submitter.accepted_hashes import KafkaHashTable
+
+        hashes = KafkaHashTable(settings.runtime)
+    submitter = Submitter(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
+                          hashes=hashes, policy=settings.policy, observer=SpApiMetrics(registry))
+
+    async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:
+        ready = message.event
+        if not ready.get("seller_id") and settings.accounts.default_seller:
+            ready = {**ready, "seller_id": settings.accounts.default_seller}
+        submitted = await submitter.submit(ready)
+        result = submitted.result
+        log.info("submission completed", seller_id=ready.get("seller_id"), marketplace_id=ready.get("marketplace_id"),
+                 reference=ready.get("reference"), run_id=ready.get("run_id"), event_id=ready.get("event_id"),
+                 outcome=result.outcome, http_status=result.http_status, request_id=(result.request_ids or [None])[-1],
+                 submission_id=result.submission_id, attempts=result.attempts, latency_ms=round(result.latency_ms, 1),
+                 error_code=result.error_code)
+        return outputs_of(submitted)
+
+    def on_assign(partitions):
+        if hashes is not None:
+            hashes.wait_until_current()  # the previous owner's accepted hashes first
+        return None
+
+    worker = ConcurrentWorker(settings.runtime, topics=[LISTING_READY], handle=handle, accepts={"ListingReady"},
+                              registry=registry, on_assign=on_assign, stop=stop,
+                              max_in_flight_per_partition=settings.max_in_flight_per_partition,
+                              shutdown_drain_s=settings.shutdown_drain_s)
+    return worker, submitter, client, hashes
+
+
+def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
+        stop: StopSignal | None = None) -> None:
+    ensure_topics(settings.runtime, [settings.runtime.topic(t) for t in (LISTING_READY, LISTING_SUBMISSION_COMPLETED)])
+    ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_ACCEPTED_HASHES)],
+                  configs={settings.runtime.topic(LISTING_ACCEPTED_HASHES): {"cleanup.policy": "compact"}})
+    worker, _submitter, client, hashes = build_worker(settings, registry=registry, stop=stop)
+    if hashes is not None:
+        hashes.start()
+        hashes.wait_until_current(timeout_s=60)
+        log.info("accepted-hash table loaded", listings=len(hashes.hashes))
+    try:
+        worker.run(on_close=client.aclose)
+    finally:
+        if hashes is not None:
+            hashes.close()

@@ -1,0 +1,94 @@
+"""Submitter configuration from the environment (interfaces.md §4 plus the submitter's own knobs).
+
+| variable | meaning | default |
+|---|---|---|
+| SPAPI_ENDPOINT / SPAPI_SANDBOX_ENDPOINT | base URL override for production / sandbox (every region) | per region |
+| LWA_TOKEN_URL | Login with Amazon token URL | https://api.amazon.com/auth/o2/token |
+| LWA_CLIENT_ID, LWA_CLIENT_SECRET, LWA_REFRESH_TOKEN, SELLER_ID | one account | none |
+| SPAPI_ACCOUNTS_FILE | many accounts (format in accounts.py) | none |
+| SPAPI_CONNECT_TIMEOUT_S / SPAPI_READ_TIMEOUT_S | HTTP timeouts | 5 / 30 |
+| SPAPI_MAX_CONNECTIONS | HTTP connections per SP-API host | 256 |
+| SPAPI_MAX_ATTEMPTS | attempts per item (first try included) | 6 |
+| SPAPI_MAX_RETRY_SECONDS | time budget per item from its first attempt | 120 |
+| SUBMITTER_MAX_IN_FLIGHT_PER_PARTITION | backlog per partition before it is paused | 2000 |
+| SUBMITTER_SHUTDOWN_DRAIN_S | on SIGTERM, time to finish items in flight | 20 |
+| SUBMITTER_UNCHANGED_CHECK | `kafka` (compacted topic) or `off` | kafka |
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from dataclasses import dataclass
+
+from catalog_sync.runtime.config import ConfigError, RuntimeSettings, env_choice, env_float, env_int, env_str
+from catalog_sync.submitter.accounts import Accounts, AccountsError
+from catalog_sync.submitter.classification import RetryPolicy
+from catalog_sync.submitter.endpoints import LWA_TOKEN_URL, Endpoints
+from catalog_sync.submitter.spapi_client import ClientSettings
+
+
+@dataclass(frozen=True)
+class SubmitterSettings:
+    runtime: RuntimeSettings
+    accounts: Accounts
+    endpoints: Endpoints
+    client: ClientSettings
+    policy: RetryPolicy
+    max_in_flight_per_partition: int
+    shutdown_drain_s: float
+    unchanged_check: str
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str] | None = None, **runtime_overrides) -> SubmitterSettings:
+        env = os.environ if env is None else env
+        try:
+            accounts = Accounts.from_env(env)
+        except AccountsError as exc:
+            raise ConfigError(str(exc)) from None
+        token_url = env_str(env, "LWA_TOKEN_URL", LWA_TOKEN_URL)
+        endpoints = Endpoints(env_str(env, "SPAPI_ENDPOINT"), env_str(env, "SPAPI_SANDBOX_ENDPOINT"), token_url)
+        for name in ("SPAPI_ENDPOINT", "SPAPI_SANDBOX_ENDPOINT", "LWA_TOKEN_URL"):
+            value = env_str(env, name)
+            if value and not value.startswith(("http://", "https://")):
+                raise ConfigError(f"{name}={value!r} must be an http(s) URL")
+        client = ClientSettings(
+            token_url=token_url,
+            connect_timeout_s=env_float(env, "SPAPI_CONNECT_TIMEOUT_S", 5.0, minimum=0.1),
+            read_timeout_s=env_float(env, "SPAPI_READ_TIMEOUT_S", 30.0, minimum=0.1),
+            max_connections=env_int(env, "SPAPI_MAX_CONNECTIONS", 256, minimum=1),
+        )
+        policy = RetryPolicy(
+            max_attempts=env_int(env, "SPAPI_MAX_ATTEMPTS", 6, minimum=1),
+            max_elapsed_s=env_float(env, "SPAPI_MAX_RETRY_SECONDS", 120.0, minimum=0.0),
+        )
+        return cls(
+            runtime=RuntimeSettings.from_env("submitter", env, **runtime_overrides),
+            accounts=accounts,
+            endpoints=endpoints,
+            client=client,
+            policy=policy,
+            max_in_flight_per_partition=env_int(env, "SUBMITTER_MAX_IN_FLIGHT_PER_PARTITION", 2000, minimum=1),
+            shutdown_drain_s=env_float(env, "SUBMITTER_SHUTDOWN_DRAIN_S", 20.0, minimum=0.0),
+            unchanged_check=env_choice(env, "SUBMITTER_UNCHANGED_CHECK", "kafka", ("kafka", "off")),
+        )
+
+    def describe(self) -> dict:
+        """The effective configuration, safe to log: no secrets (accounts are counted, not shown)."""
+        return {
+            "kafka_bootstrap_servers": self.runtime.kafka_bootstrap_servers,
+            "topic_prefix": self.runtime.topic_prefix,
+            "group_id": self.runtime.group_id,
+            "accounts": len(self.accounts),
+            "default_seller": self.accounts.default_seller,
+            "spapi_endpoint": self.endpoints.production_override or "per region",
+            "spapi_sandbox_endpoint": self.endpoints.sandbox_override or "per region",
+            "lwa_token_url": self.endpoints.token_url,
+            "max_connections": self.client.max_connections,
+            "timeouts_s": {"connect": self.client.connect_timeout_s, "read": self.client.read_timeout_s},
+            "max_attempts": self.policy.max_attempts,
+            "max_retry_seconds": self.policy.max_elapsed_s,
+            "max_in_flight_per_partition": self.max_in_flight_per_partition,
+            "unchanged_check": self.unchanged_check,
+            "metrics_port": self.runtime.metrics_port,
+        }

@@ -1,0 +1,220 @@
+"""The SP-API adapter on httpx (async): Login with Amazon token cache and one HTTP attempt per call.
+
+- One access-token request per account per token lifetime (3600 s), shared by every concurrent
+  call of that account; renewed a minute before expiry; dropped once after a 403.
+- Connections: a pool of single-connection httpx clients per origin, checked out in O(1) for each
+  request. httpcore's own pool rescans every connection and every queued request whenever a
+  request starts or ends; with hundreds of sellers' bursts queued inside one pool that costs
+  more CPU than the HTTP work (measured here, 200 sellers x 50 items against the emulator:
+  260 req/s through one 256-connection httpx client, ~960 req/s with single-connection clients).
+- Timeouts and connection errors become answers (`failure`), not exceptions: the domain decides.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import platform
+import ssl
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import httpx
+import orjson
+
+from catalog_sync import __version__
+from catalog_sync.submitter.accounts import Account
+from catalog_sync.submitter.classification import Answer
+from catalog_sync.submitter.listing_requests import ListingCall
+from catalog_sync.submitter.submission import LoginFailed
+
+USER_AGENT = (f"catalog-sync/{__version__} (Language=Python/{platform.python_version()}; "
+              f"Platform={platform.system()})")[:500]
+TOKEN_EARLY_RENEWAL_S = 60.0
+
+
+@dataclass(frozen=True)
+class ClientSettings:
+    token_url: str
+    connect_timeout_s: float = 5.0
+    read_timeout_s: float = 30.0  # SP-API calls take 0.1-30 s
+    write_timeout_s: float = 10.0
+    pool_timeout_s: float = 60.0
+    max_connections: int = 256  # per origin (production / sandbox host of a region)
+
+
+@dataclass
+class _Token:
+    value: str
+    expires_at: float
+    generation: int
+
+
+class HttpxSpApi:
+    def __init__(self, settings: ClientSettings, *, clock: Callable[[], float] = time.monotonic,
+                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+        self.settings = settings
+        self._clock = clock
+        self._timeout = httpx.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s,
+                                      write=settings.write_timeout_s, pool=settings.pool_timeout_s)
+        self._headers = {"user-agent": USER_AGENT, "accept": "application/json"}
+        self._tls = ssl.create_default_context()  # the CA bundle is loaded once, not once per connection
+        self._transport = transport
+        self._pools: dict[str, _Connections] = {}
+        self._login_client = self._new_client()
+        self._tokens: dict[tuple[str, str], _Token] = {}
+        self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
+        self._generation = 0
+        self.token_requests = 0  # observable: tests assert one login per account
+
+    def _new_client(self) -> httpx.AsyncClient:
+        return httpx.AsyncClient(timeout=self._timeout, headers=self._headers, trust_env=False, verify=self._tls,
+                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1,
+                                                     keepalive_expiry=30),
+                                 transport=self._transport)
+
+    async def aclose(self) -> None:
+        for pool in self._pools.values():
+            await pool.aclose()
+        await self._login_client.aclose()
+
+    # ---- Login with Amazon -----------------------------------------------------------------
+    @staticmethod
+    def _token_key(account: Account) -> tuple[str, str]:
+        return account.client_id, account.refresh_token
+
+    async def _access_token(self, account: Account) -> _Token:
+        key = self._token_key(account)
+        token = self._tokens.get(key)
+        if token is not None and token.expires_at > self._clock():
+            return token
+        lock = self._token_locks.setdefault(key, asyncio.Lock())
+        async with lock:  # concurrent calls of one account wait for one login
+            token = self._tokens.get(key)
+            if token is not None and token.expires_at > self._clock():
+                return token
+            token = await self._login(account)
+            self._tokens[key] = token
+            return token
+
+    async def _login(self, account: Account) -> _Token:
+        self.token_requests += 1
+        form = {"grant_type": "refresh_token", "refresh_token": account.refresh_token,
+                "client_id": account.client_id, "client_secret": account.client_secret}
+        try:
+            response = await self._login_client.post(self.settings.token_url, data=form)
+        except httpx.TimeoutException:
+            raise LoginFailed(None, "timeout", "token request timed out", retryable=True) from None
+        except (httpx.TransportError, httpx.DecodingError) as exc:
+            raise LoginFailed(None, "connection_error", f"token endpoint unreachable ({type(exc).__name__})",
+                              retryable=True) from None
+        body = _json(response.content) or {}
+        if response.status_code != 200 or not isinstance(body.get("access_token"), str):
+            code = str(body.get("error") or f"HTTP{response.status_code}")
+            message = str(body.get("error_description") or f"token endpoint answered HTTP {response.status_code}")
+            retryable = response.status_code == 429 or response.status_code >= 500
+            raise LoginFailed(response.status_code, code, message, retryable=retryable)
+        try:
+            lifetime = float(body.get("expires_in", 3600))
+        except (TypeError, ValueError):
+            lifetime = 3600.0
+        early = min(TOKEN_EARLY_RENEWAL_S, lifetime / 10)
+        self._generation += 1
+        return _Token(body["access_token"], self._clock() + lifetime - early, self._generation)
+
+    async def refresh_token(self, account: Account, generation: int | None) -> None:
+        key = self._token_key(account)
+        token = self._tokens.get(key)
+        if token is not None and (generation is None or token.generation == generation):
+            del self._tokens[key]
+
+    # ---- Listings Items --------------------------------------------------------------------
+    async def prepare(self, account: Account) -> None:
+        await self._access_token(account)
+
+    def connection(self, base_url: str):
+        pool = self._pools.get(base_url)
+        if pool is None:
+            pool = self._pools[base_url] = _Connections(self._new_client, self.settings.max_connections)
+        return pool.connection()
+
+    async def call(self, account: Account, base_url: str, call: ListingCall) -> Answer:
+        """prepare + connection + send: one attempt without a rate gate (tools, tests)."""
+        await self.prepare(account)
+        async with self.connection(base_url) as client:
+            return await self.send(client, account, base_url, call)
+
+    async def send(self, client: httpx.AsyncClient, account: Account, base_url: str, call: ListingCall) -> Answer:
+        token = await self._access_token(account)
+        headers = {"x-amz-access-token": token.value}
+        if call.body is not None:
+            headers["content-type"] = "application/json"
+        try:
+            response = await client.request(call.method, base_url + call.path_and_query, content=call.body,
+                                            headers=headers)
+        except httpx.TimeoutException as exc:
+            return Answer(None, failure="timeout", detail=f"no answer in time ({type(exc).__name__})",
+                          token_generation=token.generation)
+        except httpx.TransportError as exc:
+            return Answer(None, failure="connection_error", detail=f"{type(exc).__name__}: {exc}"[:300],
+                          token_generation=token.generation)
+        except httpx.DecodingError as exc:  # a Content-Encoding the body does not match (a broken proxy)
+            return Answer(None, failure="undecodable_response", detail=f"{type(exc).__name__}: {exc}"[:300],
+                          token_generation=token.generation)
+        return Answer(
+            response.status_code,
+            request_id=response.headers.get("x-amzn-requestid"),
+            body=_json(response.content),
+            rate_limit=response.headers.get("x-amzn-ratelimit-limit"),
+            token_generation=token.generation,
+        )
+
+
+class _Connections:
+    """Idle single-connection clients of one origin; at most `limit` exist, FIFO waiting beyond."""
+
+    def __init__(self, factory: Callable[[], httpx.AsyncClient], limit: int) -> None:
+        self._factory = factory
+        self._limit = max(1, limit)
+        self._idle: list[httpx.AsyncClient] = []
+        self._all: list[httpx.AsyncClient] = []
+        self._waiters: asyncio.Queue[httpx.AsyncClient] = asyncio.Queue()
+        self._waiting = 0
+
+    @contextlib.asynccontextmanager
+    async def connection(self):
+        if self._idle:
+            client = self._idle.pop()
+        elif not self._waiters.empty():  # handed to a waiter that was cancelled meanwhile
+            client = self._waiters.get_nowait()
+        elif len(self._all) < self._limit:
+            client = self._factory()
+            self._all.append(client)
+        else:
+            self._waiting += 1
+            try:
+                client = await self._waiters.get()
+            finally:
+                self._waiting -= 1
+        try:
+            yield client
+        finally:
+            if self._waiting > self._waiters.qsize():
+                self._waiters.put_nowait(client)  # hand over directly: FIFO, no thundering herd
+            else:
+                self._idle.append(client)
+
+    async def aclose(self) -> None:
+        for client in self._all:
+            await client.aclose()
+
+
+def _json(content: bytes) -> dict | None:
+    if not content:
+        return None
+    try:
+        value = orjson.loads(content)
+    except orjson.JSONDecodeError:
+        return {"errors": [{"code": "unparsable_response", "message": content[:300].decode("utf-8", "replace")}]}
+    return value if isinstance(value, dict) else None

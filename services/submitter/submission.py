@@ -1,0 +1,294 @@
+"""Submitting one ready item to Amazon: the domain core of the submitter.
+
+Pure orchestration over ports: an SP-API transport (one HTTP attempt; the httpx adapter lives in
+spapi_client.py), the per-(seller, lane) rate limiter, the accepted-hash table and metrics. Time
+and randomness are injected, so tests run it with fakes and a fake clock.
+
+Per item, events are handled in order: a second event for the same SKU waits for the first to
+finish, and a variant waits for its parent's submission in flight, so Amazon sees parents before
+children and never an older payload after a newer one. Different items of one seller run
+concurrently and leave through the seller's rate gate in arrival order.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import time
+from collections.abc import Awaitable, Callable
+from contextlib import AbstractAsyncContextManager, AsyncExitStack
+from dataclasses import dataclass
+from typing import Protocol
+
+from catalog_sync.runtime.events import item_key
+from catalog_sync.submitter.accounts import Account, Accounts
+from catalog_sync.submitter.classification import Answer, Decision, RetryPolicy, classify, first_error
+from catalog_sync.submitter.endpoints import Endpoints, UnknownMarketplace, recorded_endpoint
+from catalog_sync.submitter.listing_requests import InvalidReadyEvent, ListingCall, build_call
+from catalog_sync.submitter.outcomes import SubmissionResult, parse_issues
+from catalog_sync.submitter.rate import RateLimiter
+
+
+class LoginFailed(Exception):
+    """Login with Amazon refused or failed. `retryable` for 5xx and network trouble."""
+
+    def __init__(self, status: int | None, code: str, message: str, *, retryable: bool) -> None:
+        super().__init__(f"{code}: {message}")
+        self.status = status
+        self.code = code
+        self.message = message
+        self.retryable = retryable
+
+
+class SpApiTransport(Protocol):
+    async def prepare(self, account: Account) -> None:
+        """Have a valid access token for the account (log in if needed). Raises LoginFailed."""
+
+    def connection(self, base_url: str) -> AbstractAsyncContextManager:
+        """Check out an HTTP connection to `base_url` for one attempt."""
+
+    async def send(self, connection, account: Account, base_url: str, call: ListingCall) -> Answer:
+        """One HTTP attempt on a checked-out connection with the cached access token."""
+
+    async def refresh_token(self, account: Account, generation: int | None) -> None:
+        """After a 403: drop the account's cached access token if it is still the one that
+        `generation` names (concurrent 403s of one seller cause one login, not many)."""
+
+
+class AcceptedHashes(Protocol):
+    def get(self, key: str) -> str | None: ...
+
+    def put(self, key: str, content_hash: str | None) -> None: ...
+
+
+class SubmissionObserver(Protocol):
+    def request(self, operation: str, status: str, seconds: float) -> None: ...
+    def throttled(self) -> None: ...
+    def retried(self) -> None: ...
+    def quota_waited(self, seconds: float) -> None: ...
+    def in_flight(self, delta: int) -> None: ...
+
+
+class _NoMetrics:
+    def request(self, operation, status, seconds): pass
+    def throttled(self): pass
+    def retried(self): pass
+    def quota_waited(self, seconds): pass
+    def in_flight(self, delta): pass
+
+
+class MemoryHashes:
+    """The accepted-hash table in memory (tests; the Kafka-backed table extends it)."""
+
+    def __init__(self) -> None:
+        self.hashes: dict[str, str] = {}
+
+    def get(self, key: str) -> str | None:
+        return self.hashes.get(key)
+
+    def put(self, key: str, content_hash: str | None) -> None:
+        if content_hash is None:
+            self.hashes.pop(key, None)
+        else:
+            self.hashes[key] = content_hash
+
+
+@dataclass
+class Submitted:
+    """What the worker must publish: the outcome, and the change of the accepted-hash table
+    (key, hash or None for a deleted listing) when there is one."""
+
+    ready: dict
+    endpoint: str
+    result: SubmissionResult
+    hash_change: tuple[str, str | None] | None = None
+
+
+class _Sequencer:
+    """Per-key order: `turn(keys)` waits for earlier holders of any of `keys` to finish."""
+
+    def __init__(self) -> None:
+        self._tails: dict[str, asyncio.Future] = {}
+
+    async def run(self, own: str, after: list[str], work: Callable[[], Awaitable]):
+        loop = asyncio.get_running_loop()
+        waits = [self._tails[k] for k in {own, *after} if k in self._tails]
+        mine = loop.create_future()
+        self._tails[own] = mine
+        try:
+            for fut in waits:
+                await asyncio.shield(fut)
+            return await work()
+        finally:
+            mine.set_result(None)
+            if self._tails.get(own) is mine:
+                del self._tails[own]
+
+
+class Submitter:
+    def __init__(
+        self,
+        *,
+        accounts: Accounts,
+        transport: SpApiTransport,
+        endpoints: Endpoints,
+        limiter: RateLimiter | None = None,
+        hashes: AcceptedHashes | None = None,
+        policy: RetryPolicy | None = None,
+        observer: SubmissionObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.transport = transport
+        self.endpoints = endpoints
+        self.limiter = limiter or RateLimiter(accounts.rate_overrides(), clock=clock, sleep=sleep)
+        self.hashes = hashes if hashes is not None else MemoryHashes()
+        self.policy = policy or RetryPolicy()
+        self.observer = observer or _NoMetrics()
+        self._clock = clock
+        self._sleep = sleep
+        self._rng = rng or random.Random()
+        self._sequencer = _Sequencer()
+
+    async def submit(self, ready: dict) -> Submitted:
+        """The final outcome of one ListingReady event. Never raises for Amazon's or the
+        network's behaviour: every way it can end is an outcome."""
+        endpoint = recorded_endpoint(ready.get("mode") or "production")
+        if ready.get("item_type") == "category":
+            return Submitted(ready, endpoint, SubmissionResult("not_sent"))
+        seller, marketplace = ready["seller_id"], ready["marketplace_id"]
+        own = item_key(seller, marketplace, ready["reference"])
+        after = [item_key(seller, marketplace, ready["parent_reference"])] if ready.get("parent_reference") else []
+        return await self._sequencer.run(own, after, lambda: self._submit(ready, endpoint, own))
+
+    async def _submit(self, ready: dict, endpoint: str, key: str) -> Submitted:
+        account = self.accounts.get(ready["seller_id"])
+        if account is None:
+            return Submitted(ready, endpoint, SubmissionResult(
+                "failed", error_code="no_credentials",
+                error_message=f"no SP-API credentials for seller {ready['seller_id']} "
+                              "(SELLER_ID/LWA_* or SPAPI_ACCOUNTS_FILE)"))
+        try:
+            call = build_call(ready)
+            base_url = self.endpoints.base_url(ready["marketplace_id"], call.mode)
+        except (InvalidReadyEvent, UnknownMarketplace, ValueError) as exc:
+            return Submitted(ready, endpoint, SubmissionResult("failed", error_code="invalid_request",
+                                                               error_message=str(exc)))
+        # Only production ACCEPTED answers change what is live on Amazon; the sandbox and
+        # VALIDATION_PREVIEW persist nothing, so they neither set nor consult the table.
+        production = call.mode == "production"
+        content_hash = ready.get("content_hash")
+        if production and call.method == "PUT" and content_hash and self.hashes.get(key) == content_hash:
+            return Submitted(ready, endpoint, SubmissionResult("unchanged"))
+        result = await self._attempts(account, base_url, call)
+        change = None
+        if production and result.amazon_status == "ACCEPTED":
+            change = (key, content_hash if call.method == "PUT" else None)
+            self.hashes.put(*change)
+        return Submitted(ready, endpoint, result, change)
+
+    async def _attempts(self, account: Account, base_url: str, call: ListingCall) -> SubmissionResult:
+        lane = self.limiter.lane(account.seller_id, call.lane)
+        request_ids: list[str] = []
+        attempts = 0
+        refreshed = False
+        first_sent: float | None = None
+        while True:
+            counted = False
+            try:
+                await self.transport.prepare(account)
+                async with AsyncExitStack() as stack:
+                    waited, connection = await lane.acquire(
+                        lambda: stack.enter_async_context(self.transport.connection(base_url)))
+                    self.observer.quota_waited(waited)
+                    sent = self._clock()
+                    if first_sent is None:
+                        first_sent = sent
+                    attempts += 1
+                    counted = True
+                    self.observer.in_flight(1)
+                    try:
+                        answer = await self.transport.send(connection, account, base_url, call)
+                    finally:
+                        self.observer.in_flight(-1)
+            except LoginFailed as exc:
+                # No Listings call went out; a refused login is final, a failing LWA is retried.
+                sent = self._clock()
+                if first_sent is None:
+                    first_sent = sent
+                attempts += 0 if counted else 1
+                answer = Answer(None, failure="login_failed", detail=f"Login with Amazon: {exc.message}",
+                                body={"errors": [{"code": exc.code, "message": f"Login with Amazon: {exc.message}"}]})
+                if not exc.retryable:
+                    self.observer.request(call.operation, "login_failed", 0.0)
+                    result = self._final(call, answer, "rejected", request_ids, attempts, first_sent)
+                    result.http_status = exc.status
+                    return result
+            now = self._clock()
+            self.observer.request(call.operation, answer.label, now - sent)
+            if answer.request_id:
+                request_ids.append(answer.request_id)
+            decision = classify(answer, token_refreshed=refreshed)
+            if decision is Decision.DONE:
+                self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
+                return self._done(call, answer, request_ids, attempts, first_sent)
+            if decision is Decision.FINAL:
+                if answer.rate_limit:
+                    self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
+                return self._final(call, answer, "rejected", request_ids, attempts, first_sent)
+            if decision is Decision.REFRESH_TOKEN:
+                refreshed = True
+                await self.transport.refresh_token(account, answer.token_generation)
+                if attempts < self.policy.max_attempts:
+                    self.observer.retried()
+                    continue
+                return self._final(call, answer, "rejected", request_ids, attempts, first_sent)
+            if decision is Decision.THROTTLED:
+                self.observer.throttled()
+                self.limiter.throttled(account.seller_id, call.lane)
+            delay = self.policy.delay(attempts, self._rng)
+            if not self.policy.allows(attempts, now - first_sent, delay):
+                return self._final(call, answer, "failed", request_ids, attempts, first_sent, exhausted=True)
+            self.observer.retried()
+            await self._sleep(delay)
+
+    def _done(self, call: ListingCall, answer: Answer, request_ids, attempts, first_sent) -> SubmissionResult:
+        body = answer.body or {}
+        status = body.get("status")
+        issues = parse_issues(body.get("issues"))
+        if status == "INVALID":
+            errors = [i for i in issues if i["severity"] == "ERROR"] or issues
+            code = errors[0]["code"] if errors else None
+            message = errors[0]["message"] if errors else "Amazon answered INVALID without issues"
+            outcome = "invalid"
+        elif status in ("ACCEPTED", "VALID"):
+            code = message = None
+            outcome = "valid" if status == "VALID" else ("deleted" if call.method == "DELETE" else "accepted")
+        else:
+            code, message = "unexpected_response", f"HTTP 200 without a known status: {str(body)[:200]}"
+            outcome = "failed"
+        return SubmissionResult(
+            outcome, http_status=200, amazon_status=status if isinstance(status, str) else None,
+            request_ids=request_ids, submission_id=_text(body.get("submissionId")), issues=issues,
+            error_code=code, error_message=message, attempts=attempts,
+            latency_ms=(self._clock() - first_sent) * 1000.0)
+
+    def _final(self, call: ListingCall, answer: Answer, outcome: str, request_ids, attempts, first_sent,
+               *, code: str | None = None, message: str | None = None, exhausted: bool = False) -> SubmissionResult:
+        amazon_code, amazon_message = first_error(answer.body)
+        code = code or amazon_code or answer.failure or (f"HTTP{answer.status}" if answer.status else "error")
+        message = message or amazon_message or answer.detail or f"HTTP {answer.status}"
+        if exhausted:
+            message = f"gave up after {attempts} attempts: {message}"
+        return SubmissionResult(
+            outcome, http_status=answer.status, request_ids=request_ids, error_code=code,
+            error_message=message, attempts=attempts, latency_ms=(self._clock() - first_sent) * 1000.0)
+
+
+def _text(value) -> str | None:
+    """A scalar of Amazon's answer as text (events carry strings); objects and lists are dropped."""
+    if value is None or isinstance(value, dict | list):
+        return None
+    return str(value)
