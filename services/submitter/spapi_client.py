@@ -7,6 +7,8 @@
   request starts or ends; with hundreds of sellers' bursts queued inside one pool that costs
   more CPU than the HTTP work (measured here, 200 sellers x 50 items against the emulator:
   260 req/s through one 256-connection httpx client, ~960 req/s with single-connection clients).
+- The wire layer under httpx is Http11Transport (http_transport.py): httpcore's per-request CPU
+  cost capped one process at a few hundred calls per second.
 - Timeouts and connection errors become answers (`failure`), not exceptions: the domain decides.
 """
 
@@ -26,6 +28,7 @@ import orjson
 from catalog_sync import __version__
 from catalog_sync.submitter.accounts import Account
 from catalog_sync.submitter.classification import Answer
+from catalog_sync.submitter.http_transport import Http11Transport
 from catalog_sync.submitter.listing_requests import ListingCall
 from catalog_sync.submitter.submission import LoginFailed
 
@@ -72,7 +75,7 @@ class HttpxSpApi:
         return httpx.AsyncClient(timeout=self._timeout, headers=self._headers, trust_env=False, verify=self._tls,
                                  limits=httpx.Limits(max_connections=1, max_keepalive_connections=1,
                                                      keepalive_expiry=30),
-                                 transport=self._transport)
+                                 transport=self._transport or Http11Transport(tls=self._tls))
 
     async def aclose(self) -> None:
         for pool in self._pools.values():
