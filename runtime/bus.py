@@ -29,6 +29,15 @@ class BusError(RuntimeError):
     """The broker refused or failed an operation (delivery, commit, admin)."""
 
 
+class DeliveryError(BusError):
+    """`flush()` could not confirm every record: `undelivered` holds them (topic, key, value,
+    headers) in send order, so a caller that cannot simply redo its work can send them again."""
+
+    def __init__(self, message: str, undelivered: list[tuple]):
+        super().__init__(message)
+        self.undelivered = undelivered
+
+
 @dataclass(frozen=True, slots=True)
 class Record:
     topic: str
@@ -152,6 +161,7 @@ class BusProducer:
             **_client_config(settings),
             acks="all",
             linger_ms=linger_ms,
+            compression_type=settings.kafka_compression,
             batch_size=256 * 1024,
             max_request_size=8 * 1024 * 1024,
             retries=5,
@@ -161,18 +171,25 @@ class BusProducer:
     def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None:
         if isinstance(key, str):
             key = key.encode("utf-8")
-        self._pending.append(self._producer.send(topic, key=key, value=value, headers=headers))
+        try:
+            future = self._producer.send(topic, key=key, value=value, headers=headers)
+        except KafkaError as exc:  # e.g. no metadata within max_block_ms while the broker is away
+            raise DeliveryError(f"send failed: {exc}", [(topic, key, value, headers)]) from exc
+        self._pending.append((future, (topic, key, value, headers)))
 
     def flush(self, timeout_s: float = 30.0) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
-        self._producer.flush(timeout=timeout_s)
-        for future in pending:
-            if not future.is_done:
-                raise BusError(f"delivery not confirmed within {timeout_s}s")
-            if future.failed():
-                raise BusError(f"delivery failed: {future.exception}")
+        try:
+            self._producer.flush(timeout=timeout_s)
+        except KafkaError as exc:  # KafkaTimeoutError: the futures below say which records are missing
+            log.warning("producer flush did not complete: %s", exc)
+        undelivered = [record for future, record in pending if not future.is_done or future.failed()]
+        if undelivered:
+            failed = next((f.exception for f, _ in pending if f.is_done and f.failed()), None)
+            reason = f"delivery failed: {failed}" if failed else f"delivery not confirmed within {timeout_s}s"
+            raise DeliveryError(f"{len(undelivered)} of {len(pending)} records: {reason}", undelivered)
 
     def close(self) -> None:
         self._producer.close(timeout=5)
