@@ -69,14 +69,17 @@ class DemoStack:
     """Starts and stops every piece; usable by tests too."""
 
     def __init__(self, data_dir: Path, api_port: int | None = None, extra_env: dict[str, str] | None = None,
-                 emulator_args: list[str] | None = None, kafka_env: dict[str, str] | None = None):
-        """`kafka_env` points the stack at an existing broker (tests); otherwise it embeds one."""
+                 emulator_args: list[str] | None = None, kafka_env: dict[str, str] | None = None,
+                 scale: dict[str, int] | None = None):
+        """`kafka_env` points the stack at an existing broker (tests); otherwise it embeds one.
+        `scale` starts several processes of a worker (consumer group members), e.g. {"submitter": 2}."""
         self.data_dir = data_dir
         self.kafka_env = kafka_env
         self.api_port = _port(api_port)
         self.emulator_port = free_port()
         self.extra_env = extra_env or {}
         self.emulator_args = emulator_args or []
+        self.scale = scale or {}
         self.broker: EmbeddedBroker | None = None
         self.processes: dict[str, ServiceProcess] = {}
 
@@ -110,7 +113,9 @@ class DemoStack:
         env = self.env()
         emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port), *self.emulator_args], env)
         for worker in ("validator", "submitter", "recorder"):
-            self._start(worker, [worker], {**env, "METRICS_PORT": str(free_port())})
+            for index in range(self.scale.get(worker, 1)):
+                name = worker if index == 0 else f"{worker}-{index + 1}"
+                self._start(name, [worker], {**env, "METRICS_PORT": str(free_port())})
         api = self._start("api", ["api"], {**env, "METRICS_PORT": "off"})
         _wait_http(f"{self.emulator_url}/_emulator/requests", emulator)
         _wait_http(f"{self.api_url}/api/activity", api)

@@ -1,0 +1,147 @@
+"""`e2e_100k_seconds`: 100,000 items published → all recorded with their final status.
+
+The whole stack on this machine: embedded broker, unthrottled SP-API emulator, validator,
+submitter and recorder processes (SQLite read store), as `catalog-sync demo` runs them. Items are
+complete HAIRBAND listings for the bundled schema, 95% valid, spread over 1,000 sellers (each
+seller's own plan of 5 calls/s still applies in the submitter: with fewer sellers the run would
+measure Amazon's quota, not the pipeline).
+
+The embedded broker keeps only ~5 MB per partition, so the publisher keeps at most WINDOW items
+published but not yet recorded; real Kafka needs no such window. The clock runs from the first
+published item to the last one recorded as final. Per-stage rates come from each worker's
+pipeline_messages_consumed_total over the same interval.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import tempfile
+import time
+from pathlib import Path
+
+import httpx
+
+from catalog_sync.demo import DemoStack
+from catalog_sync.publisher import RunPublisher
+from catalog_sync.runtime.config import RuntimeSettings
+from catalog_sync.runtime.contract import parse_change
+
+ITEMS = int(os.environ.get("BENCH_E2E_ITEMS", "100000"))
+SELLERS = int(os.environ.get("BENCH_E2E_SELLERS", "1000"))
+WINDOW = int(os.environ.get("BENCH_E2E_WINDOW", "12000"))
+SCALE = {"validator": int(os.environ.get("BENCH_E2E_VALIDATORS", "1")),
+         "submitter": int(os.environ.get("BENCH_E2E_SUBMITTERS", "1")),
+         "recorder": 1}
+US = "ATVPDKIKX0DER"
+
+
+def _ean13(n: int) -> str:
+    body = f"400638{n % 1_000_000:06d}"
+    total = sum(int(d) * (3 if i % 2 == 0 else 1) for i, d in enumerate(reversed(body)))
+    return body + str((10 - total % 10) % 10)
+
+
+def item(n: int) -> dict:
+    def text(value):
+        return [{"value": value, "language_tag": "en_US", "marketplace_id": US}]
+
+    def value(v):
+        return [{"value": v, "marketplace_id": US}]
+
+    ean = _ean13(n) if n % 20 else _ean13(n)[:-1] + str((int(_ean13(n)[-1]) + 1) % 10)  # 5% bad barcodes
+    attributes = {
+        "item_name": text(f"Maple & Rye Satin Headband #{n}"), "brand": text("Maple & Rye"),
+        "externally_assigned_product_identifier": [{"type": "ean", "value": ean, "marketplace_id": US}],
+        "item_type_keyword": value("hair-bands"),
+        "bullet_point": [{"value": b, "language_tag": "en_US", "marketplace_id": US}
+                         for b in ("Padded satin band", "Non-slip lining", "One size fits most")],
+        "product_description": text("A padded satin headband that keeps hair in place."),
+        "country_of_origin": value("CN"), "supplier_declared_dg_hz_regulation": value("not_applicable"),
+        "material": text("Satin"), "condition_type": value("new_new"),
+        "list_price": [{"currency": "USD", "value": 19.99, "marketplace_id": US}],
+        "purchasable_offer": [{"currency": "USD", "audience": "ALL", "marketplace_id": US,
+                               "our_price": [{"schedule": [{"value_with_tax": 15.99}]}]}],
+        "fulfillment_availability": [{"fulfillment_channel_code": "DEFAULT", "quantity": 10 + n % 90}],
+    }
+    fields, errors = parse_change({"reference": f"HB-{n:06d}", "item_type": "product", "marketplace_id": US,
+                                   "product_type": "HAIRBAND", "seller_id": f"A{n % SELLERS:05d}BENCH",
+                                   "attributes": attributes})
+    assert not errors, errors
+    return fields
+
+
+def _run_counts(stack: DemoStack, run_id: str) -> dict | None:
+    for run in httpx.get(f"{stack.api_url}/api/runs", params={"limit": 5}, timeout=10).json()["runs"]:
+        if run["run_id"] == run_id:
+            return run
+    return None
+
+
+def _consumed(stack: DemoStack) -> dict[str, float]:
+    """pipeline_messages_consumed_total per service, scraped from each worker's /metrics."""
+    totals: dict[str, float] = {}
+    for name, process in stack.processes.items():
+        port = process.env.get("METRICS_PORT")
+        if not port or port == "off" or name in ("api", "amazon-emulator"):
+            continue
+        text = httpx.get(f"http://127.0.0.1:{port}/metrics", timeout=10).text
+        service = name.split("-")[0]
+        for line in text.splitlines():
+            if line.startswith("pipeline_messages_consumed_total{"):
+                totals[service] = totals.get(service, 0.0) + float(line.rsplit(" ", 1)[1])
+    return totals
+
+
+def run(results: dict) -> None:
+    data_dir = Path(tempfile.mkdtemp(prefix="catalog-sync-bench-e2e-"))
+    accounts = data_dir / "accounts.json"
+    accounts.write_text(json.dumps({"client_id": "bench-app", "client_secret": "bench-secret",
+                                    "sellers": {f"A{s:05d}BENCH": f"Atzr|bench-{s}" for s in range(SELLERS)}}))
+    items = [item(n) for n in range(ITEMS)]
+    stack = DemoStack(data_dir, emulator_args=["--unthrottled"], scale=SCALE,
+                      extra_env={"SPAPI_ACCOUNTS_FILE": str(accounts), "LOG_LEVEL": "WARNING",
+                                 "KAFKA_MAX_POLL_RECORDS": "5000"})
+    try:
+        stack.start()
+        publisher = RunPublisher(RuntimeSettings.from_env("publisher", stack.env(), metrics_port=None))
+        # Warm up: every consumer group joined and every worker ready before the clock starts.
+        warm = publisher.publish_run([item(ITEMS + n) for n in range(50)], mode="production", source="warm-up")
+        stack.wait_for_run(warm, timeout_s=120)
+        before = _consumed(stack)
+        started = time.perf_counter()
+        published = 0
+        run_id = f"bench-e2e-{int(time.time())}"
+
+        def batches():
+            nonlocal published
+            for start in range(0, ITEMS, 1000):
+                while True:
+                    run = _run_counts(stack, run_id)
+                    done = 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
+                    if published - done < WINDOW:
+                        break
+                    time.sleep(0.1)
+                chunk = items[start:start + 1000]
+                published += len(chunk)
+                yield from chunk
+
+        publisher.publish_run(batches(), mode="production", source="bench-e2e", run_id=run_id)
+        published_at = time.perf_counter() - started
+        run = stack.wait_for_run(run_id, timeout_s=900)
+        elapsed = time.perf_counter() - started
+        after = _consumed(stack)
+        publisher.close()
+    finally:
+        stack.stop()
+    counts = run["counts"]
+    results["e2e_100k_seconds"] = round(elapsed * 100_000 / ITEMS, 2)
+    results["e2e_items_per_s"] = round(ITEMS / elapsed, 1)
+    for service in ("validator", "submitter", "recorder"):
+        if service in after:
+            results[f"e2e_{service}_events_per_s"] = round((after[service] - before.get(service, 0)) / elapsed, 1)
+    print(f"   {ITEMS:,} items ({SELLERS} sellers, workers {SCALE}): published in {published_at:.1f} s, all recorded "
+          f"after {elapsed:.1f} s = {ITEMS / elapsed:,.0f} items/s; run {run['status']}: {counts['finished']:,} "
+          f"finished, {counts['error']:,} error, {counts['pending']} pending")
+    if ITEMS != 100_000:
+        print(f"   (e2e_100k_seconds scaled from {ITEMS:,} items)")
