@@ -65,6 +65,8 @@ def _jsonl_rows(path: Path):
             except json.JSONDecodeError as exc:
                 yield line_no, None, ContractError(
                     "contract.json", f"line {line_no}: not valid JSON ({exc.msg} at column {exc.colno})", "")
+            except RecursionError:
+                yield line_no, None, ContractError("contract.json", f"line {line_no}: JSON nested too deeply", "")
 
 
 CSV_COLUMNS = ("reference", "item_type", "operation", "seller_id", "marketplace_id", "product_type",
@@ -94,6 +96,9 @@ def _csv_rows(path: Path):
                     obj["attributes"] = json.loads(obj["attributes"])
                 except json.JSONDecodeError as exc:
                     yield line_no, None, ContractError("contract.json", f"line {line_no}: the attributes cell is not valid JSON ({exc.msg})", "/attributes")
+                    continue
+                except RecursionError:
+                    yield line_no, None, ContractError("contract.json", f"line {line_no}: the attributes cell nests too deeply", "/attributes")
                     continue
             yield line_no, obj, None
 

@@ -18,6 +18,9 @@ FIELDS = (
     "reference", "item_type", "operation", "seller_id", "marketplace_id", "product_type",
     "requirements", "parent_reference", "attributes", "changed_at",
 )
+# Amazon attribute JSON nests a handful of levels; far deeper input is garbage that would
+# exhaust recursion in JSON encoders and schema validators downstream.
+MAX_ATTRIBUTE_DEPTH = 64
 
 
 @dataclass(frozen=True, slots=True)
@@ -37,7 +40,36 @@ def _optional_str(obj: dict, name: str, errors: list[ContractError]) -> str | No
     if not isinstance(value, str) or not value.strip():
         errors.append(ContractError("contract.type", f"'{name}' must be a non-empty string, got {value!r}"[:300], f"/{name}"))
         return None
+    if not _is_utf8(value):
+        errors.append(_not_unicode(name))
+        return None
     return value
+
+
+def _is_utf8(text: str) -> bool:
+    # json.loads turns "\ud800" escapes into lone surrogates, which no UTF-8 event can carry.
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return True
+
+
+def _not_unicode(name: str) -> ContractError:
+    return ContractError("contract.encoding", f"'{name}' contains an unpaired surrogate (not valid Unicode text)", f"/{name}")
+
+
+def depth_exceeds(value: object, limit: int) -> bool:
+    """True when dicts and lists nest more than `limit` levels deep. Iterative: no recursion."""
+    stack = [(value, 1)]
+    while stack:
+        node, depth = stack.pop()
+        if depth > limit:
+            return True
+        for child in node.values() if type(node) is dict else node:
+            if type(child) is dict or type(child) is list:
+                stack.append((child, depth + 1))
+    return False
 
 
 def _choice(obj: dict, name: str, choices: tuple[str, ...], default: str, errors: list[ContractError]) -> str:
@@ -71,9 +103,13 @@ def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, 
     reference = obj.get("reference")
     if not isinstance(reference, str) or not reference.strip():
         errors.append(ContractError("contract.required", f"'reference' is required (SKU or category code){where}", "/reference"))
+    elif not _is_utf8(reference):
+        errors.append(_not_unicode("reference"))
     marketplace_id = obj.get("marketplace_id")
     if not isinstance(marketplace_id, str) or not marketplace_id.strip():
         errors.append(ContractError("contract.required", f"'marketplace_id' is required{where}", "/marketplace_id"))
+    elif not _is_utf8(marketplace_id):
+        errors.append(_not_unicode("marketplace_id"))
     if "item_type" not in obj:
         errors.append(ContractError("contract.required", f"'item_type' is required (category, product or variant){where}", "/item_type"))
     item_type = _choice(obj, "item_type", ITEM_TYPES, "product", errors)
@@ -93,9 +129,15 @@ def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, 
     attributes = obj.get("attributes", {})
     if attributes is None:
         attributes = {}
+    attributes_json = "{}"
     if not isinstance(attributes, dict):
         errors.append(ContractError("contract.type", f"'attributes' must be a JSON object{where}", "/attributes"))
-        attributes = {}
+    elif depth_exceeds(attributes, MAX_ATTRIBUTE_DEPTH):
+        errors.append(ContractError("contract.too_deep", f"'attributes' nest more than {MAX_ATTRIBUTE_DEPTH} levels deep{where}", "/attributes"))
+    else:
+        attributes_json = json.dumps(attributes, ensure_ascii=False, separators=(",", ":"), sort_keys=True)
+        if not _is_utf8(attributes_json):
+            errors.append(_not_unicode("attributes"))
 
     changed_at = None
     raw_time = obj.get("changed_at")
@@ -104,7 +146,8 @@ def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, 
             if not isinstance(raw_time, str):
                 raise ValueError
             changed_at = parse_time(raw_time)
-        except ValueError:
+            changed_at.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC: no event can carry it
+        except (ValueError, OverflowError):
             errors.append(ContractError("contract.time", f"'changed_at' must be an ISO-8601 time, got {raw_time!r}"[:300], "/changed_at"))
 
     if errors:
@@ -118,6 +161,6 @@ def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, 
         "product_type": product_type,
         "requirements": requirements,
         "parent_reference": parent_reference,
-        "attributes_json": json.dumps(attributes, ensure_ascii=False, separators=(",", ":"), sort_keys=True),
+        "attributes_json": attributes_json,
         "changed_at": changed_at,
     }, []

@@ -210,7 +210,7 @@ def _selector_key(item: object, selectors: tuple[str, ...]) -> tuple:
 
 
 def _describe(key: tuple, selectors: tuple[str, ...]) -> str:
-    if not selectors:
+    if not selectors or len(key) != len(selectors):  # items that are not objects are keyed whole
         return " that are the same"
     parts = [f"{name} {quote(json.loads(value))}" if value is not None else f"no {name}"
              for name, value in zip(selectors, key, strict=True)]

@@ -62,8 +62,9 @@ def quote(value: object) -> str:
 
 
 def _pointer_key(path: str) -> tuple:
-    # Numeric tokens compare as numbers so /bullet_point/10 follows /bullet_point/2.
-    return tuple((0, int(t), "") if t.isdigit() else (1, 0, t) for t in path.split("/")[1:])
+    # Numeric tokens compare as numbers so /bullet_point/10 follows /bullet_point/2 (ASCII digits
+    # only: "²".isdigit() is true, but int() refuses it).
+    return tuple((0, int(t), "") if t.isascii() and t.isdigit() else (1, 0, t) for t in path.split("/")[1:])
 
 
 def finalize(issues: Iterable[ValidationIssue]) -> list[ValidationIssue]:

@@ -12,6 +12,8 @@ from dataclasses import dataclass
 
 import orjson
 
+from catalog_sync.runtime.contract import MAX_ATTRIBUTE_DEPTH, depth_exceeds
+
 from .issues import ValidationIssue, finalize
 from .rules import identifier_issues, marketplace_issues, reference_issues, seller_issue, variant_issues
 from .schema_sources import ProductTypeSchemas, SchemaUnavailable
@@ -81,12 +83,19 @@ def _parse_attributes(raw: object) -> tuple[dict, ValidationIssue | None]:
     if raw is None or raw == "":
         return {}, None
     if isinstance(raw, dict):
-        return raw, None
-    try:
-        attributes = orjson.loads(raw)
-    except orjson.JSONDecodeError as exc:
-        return {}, ValidationIssue("attributes.not_json", f"the attributes are not valid JSON: {exc}", "/attributes")
-    if not isinstance(attributes, dict):
-        return {}, ValidationIssue("attributes.not_object", "the attributes must be a JSON object of attribute names",
-                                   "/attributes")
+        attributes = raw
+    else:
+        try:
+            attributes = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            return {}, ValidationIssue("attributes.not_json", f"the attributes are not valid JSON: {exc}", "/attributes")
+        if not isinstance(attributes, dict):
+            return {}, ValidationIssue("attributes.not_object", "the attributes must be a JSON object of attribute names",
+                                       "/attributes")
+    # The schema validator and the encoders recurse: deep garbage must become an issue, not a crash.
+    # Counting brackets (C speed) spares the walk for nearly every item.
+    openers = raw.count("{") + raw.count("[") if isinstance(raw, str) else MAX_ATTRIBUTE_DEPTH + 1
+    if openers > MAX_ATTRIBUTE_DEPTH and depth_exceeds(attributes, MAX_ATTRIBUTE_DEPTH):
+        return {}, ValidationIssue("attributes.too_deep",
+                                   f"the attributes nest more than {MAX_ATTRIBUTE_DEPTH} levels deep", "/attributes")
     return attributes, None
