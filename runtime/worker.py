@@ -171,7 +171,7 @@ class Worker:
         incoming, dead = self._decode(records)
         while True:
             try:
-                outgoing, handler_dead = self._handle(incoming)
+                outgoing, handler_dead = self._handle(incoming, records)
                 self._produce(producer, outgoing, dead + handler_dead)
                 break
             except (RetryableError, BusError) as exc:
@@ -211,7 +211,7 @@ class Worker:
             )
         return incoming, dead
 
-    def _handle(self, incoming: list[Incoming]) -> tuple[list[tuple[str, str | None, bytes]], list]:
+    def _handle(self, incoming: list[Incoming], records: list[Record]) -> tuple[list[tuple[str, str | None, bytes]], list]:
         """Outputs encoded and ready to send; on a handler bug, isolate the failing messages."""
         if not incoming:
             return [], []
@@ -222,14 +222,17 @@ class Worker:
         except Exception:
             log.exception("batch handler failed; retrying message by message")
         encoded, dead = [], []
+        originals = {(r.partition, r.offset, r.topic): r for r in records}
         for message in incoming:
             try:
                 encoded.extend(self._encode(self.handle_batch([message])))
             except RetryableError:
                 raise
             except Exception as exc:
-                record = Record(self.settings.topic(message.topic), message.partition, message.offset,
-                                message.key.encode() if message.key is not None else None, None, 0)
+                log.warning("handler failed on one message", topic=message.topic, offset=message.offset,
+                            reference=message.event.get("reference"), error=repr(exc)[:300])
+                # The dead letter keeps the original bytes so the message can be replayed once fixed.
+                record = originals[(message.partition, message.offset, self.settings.topic(message.topic))]
                 dead.append((record, "handler_error", repr(exc)))
         return encoded, dead
 

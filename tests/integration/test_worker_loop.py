@@ -91,6 +91,7 @@ def test_undecodable_and_failing_messages_go_to_the_dead_letter_topic_and_the_re
     assert by_key["wrong-schema"]["reason"] == "unexpected_schema"
     assert by_key["boom"]["reason"] == "handler_error"
     assert "cannot handle 666" in by_key["boom"]["error"]
+    assert codec.decode(by_key["boom"]["value"])[1]["item_count"] == 666  # original bytes kept for replay
     assert all(e["topic"] == settings.topic(SOURCE) for e in by_key.values())
     assert worker.metric("pipeline_dead_letters_total", service="echo", topic=settings.topic(SOURCE),
                          reason="not_avro") == 1
