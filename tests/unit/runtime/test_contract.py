@@ -49,3 +49,4 @@ def test_a_delete_needs_only_reference_and_marketplace():
 def test_not_an_object():
     fields, errors = parse_change(["a"])
     assert fields is None and errors[0].code == "contract.not_object"
+
