@@ -14,8 +14,10 @@ import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from pydantic import BaseModel
 
+from .metrics import ApiMetrics
 from .read_model import DEFAULT_PAGE, MAX_PAGE, BadQuery, ItemFilters, ReadModel
 from .store import StoreUnavailable
 
@@ -111,12 +113,18 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
 
 
-def create_app(model: ReadModel, *, api_token: str | None = None) -> FastAPI:
+def create_app(model: ReadModel, *, api_token: str | None = None,
+               registry: CollectorRegistry | None = None) -> FastAPI:
+    """`registry`: where the app's metrics live (a fresh one by default: one app, one registry)."""
     app = FastAPI(
         title="catalog-sync read API",
         version="1",
         description="Sync runs and item statuses recorded from the catalog-sync pipeline (interfaces.md §5).",
     )
+    registry = registry if registry is not None else CollectorRegistry()
+    metrics = ApiMetrics(registry, model)
+    ProcessCollector(registry=registry)
+    app.add_middleware(metrics.middleware)
 
     def authorised(request: Request) -> None:
         if not api_token:
@@ -179,6 +187,11 @@ def create_app(model: ReadModel, *, api_token: str | None = None) -> FastAPI:
         if case is None:
             raise HTTPException(404, "nothing recorded for that reference or run")
         return _json(case)
+
+    # Unguarded like /healthz: Prometheus scrapes without the token (deploy/prometheus/prometheus.yml).
+    @app.get("/metrics", include_in_schema=False)
+    def prometheus_metrics() -> Response:
+        return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
     @app.get("/healthz", include_in_schema=False)
     def healthz() -> Response:

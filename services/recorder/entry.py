@@ -58,6 +58,7 @@ def api_command(args: argparse.Namespace) -> int:
     import os
 
     import uvicorn
+
     from catalog_sync.runtime.config import env_choice, mask_secrets
     from catalog_sync.runtime.logs import configure_logging
 

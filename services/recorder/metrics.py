@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import time
+
 import structlog
-from prometheus_client import CollectorRegistry, Counter, Gauge
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
 from .projection import RUN_STATUSES
@@ -28,10 +30,52 @@ class RecorderMetrics:
         self.batch_events = Gauge(
             "recorder_last_batch_events", "Events in the last batch written in one transaction.", registry=registry)
         if model is not None:
-            registry.register(_StoreGauges(model))
+            registry.register(StoreGauges(model))
 
 
-class _StoreGauges:
+class ApiMetrics:
+    """The read API's own series, served at its /metrics with the store gauges: requests by route
+    template (never the concrete path, which carries references) and status code."""
+
+    def __init__(self, registry: CollectorRegistry, model: ReadModel | None = None):
+        self.requests = Counter(
+            "api_requests_total", "Read API requests by route template and HTTP status.",
+            ["route", "status"], registry=registry)
+        self.duration = Histogram(
+            "api_request_duration_seconds", "Read API request time, by route template.", ["route"],
+            buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0), registry=registry)
+        if model is not None:
+            registry.register(StoreGauges(model))
+
+    def middleware(self, app):
+        """Pure ASGI middleware (no per-request Request/Response wrapping): times HTTP requests and
+        labels them with the route the router matched (it records it in the shared scope)."""
+        requests, duration = self.requests, self.duration
+
+        async def measured(scope, receive, send):
+            if scope["type"] != "http":
+                await app(scope, receive, send)
+                return
+            started = time.perf_counter()
+            status = [500]
+
+            async def sending(message):
+                if message["type"] == "http.response.start":
+                    status[0] = message["status"]
+                await send(message)
+
+            try:
+                await app(scope, receive, sending)
+            finally:
+                # Static assets and unknown paths share "other": the label stays bounded.
+                route = getattr(scope.get("route"), "path", None) or "other"
+                requests.labels(route, str(status[0])).inc()
+                duration.labels(route).observe(time.perf_counter() - started)
+
+        return measured
+
+
+class StoreGauges:
     """Read at scrape time from the store, so every recorder and the API report the same truth."""
 
     def __init__(self, model: ReadModel):

@@ -14,6 +14,17 @@ class Migration:
     version: int
     name: str
     statements: tuple[str, ...]
+    # Where the dialects cannot share DDL (full-text / trigram indexes): statements per dialect name.
+    dialect_statements: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Tried after the rest, each in a savepoint, and skipped with a warning if the server refuses:
+    # an index that needs an extension the database may not offer. `{trgm}` names the schema of
+    # pg_trgm (the store finds or creates it, or skips these statements).
+    optional: tuple[tuple[str, tuple[str, ...]], ...] = ()
+
+    def for_dialect(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(statements, optional statements) this dialect runs."""
+        extra = dict(self.dialect_statements).get(name, ())
+        return self.statements + extra, dict(self.optional).get(name, ())
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -108,5 +119,45 @@ MIGRATIONS: tuple[Migration, ...] = (
             updated_at BIGINT NOT NULL,
             PRIMARY KEY (consumer_group, topic, partition_id)
         )""",
+    )),
+    # History keyed by (item_key, event_time, event_id): one index that de-duplicates, serves the
+    # history reads and keeps an item's rows together, instead of a random-order index on the uuid
+    # event_id (the costliest part of recording an event) plus a second one per item. The
+    # history-by-run index served nothing the read model asks.
+    # Substring search on references (interfaces.md §5: `reference` matches any part) through a
+    # trigram index on a side table written once per new item, so item updates (every outcome)
+    # do not pay for it.
+    Migration(2, "history keyed per item; reference trigram search", (
+        """CREATE TABLE item_events_v2 (
+            event_id TEXT NOT NULL,
+            item_key TEXT NOT NULL,
+            event_type TEXT NOT NULL,
+            event_time BIGINT NOT NULL,
+            run_id TEXT,
+            recorded_at BIGINT NOT NULL,
+            details_json TEXT NOT NULL
+        )""",
+        "INSERT INTO item_events_v2 (event_id, item_key, event_type, event_time, run_id, recorded_at, details_json) "
+        "SELECT event_id, item_key, event_type, event_time, run_id, recorded_at, details_json FROM item_events "
+        "ORDER BY item_key, event_time, event_id",
+        "DROP TABLE item_events",
+        "ALTER TABLE item_events_v2 RENAME TO item_events",
+        "CREATE UNIQUE INDEX ux_item_events_item ON item_events (item_key, event_time, event_id)",
+    ), dialect_statements=(
+        ("sqlite", (
+            # FTS5's trigram tokenizer (SQLite >= 3.34) folds case; item_key is carried, not indexed.
+            "CREATE VIRTUAL TABLE item_refs USING fts5(reference, item_key UNINDEXED, tokenize='trigram', "
+            "detail='none')",
+            "INSERT INTO item_refs (reference, item_key) SELECT reference, item_key FROM items",
+        )),
+        ("postgresql", (
+            # Lower-cased once here; looked up by the LIKE pattern the read model builds.
+            "CREATE TABLE item_refs (item_key TEXT NOT NULL, reference TEXT NOT NULL)",
+            "INSERT INTO item_refs (item_key, reference) SELECT item_key, LOWER(reference) FROM items",
+        )),
+    ), optional=(
+        ("postgresql", (
+            "CREATE INDEX ix_item_refs_trgm ON item_refs USING gin (reference {trgm}.gin_trgm_ops)",
+        )),
     )),
 )

@@ -15,6 +15,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
+from functools import lru_cache
 
 CHANGED = "CatalogItemChanged"
 VALIDATION_FAILED = "ValidationFailed"
@@ -161,6 +162,7 @@ def _iso(value) -> str | None:
     return None if ms is None else iso_from_ms(ms)
 
 
+@lru_cache(maxsize=4096)  # a run's changes mostly share their changed_at: format it once
 def iso_from_ms(ms: int | None) -> str | None:
     if ms is None:
         return None
@@ -236,10 +238,15 @@ class ItemState:
             return
         if self.final_time is not None and (e.time, e.event_id) <= (self.final_time, self.final_event_id or ""):
             return  # an older (or the same) final event: the latest one keeps deciding
+        was_finished = self.final_status == FINISHED
         self.final_time, self.final_event_id, self.final_status = e.time, e.event_id, e.final_status
         if not details:
             return
         sc = e.kind == SUBMISSION_COMPLETED
+        if sc and was_finished and e.details["outcome"] == "unchanged" and self.request_id:
+            # Amazon already has this content (typically a redelivered ready event after a crash
+            # finding its own accepted hash): the acceptance that put it there stays the item's request.
+            return
         self.request_id = e.details["request_id"] if sc else None
         self.submission_id = e.details["submission_id"] if sc else None
         self.issues = e.details["issues"] if sc else []

@@ -13,6 +13,8 @@ import gc
 import time
 
 import structlog
+from prometheus_client import CollectorRegistry
+
 from catalog_sync.runtime.config import RuntimeSettings, mask_secrets
 from catalog_sync.runtime.topics import (
     CATALOG_ITEM_CHANGED,
@@ -21,7 +23,6 @@ from catalog_sync.runtime.topics import (
     LISTING_VALIDATION_FAILED,
 )
 from catalog_sync.runtime.worker import Incoming, Outgoing, RetryableError, StopSignal, Worker
-from prometheus_client import CollectorRegistry
 
 from .metrics import RecorderMetrics
 from .projection import PROJECTED_EVENTS

@@ -21,6 +21,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 import orjson
+import structlog
 
 from .migrations import MIGRATIONS
 from .projection import (
@@ -38,6 +39,7 @@ from .projection import (
     touched,
 )
 
+log = structlog.get_logger()
 DEFAULT_URL = "sqlite:///catalog-sync.db"
 _MAX_PARAMS = 30_000  # under SQLite's 32,766 and PostgreSQL's 65,535 bind parameters
 _MAX_ROWS = 1_000
@@ -65,9 +67,14 @@ class _Dialect:
     write_lock: str | None = None
     write_setup: str | None = None
     unavailable: tuple[type[BaseException], ...] = ()
+    refused: tuple[type[BaseException], ...] = ()  # errors of DDL the server declines
 
     def sql(self, text: str) -> str:
         return text
+
+    def extension_schemas(self, session) -> dict[str, str]:
+        """Extension name -> schema holding it, for optional DDL (`{trgm}`)."""
+        return {}
 
     def connect(self):
         raise NotImplementedError
@@ -114,7 +121,31 @@ class _Postgres(_Dialect):
         self.schema = schema
         self._psycopg = psycopg
         self.unavailable = (psycopg.OperationalError,)
+        self.refused = (psycopg.Error,)
         self._cache: dict[str, str] = {}
+
+    def extension_schemas(self, session) -> dict[str, str]:
+        """pg_trgm where it is installed, else installed into `public` if this role may (it is a
+        trusted extension since PostgreSQL 13). Never into the store's own schema: dropping that
+        schema would drop the extension under every other schema's indexes."""
+        find = ("SELECT n.nspname FROM pg_extension e JOIN pg_namespace n ON n.oid = e.extnamespace "
+                "WHERE e.extname = 'pg_trgm'")
+        row = session.one(find)
+        if row is None:
+            session.execute("SAVEPOINT create_extension")
+            try:
+                session.execute("CREATE EXTENSION IF NOT EXISTS pg_trgm WITH SCHEMA public")
+            except self._psycopg.Error as exc:  # no privilege, not installed, or a concurrent creator
+                session.execute("ROLLBACK TO SAVEPOINT create_extension")
+                log.warning("pg_trgm unavailable", error=str(exc))
+            else:
+                session.execute("RELEASE SAVEPOINT create_extension")
+            row = session.one(find)
+        if row is None:
+            return {}
+        from psycopg import sql
+
+        return {"trgm": sql.Identifier(row[0]).as_string(None)}
 
     def sql(self, text: str) -> str:
         converted = self._cache.get(text)
@@ -162,6 +193,7 @@ class Session:
         self._dialect = dialect
         self._conn = conn
         self._staged = staged  # staging tables this connection has created
+        self._filled: set[str] = set()  # staging tables holding rows in this transaction
 
     def execute(self, sql: str, params: Sequence = ()) -> list[tuple]:
         cursor = self._conn.execute(self._dialect.sql(sql), params)
@@ -171,10 +203,22 @@ class Session:
         rows = self.execute(sql, params)
         return rows[0] if rows else None
 
+    def append(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
+        """Plain INSERT of rows known to be new (the caller checked keys under the write lock):
+        COPY on PostgreSQL, one prepared statement run over the rows on SQLite."""
+        if not rows:
+            return
+        cols = ", ".join(columns)
+        if self._dialect.staging:
+            self._dialect.load(self._conn, table, cols, rows)
+            return
+        self._conn.executemany(f"INSERT INTO {table} ({cols}) VALUES ({','.join('?' * len(columns))})", rows)
+
     # Bulk writes: ONE shared statement per table (INSERT ... <rows> ON CONFLICT ...); only the row
     # source differs. PostgreSQL: rows are COPYed into a per-connection temporary staging table
-    # and selected from it (long VALUES lists cost more in psycopg's Python-side query parsing
-    # than the server spends on the rows). SQLite: VALUES lists within its parameter limit.
+    # (emptied by every commit) and selected from it (long VALUES lists cost more in psycopg's
+    # Python-side query parsing than the server spends on the rows). SQLite: VALUES lists within
+    # its parameter limit.
     def insert_rows(self, table: str, columns: Sequence[str], rows: Sequence[Sequence], tail: str = "") -> list[tuple]:
         """INSERT INTO `table` (columns) <rows> `tail` (e.g. ON CONFLICT ... RETURNING ...)."""
         if not rows:
@@ -183,13 +227,14 @@ class Session:
         if self._dialect.staging:
             stage = f"stage_{table}"
             if stage not in self._staged:
-                self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} AS SELECT {cols} FROM {table} WHERE 1 = 0")
+                self.execute(f"CREATE TEMP TABLE IF NOT EXISTS {stage} ON COMMIT DELETE ROWS AS "
+                             f"SELECT {cols} FROM {table} WHERE 1 = 0")
                 self._staged.add(stage)
-            self._dialect.load(self._conn, stage, cols, rows)
-            try:
-                return self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE true {tail}")
-            finally:
+            elif stage in self._filled:  # a second load in one transaction: start empty
                 self.execute(f"DELETE FROM {stage}")
+            self._filled.add(stage)
+            self._dialect.load(self._conn, stage, cols, rows)
+            return self.execute(f"INSERT INTO {table} ({cols}) SELECT {cols} FROM {stage} WHERE true {tail}")
         width = len(columns)
         per_statement = max(1, min(_MAX_ROWS, _MAX_PARAMS // width))
         group = "(" + ",".join("?" * width) + ")"
@@ -200,32 +245,31 @@ class Session:
                                     [value for row in chunk for value in row]))
         return out
 
-    def select_in(self, head: str, values: Sequence, tail: str = "") -> list[tuple]:
-        """`head` IN (values) `tail`: `head` ends with the compared column."""
+    def select_in(self, head: str, values: Sequence, tail: str = "", params: Sequence = ()) -> list[tuple]:
+        """`head` IN (values) `tail`: `head` ends with the compared column; `params` bind before."""
         values = list(values)
         if not values:
             return []
         if self._dialect.arrays:
-            return self.execute(f"{head} = ANY(CAST(? AS text[])) {tail}", [values])
+            # The list travels as one JSON text (orjson, in C): psycopg's list dumper is Python code
+            # and cost more than the query it feeds.
+            return self.execute(f"{head} = ANY(ARRAY(SELECT json_array_elements_text(CAST(? AS json)))) {tail}",
+                                [*params, orjson.dumps(values).decode()])
         out: list[tuple] = []
         for start in range(0, len(values), _MAX_ROWS):
             chunk = values[start:start + _MAX_ROWS]
-            out.extend(self.execute(f"{head} IN ({','.join('?' * len(chunk))}) {tail}", chunk))
+            out.extend(self.execute(f"{head} IN ({','.join('?' * len(chunk))}) {tail}", [*params, *chunk]))
         return out
 
-    def select_pairs_in(self, head: str, pairs: Sequence[tuple[str, str]]) -> list[tuple]:
-        """`head` (a, b) IN (pairs): `head` ends with the compared column pair."""
-        if not pairs:
-            return []
-        if self._dialect.arrays:
-            first, second = zip(*pairs, strict=True)
-            return self.execute(f"{head} IN (SELECT * FROM unnest(CAST(? AS text[]), CAST(? AS text[])))",
-                                [list(first), list(second)])
+    def select_pairs_in(self, head: str, first: str, second: str, pairs: Sequence[tuple[str, str]]) -> list[tuple]:
+        """`head` WHERE (first, second) IN (pairs), asked as `first = ? AND second IN (...)` per
+        distinct first value: SQLite plans a row-value IN list as a full table scan."""
+        groups: dict[str, list[str]] = {}
+        for a, b in pairs:
+            groups.setdefault(a, []).append(b)
         out: list[tuple] = []
-        for start in range(0, len(pairs), _MAX_ROWS):
-            chunk = pairs[start:start + _MAX_ROWS]
-            values = ",".join(["(?, ?)"] * len(chunk))
-            out.extend(self.execute(f"{head} IN (VALUES {values})", [v for pair in chunk for v in pair]))
+        for a, bs in groups.items():
+            out.extend(self.select_in(f"{head} WHERE {first} = ? AND {second}", bs, params=(a,)))
         return out
 
 
@@ -288,13 +332,21 @@ _RUN_COLUMNS = ("run_id", "mode", "endpoint", "source", "started_at", "next_run_
                 "item_count", "changes_received", "total", "pending", "error", "finished", "last_event_at",
                 "finished_at", "status")
 _HISTORY_COLUMNS = ("event_id", "item_key", "event_type", "event_time", "run_id", "recorded_at", "details_json")
+_REF_COLUMNS = ("item_key", "reference")  # reference lower-cased: what substring search matches
 _COUNT_COLUMNS = ("run_id", "item_type", "status", "n")
 _OFFSET_COLUMNS = ("consumer_group", "topic", "partition_id", "next_offset", "updated_at")
 
 
-def _upsert_tail(columns: Sequence[str], key: Sequence[str]) -> str:
-    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key)
+def _upsert_tail(columns: Sequence[str], key: Sequence[str], fixed: Sequence[str] = ()) -> str:
+    """`fixed`: columns that never change after the insert; left out of SET so SQLite does not
+    rewrite the index entries on them."""
+    updates = ", ".join(f"{c} = excluded.{c}" for c in columns if c not in key and c not in fixed)
     return f"ON CONFLICT ({', '.join(key)}) DO UPDATE SET {updates}"
+
+
+_ITEMS_UPSERT = _upsert_tail(_ITEM_COLUMNS, ("item_key",), ("seller_id", "marketplace_id", "reference"))
+_RUN_ITEMS_UPSERT = _upsert_tail(_RUN_ITEM_COLUMNS, ("run_id", "item_key"))
+_RUNS_UPSERT = _upsert_tail(_RUN_COLUMNS, ("run_id",))
 
 
 class ReadStore:
@@ -342,6 +394,9 @@ class ReadStore:
     def migrate(self) -> list[int]:
         """Apply pending migrations; returns the versions applied now."""
         applied_now = []
+        if self.dialect.name == "sqlite" and sqlite3.sqlite_version_info < (3, 34, 0):
+            raise StoreError(f"SQLite {sqlite3.sqlite_version} is too old: the read store needs 3.34 or newer "
+                             "(FTS5 trigram tokenizer, for reference search)")
         with self.write() as s:
             s.execute("CREATE TABLE IF NOT EXISTS schema_migrations "
                       "(version INTEGER PRIMARY KEY, name TEXT NOT NULL, applied_at BIGINT NOT NULL)")
@@ -349,8 +404,10 @@ class ReadStore:
             with self.write() as s:  # the write lock makes concurrent starters wait, then skip
                 if s.one("SELECT 1 FROM schema_migrations WHERE version = ?", (migration.version,)):
                     continue
-                for statement in migration.statements:
+                statements, optional = migration.for_dialect(self.dialect.name)
+                for statement in statements:
                     s.execute(statement)
+                self._optional(s, optional)
                 s.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                           (migration.version, migration.name, _now_ms()))
                 applied_now.append(migration.version)
@@ -360,6 +417,22 @@ class ReadStore:
         if newest is not None and newest > known:
             raise StoreError(f"the read store has schema version {newest}, newer than this program ({known})")
         return applied_now
+
+    def _optional(self, s: Session, statements: Sequence[str]) -> None:
+        """Statements the store works without (slower): each in a savepoint, skipped if refused."""
+        if not statements:
+            return
+        names = self.dialect.extension_schemas(s)
+        for statement in statements:
+            s.execute("SAVEPOINT optional_ddl")
+            try:
+                s.execute(statement.format(**names))
+            except (KeyError, *self.dialect.refused) as exc:
+                s.execute("ROLLBACK TO SAVEPOINT optional_ddl")
+                log.warning("optional index not created: searches scan instead", statement=statement,
+                            error=str(exc) if not isinstance(exc, KeyError) else f"extension {exc} unavailable")
+            else:
+                s.execute("RELEASE SAVEPOINT optional_ddl")
 
     def schema_versions(self) -> list[int]:
         with self.read() as s:
@@ -402,11 +475,12 @@ class ReadStore:
             new_items = [e for m, e in item_events if fresh(m)]
             new_runs = [(kind, ev) for m, kind, ev in run_events if fresh(m)]
             result.already_applied = len(messages) - len(new_items) - len(new_runs)
-            unique = self._record_history(s, new_items)
+            loaded = self._load(s, *touched(new_items, new_runs))  # duplicates' rows too: harmless
+            unique = self._record_history(s, new_items, loaded.items)
             result.duplicates = len(new_items) - len(unique)
-            keys = touched(unique, new_runs)
-            projected = project(self._load(s, *keys), unique, new_runs)
-            self._save(s, projected)
+            known_items, known_run_items = set(loaded.items), set(loaded.run_items)  # `project` adds to them
+            projected = project(loaded, unique, new_runs)
+            self._save(s, projected, known_items, known_run_items)
             self._save_offsets(s, group, messages)
             result.applied = projected.applied
         times = [e.time for e in unique] + [_event_ms(ev) for _, ev in new_runs]
@@ -422,19 +496,29 @@ class ReadStore:
         return {(t, p): o for t, p, o in rows if (t, p) in partitions}
 
     @staticmethod
-    def _record_history(s: Session, events: list[ItemEvent]) -> list[ItemEvent]:
-        """Insert history rows; the ones that already existed (same event_id) are duplicates."""
+    def _record_history(s: Session, events: list[ItemEvent], items: dict[str, ItemState]) -> list[ItemEvent]:
+        """Append history rows for events not recorded before; the others are duplicates.
+
+        An item's row and its history are written in one transaction, and the item's synced_at is
+        the newest time of its recorded events: an event newer than that (or of an item not stored
+        yet) cannot be in the history, so only older ones are looked up. Writers hold the write
+        lock: what is absent here is still absent when the rows are appended."""
         by_id: dict[str, ItemEvent] = {}
         for e in events:
             by_id.setdefault(e.event_id, e)
         if not by_id:
             return []
+        doubtful = {e.item_key for e in by_id.values()
+                    if (item := items.get(e.item_key)) is not None and e.time <= item.synced_at}
+        fresh = list(by_id.values())
+        if doubtful:
+            seen = set(s.select_in("SELECT item_key, event_id FROM item_events WHERE item_key", sorted(doubtful)))
+            fresh = [e for e in fresh if (e.item_key, e.event_id) not in seen]
         now = _now_ms()
-        rows = [(e.event_id, e.item_key, e.kind, e.time, e.run_id, now, orjson.dumps(e.details).decode())
-                for e in by_id.values()]
-        inserted = s.insert_rows("item_events", _HISTORY_COLUMNS, rows, "ON CONFLICT (event_id) DO NOTHING RETURNING event_id")
-        new_ids = {r[0] for r in inserted}
-        return [e for e in by_id.values() if e.event_id in new_ids]
+        dumps = orjson.dumps
+        s.append("item_events", _HISTORY_COLUMNS,
+                 [(e.event_id, e.item_key, e.kind, e.time, e.run_id, now, dumps(e.details).decode()) for e in fresh])
+        return fresh
 
     @staticmethod
     def _load(s: Session, item_keys: set[str], run_item_keys: set[tuple[str, str]], run_ids: set[str]) -> Loaded:
@@ -444,7 +528,7 @@ class ReadStore:
                 state = _item_from_row(row)
                 loaded.items[state.item_key] = state
         if run_item_keys:
-            for row in s.select_pairs_in(f"SELECT {', '.join(_RUN_ITEM_COLUMNS)} FROM run_items WHERE (run_id, item_key)",
+            for row in s.select_pairs_in(f"SELECT {', '.join(_RUN_ITEM_COLUMNS)} FROM run_items", "run_id", "item_key",
                                          sorted(run_item_keys)):
                 loaded.run_items[(row[0], row[1])] = _run_item_from_row(row)
         if run_ids:
@@ -455,27 +539,37 @@ class ReadStore:
         return loaded
 
     @staticmethod
-    def _save(s: Session, p) -> None:
+    def _save(s: Session, p, known_items: set[str], known_run_items: set[tuple[str, str]]) -> None:
+        """Rows the batch created are appended (COPY / one prepared INSERT: no conflict handling,
+        the write lock guarantees they are still absent); rows that existed are upserted."""
         if p.items:
-            rows = [(i.item_key, i.seller_id, i.marketplace_id, i.reference, i.item_type, i.run_id, i.status,
-                     i.synced_at, i.latest_event_id, i.change_time, i.final_time, i.final_event_id, i.final_status,
-                     i.endpoint, i.request_id, i.submission_id,
-                     orjson.dumps(i.error).decode() if i.error is not None else None,
-                     orjson.dumps(i.issues).decode() if i.issues else None)
-                    for i in p.items.values()]
-            s.insert_rows("items", _ITEM_COLUMNS, rows,
-                          _upsert_tail(_ITEM_COLUMNS, ("item_key",)))
+            dumps = orjson.dumps
+            new, old = [], []
+            for key, i in p.items.items():
+                (old if key in known_items else new).append((
+                    i.item_key, i.seller_id, i.marketplace_id, i.reference, i.item_type, i.run_id, i.status,
+                    i.synced_at, i.latest_event_id, i.change_time, i.final_time, i.final_event_id, i.final_status,
+                    i.endpoint, i.request_id, i.submission_id,
+                    dumps(i.error).decode() if i.error is not None else None,
+                    dumps(i.issues).decode() if i.issues else None))
+            s.append("items", _ITEM_COLUMNS, new)
+            s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
+            # The reference search index gets each item once, when it first appears.
+            s.append("item_refs", _REF_COLUMNS, [(row[0], row[3].lower()) for row in new])
         if p.run_items:
-            rows = [(run_id, i.item_key, i.item_type, i.status, i.synced_at, i.latest_event_id, i.change_time,
-                     i.final_time, i.final_event_id, i.final_status) for (run_id, _), i in p.run_items.items()]
-            s.insert_rows("run_items", _RUN_ITEM_COLUMNS, rows,
-                          _upsert_tail(_RUN_ITEM_COLUMNS, ("run_id", "item_key")))
+            new, old = [], []
+            for key, i in p.run_items.items():
+                (old if key in known_run_items else new).append((
+                    key[0], i.item_key, i.item_type, i.status, i.synced_at, i.latest_event_id, i.change_time,
+                    i.final_time, i.final_event_id, i.final_status))
+            s.append("run_items", _RUN_ITEM_COLUMNS, new)
+            s.insert_rows("run_items", _RUN_ITEM_COLUMNS, old, _RUN_ITEMS_UPSERT)
         if p.runs:
             rows = [(r.run_id, r.mode, r.endpoint, r.source, r.started_at, r.next_run_at, int(r.opened), r.closed_at,
                      r.item_count, r.changes_received, r.total, r.pending, r.error, r.finished, r.last_event_at,
                      r.finished_at, r.status) for r in p.runs.values()]
             s.insert_rows("runs", _RUN_COLUMNS, rows,
-                          _upsert_tail(_RUN_COLUMNS, ("run_id",)))
+                          _RUNS_UPSERT)
         if p.item_count_deltas:
             rows = [(run_id, item_type, status, n) for (run_id, item_type, status), n in
                     sorted(p.item_count_deltas.items())]

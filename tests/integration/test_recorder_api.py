@@ -10,6 +10,7 @@ from contextlib import contextmanager
 import httpx
 import pytest
 import uvicorn
+
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
 from catalog_sync.recorder.sample_events import Partitions, SampleRun
@@ -158,3 +159,23 @@ def test_the_page_and_its_assets_are_served(seeded):
     assert "<title>catalog-sync" in page.text
     assert script.status_code == 200 and "textContent" in script.text
     assert docs.status_code == 200
+
+
+def test_metrics_count_requests_by_route_template_and_report_the_store(seeded):
+    """Prometheus scrapes the API without the token; a reference never becomes a label value."""
+    store, _ = seeded
+    with serving(create_app(ReadModel(store), api_token="s3cret")) as url:
+        auth = {"Authorization": "Bearer s3cret"}
+        assert httpx.get(f"{url}/api/items/HB-01", headers=auth).status_code == 200
+        assert httpx.get(f"{url}/api/items", params={"reference": "HB-0"}, headers=auth).status_code == 200
+        assert httpx.get(f"{url}/api/items").status_code == 401
+        metrics = httpx.get(f"{url}/metrics")
+    assert metrics.status_code == 200 and metrics.headers["content-type"].startswith("text/plain")
+    text = metrics.text
+    assert 'api_requests_total{route="/api/items/{reference:path}",status="200"} 1.0' in text
+    assert 'api_requests_total{route="/api/items",status="401"} 1.0' in text
+    assert 'api_request_duration_seconds_count{route="/api/items"} 2.0' in text
+    assert "HB-01" not in text
+    # The seeded run: 30 items, 20 accepted and 10 invalid, closed: nothing pending, finished with errors.
+    assert "recorder_items_pending 0.0" in text
+    assert 'recorder_runs{status="finished_with_errors"} 1.0' in text

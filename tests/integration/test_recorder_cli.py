@@ -6,6 +6,7 @@ import argparse
 import json
 
 import pytest
+
 from catalog_sync.recorder import entry
 from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore

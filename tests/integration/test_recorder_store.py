@@ -6,9 +6,10 @@ from __future__ import annotations
 import os
 import threading
 import uuid
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 
 import pytest
+
 from catalog_sync.recorder.read_model import BadQuery, ItemFilters, ReadModel
 from catalog_sync.recorder.sample_events import Message, Partitions, SampleRun
 from catalog_sync.recorder.service import Recorder
@@ -86,11 +87,39 @@ def one_run(run: SampleRun, n: int = 6) -> list[tuple[str, dict]]:
 
 
 def test_migrations_are_versioned_and_applied_once(store_factory):
+    from catalog_sync.recorder.migrations import MIGRATIONS
+
+    versions = [m.version for m in MIGRATIONS]
     first = store_factory()
-    assert first.migrate() == [1]
+    assert first.migrate() == versions
     assert first.migrate() == []
     assert store_factory().migrate() == []  # a second process starting later
-    assert first.schema_versions() == [1]
+    assert first.schema_versions() == versions
+
+
+def test_upgrading_a_version_1_store_keeps_history_and_makes_old_items_searchable(store_factory, monkeypatch):
+    from catalog_sync.recorder import store as store_module
+    from catalog_sync.recorder.migrations import MIGRATIONS
+
+    old = store_factory()
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS[:1])
+    old.migrate()
+    with old.write() as s:  # what a version-1 recorder wrote: an item and its history
+        s.execute("INSERT INTO items (item_key, seller_id, marketplace_id, reference, item_type, run_id, status, "
+                  "synced_at, latest_event_id) VALUES ('S|M|Old-Ref_9', 'S', 'M', 'Old-Ref_9', 'product', NULL, "
+                  "'pending', 1000, 'e1')")
+        s.execute("INSERT INTO item_events (event_id, item_key, event_type, event_time, run_id, recorded_at, "
+                  "details_json) VALUES ('e1', 'S|M|Old-Ref_9', 'CatalogItemChanged', 1000, NULL, 1000, '{}')")
+    monkeypatch.setattr(store_module, "MIGRATIONS", MIGRATIONS)
+    assert old.migrate() == [m.version for m in MIGRATIONS[1:]]
+    model = ReadModel(old)
+    assert [i["reference"] for i in model.items(ItemFilters(reference="ref_9", run_id="all"))["items"]] == ["Old-Ref_9"]
+    assert [h["event_id"] for h in model.item("Old-Ref_9")["history"]] == ["e1"]
+    # The old event delivered again (same id, same time: 1,000 ms after the epoch) is still a duplicate.
+    run = SampleRun(run_id=None)
+    kind, event = run.changed("Old-Ref_9", marketplace_id="M", seller_id="S")
+    event.update(event_id="e1", event_time=datetime(1970, 1, 1, 0, 0, 1, tzinfo=UTC))
+    assert old.apply(GROUP, [Message("catalog.item.changed", 0, 0, kind, event)]).duplicates == 1
 
 
 def test_a_store_newer_than_the_program_is_refused(store):
@@ -217,6 +246,8 @@ def test_items_default_to_the_last_run_and_pages_cover_the_filtered_set_once(sto
     ({"reference": "sku-1"}, 10),          # case-insensitive substring
     ({"reference": "_02d%"}, 0),           # LIKE wildcards are literal text
     ({"reference": "%x"}, 1),
+    ({"reference": "ku_0"}, 1),            # the trigram candidates (SKU-0x too) are narrowed to the literal _
+    ({"reference": "u_07%"}, 1),
     ({"reference": "SKU", "status": "finished"}, 10),
 ])
 def test_every_filter_and_its_summary(store, filters, expected_total):

@@ -6,6 +6,8 @@ from __future__ import annotations
 import threading
 
 import pytest
+from prometheus_client import CollectorRegistry
+
 from catalog_sync.recorder.metrics import RecorderMetrics
 from catalog_sync.recorder.projection import PROJECTED_EVENTS
 from catalog_sync.recorder.read_model import ItemFilters, ReadModel
@@ -16,7 +18,6 @@ from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.testing import publish_raw, read_events, wait_until
 from catalog_sync.runtime.worker import StopSignal, Worker
-from prometheus_client import CollectorRegistry
 
 pytestmark = pytest.mark.kafka
 

@@ -3,6 +3,9 @@
 from datetime import timedelta
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
 from catalog_sync.recorder.projection import (
     InvalidEvent,
     ItemState,
@@ -13,8 +16,6 @@ from catalog_sync.recorder.projection import (
     project,
 )
 from catalog_sync.recorder.sample_events import SELLER, US, SampleRun
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 
 def item_events(run, *pairs):
