@@ -12,6 +12,22 @@ import sys
 import structlog
 
 
+class _StderrLogger:
+    """Writes each line to whatever sys.stderr is at that moment. structlog's PrintLogger keeps the
+    stream it was created with, which breaks once a test harness swaps and closes stderr."""
+
+    @classmethod
+    def factory(cls, *_args) -> _StderrLogger:
+        return cls()
+
+    def msg(self, message: str) -> None:
+        stream = sys.stderr
+        stream.write(message + "\n")
+        stream.flush()
+
+    log = debug = info = warning = warn = error = critical = exception = fatal = msg
+
+
 def configure_logging(service: str, log_format: str = "auto", level: str = "INFO") -> None:
     if log_format == "auto":
         log_format = "console" if sys.stderr.isatty() else "json"
@@ -29,7 +45,7 @@ def configure_logging(service: str, log_format: str = "auto", level: str = "INFO
             renderer,
         ],
         wrapper_class=structlog.make_filtering_bound_logger(getattr(logging, level)),
-        logger_factory=structlog.PrintLoggerFactory(file=sys.stderr),
+        logger_factory=_StderrLogger.factory,
         cache_logger_on_first_use=True,
     )
     structlog.contextvars.clear_contextvars()

@@ -58,7 +58,7 @@ def validate_file(path: Path, validator: ItemValidator, default_seller_id: str |
         result = validate_object(obj, number, validator, default_seller_id)
         if not result["valid"]:
             exit_code = EXIT_INVALID
-        out.write(orjson.dumps(result).decode() + "\n")
+        out.write(_one_line(orjson.dumps(result).decode()) + "\n")
     return exit_code
 
 
@@ -72,3 +72,12 @@ def validate_object(obj: object, line_no: int | None, validator: ItemValidator, 
         seller_id = fields.get("seller_id") or default_seller_id
         errors = [i.as_dict() for i in validator.validate(fields, seller_id=seller_id).issues]
     return {"reference": reference, "marketplace_id": marketplace_id, "valid": not errors, "errors": errors}
+
+
+# JSON escapes control characters but not these, which some line readers (str.splitlines,
+# JavaScript) treat as line breaks: escaped, so each result stays on its own line.
+_LINE_BREAKS = str.maketrans({"\x85": "\\u0085", "\u2028": "\\u2028", "\u2029": "\\u2029"})
+
+
+def _one_line(text: str) -> str:
+    return text.translate(_LINE_BREAKS)
