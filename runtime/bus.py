@@ -8,6 +8,7 @@ failures on flush, and callers commit `offset + 1` only after their outputs are 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
@@ -56,14 +57,22 @@ def _client_config(settings: RuntimeSettings) -> dict:
 
 
 class _Listener(ConsumerRebalanceListener):
-    def __init__(self, on_assign, on_revoke, consumer_ref):
+    def __init__(self, on_assign, on_revoke, consumer_ref, on_lost=None):
         self._on_assign = on_assign
         self._on_revoke = on_revoke
+        self._on_lost = on_lost
         self._consumer_ref = consumer_ref
 
     def on_partitions_revoked(self, revoked):
         if self._on_revoke:
             self._on_revoke([(tp.topic, tp.partition) for tp in revoked])
+
+    def on_partitions_lost(self, lost):
+        # The group already dropped us (session timed out, e.g. the broker was unreachable): the
+        # partitions may have a new owner, so nothing can be committed for them any more.
+        handler = self._on_lost or self._on_revoke
+        if handler:
+            handler([(tp.topic, tp.partition) for tp in lost])
 
     def on_partitions_assigned(self, assigned):
         partitions = [(tp.topic, tp.partition) for tp in assigned]
@@ -84,6 +93,7 @@ class BusConsumer:
         group_id: str | None = None,
         on_assign: Callable[[list[TopicPartition]], dict[TopicPartition, int] | None] | None = None,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
+        on_lost: Callable[[list[TopicPartition]], None] | None = None,
     ):
         self._consumer = KafkaConsumer(
             **_client_config(settings),
@@ -99,11 +109,22 @@ class BusConsumer:
             allow_auto_create_topics=True,
         )
         self._consumer.subscribe(
-            topics=list(topics), listener=_Listener(on_assign, on_revoke, lambda: self._consumer)
+            topics=list(topics), listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
         )
+        self._poll_failures = 0
 
     def poll(self, timeout_ms: int = 500, max_records: int | None = None) -> list[Record]:
-        batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        """A batch of records; empty when none arrived in `timeout_ms` or the broker is unreachable
+        (the client reconnects by itself: callers just keep polling)."""
+        try:
+            batches = self._consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
+        except KafkaError as exc:
+            self._poll_failures += 1
+            if self._poll_failures == 1 or self._poll_failures % 20 == 0:
+                log.warning("poll failed (%d in a row), retrying: %s", self._poll_failures, exc)
+            time.sleep(timeout_ms / 1000)  # what a poll that found nothing would have waited
+            return []
+        self._poll_failures = 0
         records = []
         for tp_records in batches.values():
             records.extend(
@@ -121,6 +142,8 @@ class BusConsumer:
             )
         except KafkaError as exc:
             raise BusError(f"offset commit failed: {exc}") from exc
+        except RuntimeError as exc:  # kafka-python refuses blocking calls inside its rebalance callbacks
+            raise BusError(f"offset commit not possible here: {exc}") from exc
 
     def seek(self, partition: TopicPartition, offset: int) -> None:
         self._consumer.seek(_KafkaTopicPartition(*partition), offset)

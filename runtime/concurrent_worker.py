@@ -185,7 +185,7 @@ class ConcurrentWorker:
             self.metrics_server = MetricsServer(self.registry, self.settings.metrics_port, self.settings.metrics_host)
             log.info("metrics served", port=self.metrics_server.port)
         self._consumer = BusConsumer(self.settings, list(self._unprefixed), on_assign=self._assigned,
-                                     on_revoke=self._revoked)
+                                     on_revoke=self._revoked, on_lost=self._lost)
         self._producer = BusProducer(self.settings)
         self.metrics.up.labels(self.service).set(1)
         log.info("worker started", topics=self.topics, group=self.settings.group_id, concurrent=True)
@@ -281,12 +281,22 @@ class ConcurrentWorker:
     def _complete(self, task: _Task, future: concurrent.futures.Future) -> None:
         record = task.record
         key = (record.topic, record.partition, record.offset)
-        if self._tasks.get(key) is not task:
-            return  # superseded by a retry, or its partition was revoked
-        del self._tasks[key]
+        if self._tasks.get(key) is task:
+            del self._tasks[key]
+        elif not task.cancelled:
+            return  # superseded by a retry
         tp = (record.topic, record.partition)
-        if future.cancelled() or task.cancelled:
+        if future.cancelled():
             return  # not done: its partition's new owner replays it
+        if task.cancelled:
+            # Its partition was revoked or lost after the handler had finished (an SP-API call made):
+            # publish the outcome anyway, or it is lost; the new owner's replay only duplicates it.
+            if future.exception() is None:
+                try:
+                    self._produce(future.result())
+                except Exception as produce_exc:
+                    log.error("cannot encode output", error=repr(produce_exc))
+            return
         exc = future.exception()
         if isinstance(exc, RetryableError) and not self.stop.is_set():
             log.warning("handler asked for a retry", topic=task.message.topic, partition=record.partition,
@@ -425,6 +435,20 @@ class ConcurrentWorker:
         self._cancel(selects)
         self._flush_and_commit(revoked)
         for tp in revoked:
+            self._progress.pop(tp, None)
+            self._paused.discard(tp)
+            self.metrics.forget_partition(*tp)
+        if self._on_revoke:
+            self._on_revoke([(self._unprefixed.get(t, t), p) for t, p in partitions])
+
+    def _lost(self, partitions: list[TopicPartition]) -> None:
+        """The group dropped us (e.g. the broker was unreachable past the session timeout): no
+        commit is possible, so stop their messages now; the partitions' next owner replays them.
+        Outputs already produced (or queued in `_unsent`) still go out: duplicates are harmless."""
+        lost = set(partitions)
+        log.warning("partitions lost", partitions=sorted(partitions))
+        self._cancel(lambda task: (task.record.topic, task.record.partition) in lost)
+        for tp in lost:
             self._progress.pop(tp, None)
             self._paused.discard(tp)
             self.metrics.forget_partition(*tp)

@@ -8,6 +8,11 @@ The status rule (interfaces.md §2, architecture.md): an item is pending until a
 catalog change newer than that final event makes the item pending again (a new sync of it). Every
 step is a max over event time, so the result does not depend on arrival order, and the store drops
 duplicates (same event_id) before they get here.
+
+Two more per-item facts serve `publish --changed-only` and `retry`: the latest catalog payload of
+an item, and per endpoint the content hash of what last finished at Amazon. The fold keeps only the
+newest of each per batch; the store writes them with an upsert guarded by event time, so neither
+needs loading before the fold and an older event arriving late changes nothing.
 """
 
 from __future__ import annotations
@@ -33,6 +38,10 @@ RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED = (
     "in_progress", "finished", "finished_with_errors", "interrupted")
 RUN_STATUSES = (RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED)
 NO_RUN = ""  # counter key of items synced outside any run
+# Outcomes after which Amazon holds the submitted content. Not `valid`: VALIDATION_PREVIEW persists
+# nothing (and any preview-mode outcome is ignored for the same reason); not `not_sent`: categories
+# never reach Amazon.
+PERSISTED_OUTCOMES = frozenset({"accepted", "deleted", "unchanged"})
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -77,6 +86,12 @@ class ItemEvent:
     endpoint: str | None
     final_status: str | None  # error | finished for final events, None for a catalog change
     details: dict
+    # CatalogItemChanged: (operation, product_type, requirements, parent_reference, attributes_json,
+    # changed_at ms) -- what `retry` republishes.
+    payload: tuple | None = None
+    # SubmissionCompleted after which Amazon holds the content (PERSISTED_OUTCOMES, not preview):
+    # its content hash, for `publish --changed-only`.
+    finished_hash: str | None = None
 
 
 def _required(event: dict, name: str, kind: str):
@@ -104,17 +119,20 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
     key = f"{seller}|{marketplace}|{reference}"
     if kind == CHANGED:
         attributes = event.get("attributes_json") or "{}"
+        changed_ms = to_ms(event.get("changed_at"))
         details = {
             "operation": event.get("operation") or "upsert",
             "mode": mode,
             "product_type": event.get("product_type"),
             "requirements": event.get("requirements"),
             "parent_reference": event.get("parent_reference"),
-            "changed_at": _iso(event.get("changed_at")) if event.get("changed_at") else None,
+            "changed_at": iso_from_ms(changed_ms) if changed_ms is not None else None,
             "attributes_bytes": len(attributes.encode("utf-8")),
         }
+        payload = (details["operation"], details["product_type"], details["requirements"], details["parent_reference"],
+                   attributes, changed_ms)
         return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
-                         endpoint_for_mode(mode), None, details)
+                         endpoint_for_mode(mode), None, details, payload)
     if kind == VALIDATION_FAILED:
         errors = [
             {"code": e.get("code"), "message": e.get("message"), "path": e.get("path")}
@@ -143,8 +161,10 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
         "latency_ms": event.get("latency_ms") or 0.0,
         "source_event_id": event.get("source_event_id"),
     }
+    persisted = status == FINISHED and details["outcome"] in PERSISTED_OUTCOMES and mode != "preview"
     return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
-                     event.get("endpoint") or endpoint_for_mode(mode), status, details)
+                     event.get("endpoint") or endpoint_for_mode(mode), status, details,
+                     finished_hash=event.get("content_hash") if persisted else None)
 
 
 def _issue(issue: dict) -> dict:
@@ -155,11 +175,6 @@ def _issue(issue: dict) -> dict:
         "attribute_names": list(issue.get("attribute_names") or []),
         "categories": list(issue.get("categories") or []),
     }
-
-
-def _iso(value) -> str | None:
-    ms = to_ms(value)
-    return None if ms is None else iso_from_ms(ms)
 
 
 @lru_cache(maxsize=4096)  # a run's changes mostly share their changed_at: format it once
@@ -345,6 +360,10 @@ class Projected:
     # (run_id or NO_RUN, item_type, status) -> change in the number of items: keeps summaries O(1)
     item_count_deltas: Counter
     applied: Counter  # event kind -> events folded
+    # item_key -> its newest catalog change of the batch (the store keeps it if newer than the stored one)
+    payloads: dict[str, ItemEvent] = field(default_factory=dict)
+    # (item_key, endpoint) -> its newest persisted submission of the batch (same rule)
+    finished_hashes: dict[tuple[str, str], ItemEvent] = field(default_factory=dict)
 
 
 def touched(item_events: list[ItemEvent], run_events: list[tuple[str, dict]]):
@@ -368,6 +387,8 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
     changed_run_items: set[tuple[str, str]] = set()
     changed_runs: set[str] = set()
     applied: Counter = Counter()
+    payloads: dict[str, ItemEvent] = {}
+    finished_hashes: dict[tuple[str, str], ItemEvent] = {}
 
     for kind, event in run_events:
         run_id = _required(event, "run_id", kind)
@@ -383,6 +404,15 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
         state.apply(e)
         changed_items.add(e.item_key)
         applied[e.kind] += 1
+        if e.payload is not None:
+            newest = payloads.get(e.item_key)
+            if newest is None or (e.time, e.event_id) > (newest.time, newest.event_id):
+                payloads[e.item_key] = e
+        elif e.finished_hash is not None:
+            where = (e.item_key, e.endpoint or "")
+            newest = finished_hashes.get(where)
+            if newest is None or (e.time, e.event_id) > (newest.time, newest.event_id):
+                finished_hashes[where] = e
         if not e.run_id:
             continue
         key = (e.run_id, e.item_key)
@@ -419,4 +449,6 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
         runs={k: runs[k] for k in changed_runs},
         item_count_deltas=Counter({k: v for k, v in deltas.items() if v}),
         applied=applied,
+        payloads=payloads,
+        finished_hashes=finished_hashes,
     )
