@@ -6,8 +6,9 @@ import shutil
 
 import pytest
 import yaml
-from catalog_sync.runtime.testing import require
 from deploy_facts import DEPLOY
+
+from catalog_sync.runtime.testing import require
 
 
 @pytest.fixture(scope="session")

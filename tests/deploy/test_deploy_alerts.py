@@ -7,8 +7,9 @@ import subprocess
 
 import pytest
 import yaml
-from catalog_sync.runtime.config import DEFAULT_METRICS_PORTS
 from deploy_facts import DEPLOY, WORKERS
+
+from catalog_sync.runtime.config import DEFAULT_METRICS_PORTS
 
 PROMETHEUS = DEPLOY / "prometheus"
 

@@ -5,8 +5,9 @@ from __future__ import annotations
 import re
 import tomllib
 
-from catalog_sync.runtime.config import DEFAULT_METRICS_PORTS
 from deploy_facts import CONTRACT_ENV, DEPLOY, WORKERS
+
+from catalog_sync.runtime.config import DEFAULT_METRICS_PORTS
 
 APP_SERVICES = (*WORKERS, "api")
 

@@ -7,8 +7,9 @@ import re
 import kubernetes_validate
 import pytest
 import yaml
-from catalog_sync.runtime.config import DEFAULT_METRICS_PORTS, RuntimeSettings
 from deploy_facts import CONTRACT_ENV, DEPLOY, INPUT_TOPICS, WORKERS
+
+from catalog_sync.runtime.config import DEFAULT_METRICS_PORTS, RuntimeSettings
 
 KUBERNETES_VERSION = "1.30.0"
 NOT_IN_CORE = {"ScaledObject", "Kustomization"}  # KEDA's CRD; kustomize's own file

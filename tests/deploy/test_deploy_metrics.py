@@ -129,10 +129,11 @@ def test_no_metric_is_labelled_by_seller_or_item(registered):
 def test_the_api_serves_metrics_where_prometheus_scrapes_it(tmp_path):
     """prometheus.yml scrapes the API at :8080/metrics; without it the target is down and
     CatalogSyncWorkerDown fires for the api job."""
+    from fastapi.testclient import TestClient
+
     from catalog_sync.recorder.api import create_app
     from catalog_sync.recorder.read_model import ReadModel
     from catalog_sync.recorder.store import ReadStore
-    from fastapi.testclient import TestClient
 
     store = ReadStore(f"sqlite:///{tmp_path / 'read.db'}")
     store.migrate()

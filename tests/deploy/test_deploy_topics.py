@@ -5,8 +5,9 @@ from __future__ import annotations
 import os
 import subprocess
 
-from catalog_sync.runtime import topics
 from deploy_facts import DEPLOY, WORKERS
+
+from catalog_sync.runtime import topics
 
 SCRIPT = DEPLOY / "kafka" / "create-topics.sh"
 

@@ -9,6 +9,7 @@ from contextlib import contextmanager
 
 import pytest
 import uvicorn
+
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
 from catalog_sync.recorder.sample_events import Partitions, SampleRun
