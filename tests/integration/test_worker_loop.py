@@ -7,7 +7,7 @@ from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header, utc_now
-from catalog_sync.runtime.testing import publish_raw, read_events
+from catalog_sync.runtime.testing import publish_raw, read_events, wait_until
 from catalog_sync.runtime.worker import Outgoing, StopSignal, Worker
 
 pytestmark = pytest.mark.kafka
@@ -60,9 +60,15 @@ def test_handles_produces_and_commits_so_a_restart_does_not_replay(runtime_setti
     publish_raw(settings, SOURCE, [(f"k{i}", codec.encode("RunClosed", closed_event(i))) for i in range(20)])
     with EchoWorker(settings) as first:
         echoed = read_events(settings, SINK, 20)
-    assert sorted(e["item_count"] for _, _, e in echoed) == [i + 1000 for i in range(20)]
-    assert sorted(first.seen) == list(range(20))
-    assert first.metric("pipeline_messages_consumed_total", service="echo", topic=settings.topic(SOURCE)) == 20
+        assert sorted(e["item_count"] for _, _, e in echoed) == [i + 1000 for i in range(20)]
+        assert sorted(first.seen) == list(range(20))
+        assert first.metric("pipeline_messages_consumed_total", service="echo", topic=settings.topic(SOURCE)) == 20
+        # Lag is exported per assigned partition (4 on the embedded broker), 0 once all is handled.
+        lag_samples = wait_until(lambda: [
+            s for m in first.registry.collect() if m.name == "pipeline_consumer_lag_messages" for s in m.samples
+        ], timeout_s=15, message="lag gauges")
+        assert {s.labels["topic"] for s in lag_samples} == {settings.topic(SOURCE)}
+        assert len(lag_samples) >= 1 and all(s.value == 0 for s in lag_samples)
 
     publish_raw(settings, SOURCE, [("k-late", codec.encode("RunClosed", closed_event(99)))])
     with EchoWorker(settings) as second:
