@@ -1,4 +1,4 @@
-"""Commands that are not one service's: `broker`, `publish`, `demo`."""
+"""Commands that are not one service's: `broker`, `publish`, `schedule`, `retry`, `demo`."""
 
 from __future__ import annotations
 
@@ -27,6 +27,7 @@ def register(subparsers) -> None:
     publish.add_argument("file", type=Path, help="catalog file: JSON Lines, one item per line (interfaces.md §1)")
     publish.add_argument("--mode", choices=MODES, required=True, help="test: sandbox; preview: VALIDATION_PREVIEW; production")
     publish.add_argument("--skip-invalid", action="store_true", help="publish the valid lines even if others break the contract")
+    publish.add_argument("--changed-only", action="store_true", help=CHANGED_ONLY_HELP)
     publish.set_defaults(func=_publish)
 
     schedule = subparsers.add_parser("schedule", help="publish a catalog file as a new run at a fixed interval")
@@ -36,7 +37,22 @@ def register(subparsers) -> None:
     schedule.add_argument("--mode", choices=MODES, required=True)
     schedule.add_argument("--skip-invalid", action="store_true", help="publish the valid lines of a file with bad lines")
     schedule.add_argument("--runs", type=int, default=None, help="stop after this many runs (default: forever)")
+    schedule.add_argument("--changed-only", action="store_true", help=CHANGED_ONLY_HELP)
     schedule.set_defaults(func=_schedule)
+
+    retry = subparsers.add_parser(
+        "retry", help="republish a run's error items from their recorded payloads as a new run; prints its id",
+        description="Republishes the items of RUN_ID that have the given status in that run, each with the "
+                    "latest catalog payload the recorder kept for it (read store: READ_STORE_URL), as a new run.")
+    retry.add_argument("run_id", metavar="RUN_ID", help="the run whose items to republish")
+    retry.add_argument("--status", choices=("error", "pending", "finished", "all"), default="error",
+                       help="which of the run's items (default: error)")
+    retry.add_argument("--mode", choices=MODES, default=None, help="sync mode of the new run (default: the original run's)")
+    retry.set_defaults(func=_retry)
+
+
+CHANGED_ONLY_HELP = ("skip items whose content equals what last finished at Amazon on this mode's endpoint "
+                     "(read store: READ_STORE_URL)")
 
 
 def parse_interval(text: str) -> float:
@@ -82,16 +98,101 @@ def _publish(args: argparse.Namespace) -> int:
         print(f"catalog-sync publish: {len(catalog.problems)} line(s) break the contract; nothing published "
               "(fix them or pass --skip-invalid)", file=sys.stderr)
         return 2
+    items, unchanged = catalog.items, 0
+    if args.changed_only:
+        try:
+            items, unchanged = _changed_only(items, args.mode)
+        except _StoreProblem as exc:
+            print(f"catalog-sync publish: {exc}", file=sys.stderr)
+            return 2
     settings = RuntimeSettings.from_env("publisher", metrics_port=None)
     publisher = RunPublisher(settings)
     try:
-        run_id = publisher.publish_run(catalog.items, mode=args.mode, source=args.file.name,
-                                       progress=progress_printer(len(catalog.items)))
+        run_id = publisher.publish_run(items, mode=args.mode, source=args.file.name,
+                                       progress=progress_printer(len(items)))
     finally:
         publisher.close()
-    print(f"published {len(catalog.items)} item(s) in run {run_id} (mode {args.mode}"
+    print(f"published {len(items)} item(s) in run {run_id} (mode {args.mode}"
+          + (f", {unchanged} unchanged item(s) skipped" if args.changed_only else "")
           + (f", {len(catalog.problems)} invalid line(s) skipped" if catalog.problems else "") + ")",
           file=sys.stderr)
+    print(run_id)
+    return 0
+
+
+class _StoreProblem(Exception):
+    """The read store cannot answer (absent, unreachable): the command stops with exit 2."""
+
+
+@contextlib.contextmanager
+def _read_model():
+    """The recorder's read model on READ_STORE_URL (migrated, like `status` does), and the default seller."""
+    from catalog_sync.recorder.read_model import ReadModel
+    from catalog_sync.recorder.settings import RecorderSettings
+    from catalog_sync.recorder.store import ReadStore, StoreError, StoreUnavailable
+
+    settings = RecorderSettings.from_env()
+    url = settings.read_store_url
+    if url.lower().startswith("sqlite:///") and not Path(url[len("sqlite:///"):]).expanduser().exists():
+        raise _StoreProblem(f"no read store at {url} (set READ_STORE_URL to the recorder's store)")
+    try:
+        store = ReadStore(url, schema=settings.read_store_schema, pool_size=1)
+    except StoreError as exc:
+        raise _StoreProblem(str(exc)) from exc
+    try:
+        store.migrate()
+        yield ReadModel(store), settings.default_seller_id
+    except (StoreError, StoreUnavailable) as exc:
+        raise _StoreProblem(str(exc)) from exc
+    finally:
+        store.close()
+
+
+def _changed_only(items: list[dict], mode: str) -> tuple[list[dict], int]:
+    """`items` minus those whose content last finished at Amazon on `mode`'s endpoint (preview
+    compares with production, where its run would land)."""
+    from catalog_sync.publisher import drop_unchanged
+    from catalog_sync.runtime.events import endpoint_for_mode
+
+    with _read_model() as (model, default_seller):
+        return drop_unchanged(items, lambda keys: model.last_finished_hashes(keys, endpoint_for_mode(mode)),
+                              default_seller)
+
+
+def _retry(args: argparse.Namespace) -> int:
+    from catalog_sync.publisher import RunPublisher, progress_printer
+    from catalog_sync.runtime.config import RuntimeSettings
+
+    try:
+        with _read_model() as (model, _):
+            found = model.run_payloads(args.run_id, args.status)
+    except _StoreProblem as exc:
+        print(f"catalog-sync retry: {exc}", file=sys.stderr)
+        return 2
+    what = "" if args.status == "all" else f"{args.status} "
+    if found is None:
+        print(f"catalog-sync retry: no run {args.run_id} in the read store", file=sys.stderr)
+        return 2
+    if found.missing:
+        print(f"catalog-sync retry: {len(found.missing)} {what}item(s) of {args.run_id} have no recorded payload "
+              f"(recorded before payloads were kept), e.g. {found.missing[0]}", file=sys.stderr)
+    if not found.items:
+        print(f"catalog-sync retry: run {args.run_id} has no {what}items to republish; nothing published",
+              file=sys.stderr)
+        return 2
+    mode = args.mode or found.mode
+    if mode is None:
+        print(f"catalog-sync retry: the mode of run {args.run_id} is not recorded; give --mode", file=sys.stderr)
+        return 2
+    publisher = RunPublisher(RuntimeSettings.from_env("publisher", metrics_port=None))
+    try:
+        run_id = publisher.publish_run(found.items, mode=mode, source=f"retry of {args.run_id}",
+                                       progress=progress_printer(len(found.items)))
+    finally:
+        publisher.close()
+    print(f"published {len(found.items)} {what}item(s) of {args.run_id} in run {run_id} (mode {mode}"
+          + (f"; {found.changed_since} with a newer change since, sent as changed" if found.changed_since else "")
+          + ")", file=sys.stderr)
     print(run_id)
     return 0
 
@@ -125,9 +226,16 @@ def _schedule(args: argparse.Namespace) -> int:
                 if catalog.problems and not args.skip_invalid:
                     print(f"catalog-sync schedule: {len(catalog.problems)} bad line(s); run skipped", file=sys.stderr)
                 else:
-                    run_id = publisher.publish_run(catalog.items, mode=args.mode, source=args.source.name,
-                                                   next_run_at=next_run_at)
-                    print(f"{run_id}\t{len(catalog.items)} item(s)\tnext run at {next_run_at:%Y-%m-%dT%H:%M:%S}Z", flush=True)
+                    try:
+                        items, unchanged = (_changed_only(catalog.items, args.mode) if args.changed_only
+                                            else (catalog.items, 0))
+                    except _StoreProblem as exc:  # the recorder may be restarting: try again next time
+                        print(f"catalog-sync schedule: {exc}; run skipped", file=sys.stderr)
+                    else:
+                        run_id = publisher.publish_run(items, mode=args.mode, source=args.source.name,
+                                                       next_run_at=next_run_at)
+                        print(f"{run_id}\t{len(items)} item(s)\tnext run at {next_run_at:%Y-%m-%dT%H:%M:%S}Z"
+                              + (f"\t{unchanged} unchanged skipped" if args.changed_only else ""), flush=True)
             runs += 1
             if args.runs is not None and runs >= args.runs:
                 break

@@ -12,11 +12,13 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import orjson
+
 from catalog_sync.runtime import topics
 from catalog_sync.runtime.bus import BusProducer, ensure_topics
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.config import RuntimeSettings
-from catalog_sync.runtime.contract import ContractError, parse_change
+from catalog_sync.runtime.contract import ContractError, content_hash, parse_change
 from catalog_sync.runtime.events import endpoint_for_mode, item_key, new_header, utc_now
 
 
@@ -101,6 +103,28 @@ def _csv_rows(path: Path):
                     yield line_no, None, ContractError("contract.json", f"line {line_no}: the attributes cell nests too deeply", "/attributes")
                     continue
             yield line_no, obj, None
+
+
+def change_hash(fields: dict) -> str | None:
+    """The content hash the validator will put on this change's ListingReady (None when its
+    attributes cannot be read: the validator rejects those, so they never finish)."""
+    try:
+        attributes = orjson.loads(fields["attributes_json"])
+    except orjson.JSONDecodeError:
+        return None
+    return content_hash(fields["operation"], fields["product_type"], fields["requirements"], attributes)
+
+
+def drop_unchanged(items: list[dict], last_finished: Callable[[list[str]], dict[str, str]],
+                   default_seller_id: str | None = None) -> tuple[list[dict], int]:
+    """`items` without those whose content equals what last finished at Amazon, and how many were
+    dropped. `last_finished(item_keys)` answers item key -> hash for the keys that have one (one
+    batched lookup for the whole file). Keys use the default seller as the recorder does."""
+    keys = [item_key(f["seller_id"] or default_seller_id, f["marketplace_id"], f["reference"]) for f in items]
+    finished = last_finished(keys)
+    kept = [f for f, key in zip(items, keys, strict=True)
+            if key not in finished or change_hash(f) != finished[key]]
+    return kept, len(items) - len(kept)
 
 
 class RunPublisher:

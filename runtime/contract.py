@@ -6,9 +6,12 @@ reports these problems together with the schema errors). Pure: no I/O.
 
 from __future__ import annotations
 
+import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+
+import orjson
 
 ITEM_TYPES = ("category", "product", "variant")
 OPERATIONS = ("upsert", "delete")
@@ -80,6 +83,20 @@ def _choice(obj: dict, name: str, choices: tuple[str, ...], default: str, errors
         errors.append(ContractError("contract.enum", f"'{name}' must be one of {', '.join(choices)}, got {value!r}"[:300], f"/{name}"))
         return default
     return value
+
+
+def content_hash(operation: str, product_type: str | None, requirements: str, attributes: dict) -> str:
+    """SHA-256 of what putListingsItem / deleteListingsItem will send. Canonical JSON (sorted keys,
+    no whitespace), so the same listing hashes the same whatever order the PIM wrote it in.
+
+    The validator stamps it on ListingReady; `publish --changed-only` recomputes it to compare a
+    file's items with what last finished at Amazon: one formula, or nothing would ever match."""
+    if operation == "delete":
+        sent: dict = {"operation": "delete"}
+    else:
+        sent = {"operation": operation, "product_type": product_type, "requirements": requirements,
+                "attributes": attributes}
+    return hashlib.sha256(orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def parse_time(value: str) -> datetime:

@@ -160,4 +160,35 @@ MIGRATIONS: tuple[Migration, ...] = (
             "CREATE INDEX ix_item_refs_trgm ON item_refs USING gin (reference {trgm}.gin_trgm_ops)",
         )),
     )),
+    # What `retry` republishes and `publish --changed-only` compares with. One row per item (not per
+    # event: the history keeps sizes, not attribute JSON), replaced only by a newer event (event_time,
+    # event_id), so a late older event changes nothing. Items recorded before this version have no
+    # payload until their next change.
+    Migration(3, "latest catalog payload per item; content hash last finished at Amazon", (
+        """CREATE TABLE item_payloads (
+            item_key TEXT PRIMARY KEY,
+            item_type TEXT NOT NULL,
+            operation TEXT NOT NULL,
+            product_type TEXT,
+            requirements TEXT,
+            parent_reference TEXT,
+            attributes_json TEXT NOT NULL,
+            changed_at BIGINT,
+            run_id TEXT,
+            event_time BIGINT NOT NULL,
+            event_id TEXT NOT NULL
+        )""",
+        # Per endpoint: the sandbox (test) and production hold different listings. Only outcomes
+        # after which Amazon holds the content are kept (accepted, deleted, unchanged; nothing in
+        # preview mode, which persists nothing).
+        """CREATE TABLE item_finished_hashes (
+            item_key TEXT NOT NULL,
+            endpoint TEXT NOT NULL,
+            content_hash TEXT NOT NULL,
+            run_id TEXT,
+            event_time BIGINT NOT NULL,
+            event_id TEXT NOT NULL,
+            PRIMARY KEY (item_key, endpoint)
+        )""",
+    )),
 )

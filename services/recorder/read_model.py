@@ -10,9 +10,9 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable
-from dataclasses import dataclass
-from datetime import UTC, datetime
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
 
 import orjson
 
@@ -41,6 +41,9 @@ _RUN_COLS = ("run_id, mode, endpoint, source, started_at, next_run_at, opened, c
              "changes_received, total, pending, error, finished, last_event_at, finished_at, status")
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
               "request_id, submission_id, error_json, issues_json")
+
+
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 
 class BadQuery(ValueError):
@@ -286,6 +289,46 @@ class ReadModel:
         found["other_items"] = [{"seller_id": r[1], "marketplace_id": r[2]} for r in rows[1:]]
         return found
 
+    # -- republishing ---------------------------------------------------------------------------
+    def run_payloads(self, run_id: str, status: str = "error") -> RunPayloads | None:
+        """The items of `run_id` whose status in that run is `status` ("all": every item), each with
+        the latest catalog payload recorded for it, in one query. None when the run is unknown.
+
+        The latest payload, not the run's own: an item changed again since then must not be sent
+        back to older content."""
+        if status not in ("all", *ITEM_STATUSES):
+            raise BadQuery(f"status={status!r} must be one of all, {', '.join(ITEM_STATUSES)}")
+        _check_text(run_id=run_id)
+        where, params = "ri.run_id = ?", [run_id]
+        if status != "all":
+            where += " AND ri.status = ?"
+            params.append(status)
+        with self.store.read() as s:
+            run = s.one("SELECT mode FROM runs WHERE run_id = ?", (run_id,))
+            if run is None:
+                return None
+            rows = s.execute(
+                "SELECT ri.item_key, p.run_id, p.item_type, p.operation, p.product_type, p.requirements, "
+                "p.parent_reference, p.attributes_json, p.changed_at FROM run_items ri "
+                f"LEFT JOIN item_payloads p ON p.item_key = ri.item_key WHERE {where} "
+                "ORDER BY p.event_time, ri.item_key", params)
+        found = RunPayloads(run_id, run[0])
+        for item_key, payload_run, *payload in rows:
+            if payload[1] is None:  # no operation: no payload row (recorded before it was kept)
+                found.missing.append(item_key)
+                continue
+            found.items.append(_payload_fields(item_key, tuple(payload)))
+            found.changed_since += payload_run != run_id
+        return found
+
+    def last_finished_hashes(self, item_keys: Iterable[str], endpoint: str) -> dict[str, str]:
+        """item key -> content hash of what last finished at Amazon on `endpoint` (test or
+        production), for the keys that have one. Batched: a few queries for any number of keys."""
+        with self.store.read() as s:
+            rows = s.select_in("SELECT item_key, content_hash FROM item_finished_hashes WHERE endpoint = ? AND item_key",
+                               sorted(set(item_keys)), params=(endpoint,))
+        return dict(rows)
+
     # -- support ------------------------------------------------------------------------------
     def support_case(self, *, reference: str | None = None, marketplace_id: str | None = None,
                      seller_id: str | None = None, run_id: str | None = None, limit: int = 50) -> dict | None:
@@ -350,6 +393,34 @@ class ReadModel:
                                   "WHERE item_key = ? AND event_type = ? ORDER BY event_time DESC LIMIT ?",
                                   (key, SUBMISSION_COMPLETED, limit)))
         return sorted(rows, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
+
+
+@dataclass
+class RunPayloads:
+    """A run's items of one status with their latest recorded catalog payloads (for `retry`)."""
+
+    run_id: str
+    mode: str | None
+    items: list[dict] = field(default_factory=list)  # CatalogItemChanged fields, oldest change first
+    missing: list[str] = field(default_factory=list)  # item keys with no recorded payload
+    changed_since: int = 0  # items whose latest payload came from a later change than this run's
+
+
+def _payload_fields(item_key: str, row: tuple) -> dict:
+    item_type, operation, product_type, requirements, parent_reference, attributes_json, changed_at = row
+    seller, marketplace, reference = item_key.split("|", 2)
+    return {
+        "reference": reference,
+        "item_type": item_type,
+        "operation": operation,
+        "seller_id": seller or None,
+        "marketplace_id": marketplace,
+        "product_type": product_type,
+        "requirements": requirements,
+        "parent_reference": parent_reference,
+        "attributes_json": attributes_json,
+        "changed_at": None if changed_at is None else _EPOCH + timedelta(milliseconds=changed_at),
+    }
 
 
 def _item_json(row: tuple) -> dict:

@@ -333,6 +333,9 @@ _RUN_COLUMNS = ("run_id", "mode", "endpoint", "source", "started_at", "next_run_
                 "finished_at", "status")
 _HISTORY_COLUMNS = ("event_id", "item_key", "event_type", "event_time", "run_id", "recorded_at", "details_json")
 _REF_COLUMNS = ("item_key", "reference")  # reference lower-cased: what substring search matches
+_PAYLOAD_COLUMNS = ("item_key", "item_type", "operation", "product_type", "requirements", "parent_reference",
+                    "attributes_json", "changed_at", "run_id", "event_time", "event_id")
+_HASH_COLUMNS = ("item_key", "endpoint", "content_hash", "run_id", "event_time", "event_id")
 _COUNT_COLUMNS = ("run_id", "item_type", "status", "n")
 _OFFSET_COLUMNS = ("consumer_group", "topic", "partition_id", "next_offset", "updated_at")
 
@@ -347,6 +350,12 @@ def _upsert_tail(columns: Sequence[str], key: Sequence[str], fixed: Sequence[str
 _ITEMS_UPSERT = _upsert_tail(_ITEM_COLUMNS, ("item_key",), ("seller_id", "marketplace_id", "reference"))
 _RUN_ITEMS_UPSERT = _upsert_tail(_RUN_ITEM_COLUMNS, ("run_id", "item_key"))
 _RUNS_UPSERT = _upsert_tail(_RUN_COLUMNS, ("run_id",))
+# Latest-wins rows: a stored row is replaced only by a newer event (out-of-order delivery).
+_PAYLOADS_UPSERT = (_upsert_tail(_PAYLOAD_COLUMNS, ("item_key",))
+                    + " WHERE (excluded.event_time, excluded.event_id) > (item_payloads.event_time, item_payloads.event_id)")
+_HASHES_UPSERT = (_upsert_tail(_HASH_COLUMNS, ("item_key", "endpoint"))
+                  + " WHERE (excluded.event_time, excluded.event_id) > "
+                    "(item_finished_hashes.event_time, item_finished_hashes.event_id)")
 
 
 class ReadStore:
@@ -556,6 +565,21 @@ class ReadStore:
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
             s.append("item_refs", _REF_COLUMNS, [(row[0], row[3].lower()) for row in new])
+        # An item's payload and hash rows are written with its item row, so an item new to the
+        # store has neither yet: those rows are appended, the others upserted newest-wins.
+        if p.payloads:
+            new, old = [], []
+            for key, e in p.payloads.items():
+                (old if key in known_items else new).append((key, e.item_type, *e.payload, e.run_id, e.time, e.event_id))
+            s.append("item_payloads", _PAYLOAD_COLUMNS, new)
+            s.insert_rows("item_payloads", _PAYLOAD_COLUMNS, old, _PAYLOADS_UPSERT)
+        if p.finished_hashes:
+            new, old = [], []
+            for (key, endpoint), e in p.finished_hashes.items():
+                (old if key in known_items else new).append((key, endpoint, e.finished_hash, e.run_id, e.time,
+                                                             e.event_id))
+            s.append("item_finished_hashes", _HASH_COLUMNS, new)
+            s.insert_rows("item_finished_hashes", _HASH_COLUMNS, old, _HASHES_UPSERT)
         if p.run_items:
             new, old = [], []
             for key, i in p.run_items.items():

@@ -7,16 +7,16 @@ ValidationFailed with every error, keyed like the item.
 
 from __future__ import annotations
 
-import hashlib
 from collections.abc import Callable
 from dataclasses import dataclass
 
-import orjson
-
+from catalog_sync.runtime.contract import content_hash
 from catalog_sync.runtime.events import item_key, new_header
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_VALIDATION_FAILED
 
 from .validation import ItemValidator
+
+__all__ = ["Emission", "content_hash", "handle_change"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,17 +27,6 @@ class Emission:
     key: str
     schema: str
     event: dict
-
-
-def content_hash(operation: str, product_type: str | None, requirements: str, attributes: dict) -> str:
-    """SHA-256 of what putListingsItem / deleteListingsItem will send. Canonical JSON (sorted keys,
-    no whitespace), so the same listing hashes the same whatever order the PIM wrote it in."""
-    if operation == "delete":
-        sent: dict = {"operation": "delete"}
-    else:
-        sent = {"operation": operation, "product_type": product_type, "requirements": requirements,
-                "attributes": attributes}
-    return hashlib.sha256(orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)).hexdigest()
 
 
 def handle_change(event: dict, *, validator: ItemValidator, default_seller_id: str | None,

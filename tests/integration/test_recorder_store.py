@@ -11,9 +11,10 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from catalog_sync.recorder.read_model import BadQuery, ItemFilters, ReadModel
-from catalog_sync.recorder.sample_events import Message, Partitions, SampleRun
+from catalog_sync.recorder.sample_events import ATTRIBUTES_JSON, SELLER, US, Message, Partitions, SampleRun
 from catalog_sync.recorder.service import Recorder
 from catalog_sync.recorder.store import ReadStore, StoreError
+from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.testing import require
 
 POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
@@ -191,7 +192,8 @@ def test_events_in_many_partitions_and_out_of_order_give_the_same_result(store_f
     expected = ReadModel(a, clock=lambda: 0).items(ItemFilters(limit=100))
     # Reverse order, in batches of 7, as separate transactions: outcomes before changes, RunClosed first.
     with a.write() as s:
-        for table in ("runs", "items", "run_items", "item_counts", "item_events", "consumer_offsets"):
+        for table in ("runs", "items", "run_items", "item_counts", "item_events", "consumer_offsets",
+                      "item_payloads", "item_finished_hashes"):
             s.execute(f"DELETE FROM {table}")
     partitions = Partitions()
     reversed_events = list(reversed(events))
@@ -354,3 +356,86 @@ def test_concurrent_writers_keep_counts_exact(store_factory):
     with stores[0].read() as s:
         counted = dict(s.execute("SELECT status, COUNT(*) FROM items GROUP BY status"))
     assert counted == {"error": 150, "finished": 150}
+
+
+# -- payloads and last-finished hashes (retry, publish --changed-only) ------------------------------
+def key(reference: str) -> str:
+    return f"{SELLER}|{US}|{reference}"
+
+
+def test_the_latest_payload_and_finished_hash_survive_older_events_arriving_later(store):
+    run = SampleRun(mode="production")
+    old_change, new_change = run.changed("HB-1"), run.changed("HB-1")
+    new_change[1]["attributes_json"] = '{"brand":[{"value":"New"}]}'
+    old_done, new_done = run.submitted("HB-1"), run.submitted("HB-1")
+    old_done[1]["content_hash"], new_done[1]["content_hash"] = "h-old", "h-new"
+    p = Partitions()
+    store.apply(GROUP, p.messages([run.opened(), new_change, new_done]))
+    store.apply(GROUP, p.messages([old_change, old_done, run.closed(1)]))  # late, older: change nothing
+    model = ReadModel(store)
+    assert model.last_finished_hashes([key("HB-1"), key("HB-9")], "production") == {key("HB-1"): "h-new"}
+    assert model.last_finished_hashes([key("HB-1")], "test") == {}
+    [item] = model.run_payloads(run.run_id, "all").items
+    assert item["attributes_json"] == '{"brand":[{"value":"New"}]}'
+    # ...and a newer event replaces them.
+    newest = run.submitted("HB-1")
+    newest[1]["content_hash"] = "h-newest"
+    store.apply(GROUP, p.messages([newest]))
+    assert model.last_finished_hashes([key("HB-1")], "production") == {key("HB-1"): "h-newest"}
+
+
+def test_run_payloads_by_status_ready_to_publish(store):
+    run = SampleRun(mode="preview")
+    p = Partitions()
+    store.apply(GROUP, p.messages(one_run(run, n=6)))  # HB-000/003 finished, 001/004 invalid, 002/005 failed locally
+    model = ReadModel(store)
+    errors = model.run_payloads(run.run_id)
+    assert errors.mode == "preview" and errors.missing == [] and errors.changed_since == 0
+    assert [i["reference"] for i in errors.items] == ["HB-001", "HB-002", "HB-004", "HB-005"]
+    first = errors.items[0]
+    assert first == {
+        "reference": "HB-001", "item_type": "product", "operation": "upsert", "seller_id": SELLER,
+        "marketplace_id": US, "product_type": "HAIRBAND", "requirements": "LISTING", "parent_reference": None,
+        "attributes_json": ATTRIBUTES_JSON, "changed_at": run.start}
+    AvroCodec().encode("CatalogItemChanged", {**run.header(), "mode": "test", **first})  # the wire form takes it
+    assert [i["reference"] for i in model.run_payloads(run.run_id, "finished").items] == ["HB-000", "HB-003"]
+    assert model.run_payloads(run.run_id, "pending").items == []
+    assert len(model.run_payloads(run.run_id, "all").items) == 6
+    assert model.run_payloads("run-unknown") is None
+    with pytest.raises(BadQuery):
+        model.run_payloads(run.run_id, "broken")
+
+    # A later run changed HB-001 again: retrying the first run sends the newer content.
+    later = SampleRun(mode="production")
+    later.start = run.start + timedelta(hours=1)
+    change = later.changed("HB-001")
+    change[1]["attributes_json"] = '{"brand":[{"value":"Newer"}]}'
+    store.apply(GROUP, p.messages([later.opened(), change, later.closed(1)]))
+    again = model.run_payloads(run.run_id)
+    assert again.changed_since == 1
+    assert next(i for i in again.items if i["reference"] == "HB-001")["attributes_json"] == '{"brand":[{"value":"Newer"}]}'
+
+
+def test_items_recorded_before_payloads_were_kept_are_reported_missing(store):
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages(one_run(run, n=3)))
+    with store.write() as s:  # as after upgrading a store whose items predate migration 3
+        s.execute("DELETE FROM item_payloads WHERE item_key = ?", (key("HB-001"),))
+    found = ReadModel(store).run_payloads(run.run_id)
+    assert found.missing == [key("HB-001")]
+    assert [i["reference"] for i in found.items] == ["HB-002"]
+
+
+def test_finished_hashes_of_a_large_file_in_batched_lookups(store):
+    run = SampleRun(mode="production")
+    events = [run.opened()]
+    for i in range(2_500):
+        events.append(run.changed(f"SKU-{i:05d}"))
+        if i % 2 == 0:
+            done = run.submitted(f"SKU-{i:05d}")
+            done[1]["content_hash"] = f"h-{i}"
+            events.append(done)
+    store.apply(GROUP, Partitions().messages(events + [run.closed(2_500)]))
+    wanted = [key(f"SKU-{i:05d}") for i in range(3_000)]
+    found = ReadModel(store).last_finished_hashes(wanted, "production")
+    assert found == {key(f"SKU-{i:05d}"): f"h-{i}" for i in range(0, 2_500, 2)}

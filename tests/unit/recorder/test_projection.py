@@ -211,3 +211,55 @@ def test_counter_deltas_follow_each_items_status():
     assert p.item_count_deltas == {(run.run_id, "product", "pending"): 2}
     p2 = run_batch(run, run.validation_failed("A"), loaded=Loaded(p.items, p.run_items, p.runs))
     assert p2.item_count_deltas == {(run.run_id, "product", "pending"): -1, (run.run_id, "product", "error"): 1}
+
+
+def test_the_newest_catalog_payload_of_each_item_is_kept_whatever_the_order():
+    run = SampleRun()
+    older = run.changed("HB-1")
+    newer = run.changed("HB-1")
+    newer[1]["attributes_json"] = '{"brand":[{"value":"Other"}]}'
+    newer[1]["operation"] = "delete"
+    other = run.changed("HB-2", item_type="variant")
+    for order in ([older, newer, other], [newer, other, older]):
+        p = project(Loaded(), item_events(run, *order), [])
+        assert set(p.payloads) == {f"{SELLER}|{US}|HB-1", f"{SELLER}|{US}|HB-2"}
+        kept = p.payloads[f"{SELLER}|{US}|HB-1"]
+        assert kept.event_id == newer[1]["event_id"]
+        operation, product_type, requirements, parent, attributes_json, changed_at = kept.payload
+        assert (operation, product_type, requirements, attributes_json) == (
+            "delete", "HAIRBAND", "LISTING", '{"brand":[{"value":"Other"}]}')
+        assert changed_at == 1795773600000  # 2026-11-27T10:00Z in epoch ms
+        assert p.payloads[f"{SELLER}|{US}|HB-2"].payload[3] == "HB-PARENT"
+
+
+def hashed(event_pair, content_hash):
+    event_pair[1]["content_hash"] = content_hash
+    return event_pair
+
+
+def test_the_last_finished_hash_counts_only_what_amazon_kept():
+    production, preview, test = SampleRun(mode="production"), SampleRun(mode="preview"), SampleRun(mode="test")
+    events = [
+        hashed(production.submitted("HB-1"), "h-accepted"),
+        hashed(production.submitted("HB-2", accepted=False), "h-invalid"),  # Amazon kept nothing new
+        hashed(preview.submitted("HB-3"), "h-preview"),  # VALID in preview persists nothing
+        hashed(test.submitted("HB-4"), "h-sandbox"),
+    ]
+    p = project(Loaded(), item_events(None, *events), [])
+    assert {k: e.finished_hash for k, e in p.finished_hashes.items()} == {
+        (f"{SELLER}|{US}|HB-1", "production"): "h-accepted",
+        (f"{SELLER}|{US}|HB-4", "test"): "h-sandbox",
+    }
+
+
+def test_the_newest_persisted_outcome_wins_and_unchanged_or_deleted_count():
+    run = SampleRun(mode="production")
+    first = hashed(run.submitted("HB-1"), "h-1")
+    second = hashed(run.submitted("HB-1"), "h-2")
+    second[1]["outcome"] = "unchanged"
+    deleted = hashed(run.submitted("HB-2"), "h-delete")
+    deleted[1]["outcome"], deleted[1]["operation"] = "deleted", "delete"
+    for order in ([first, second, deleted], [deleted, second, first]):
+        p = project(Loaded(), item_events(run, *order), [])
+        assert p.finished_hashes[(f"{SELLER}|{US}|HB-1", "production")].finished_hash == "h-2"
+        assert p.finished_hashes[(f"{SELLER}|{US}|HB-2", "production")].finished_hash == "h-delete"

@@ -50,3 +50,16 @@ def test_not_an_object():
     fields, errors = parse_change(["a"])
     assert fields is None and errors[0].code == "contract.not_object"
 
+
+
+def test_the_content_hash_formula_is_fixed():
+    # Values of the formula as the validator first shipped it: a change here would make every
+    # stored hash (submitter's unchanged check, publish --changed-only) stop matching.
+    from catalog_sync.runtime.contract import content_hash
+
+    attributes = {"item_name": [{"value": "Band", "language_tag": "en_US"}], "brand": [{"value": "Acme"}]}
+    assert content_hash("upsert", "HAIRBAND", "LISTING", attributes) == \
+        "4df5694e8f23363f909e7537cd0b2ba6893e2963ca891822bd993dd634b92762"
+    # A delete sends only the SKU: its hash ignores everything else.
+    assert content_hash("delete", "X", "LISTING_OFFER_ONLY", {"a": 1}) == content_hash("delete", None, "LISTING", {}) == \
+        "782c5bb77f186f3a6602165de1b69abf7482baff68887e307f1085e243cac688"

@@ -69,3 +69,22 @@ def test_the_content_hash_ignores_key_order_and_whitespace(bundled_validator):
     [c] = handle_change(event(attributes), validator=bundled_validator, default_seller_id=None)
     assert c.event["content_hash"] != a.event["content_hash"]
     assert content_hash("upsert", "HAIRBAND", "LISTING", {}) != content_hash("upsert", "HAIRBAND", "LISTING_OFFER_ONLY", {})
+
+
+def test_the_publisher_computes_the_hash_the_validator_stamps(bundled_validator):
+    # `publish --changed-only` compares a file's items with stored hashes of ListingReady events:
+    # the file's own form (any key order, spacing) must hash to what the validator sends.
+    from catalog_sync.publisher import change_hash
+    from catalog_sync.runtime.contract import parse_change
+
+    attributes = complete_hairband()
+    reordered = json.loads(json.dumps(dict(reversed(list(attributes.items())))))
+    for operation in ("upsert", "delete"):
+        fields, errors = parse_change({"reference": "SKU-1", "item_type": "product", "operation": operation,
+                                       "seller_id": "A1SELLER", "marketplace_id": US, "product_type": "HAIRBAND",
+                                       "attributes": reordered})
+        assert errors == []
+        [out] = handle_change(event(attributes, operation=operation), validator=bundled_validator,
+                              default_seller_id=None)
+        assert out.schema == "ListingReady"
+        assert change_hash(fields) == out.event["content_hash"]
