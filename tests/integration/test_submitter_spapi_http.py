@@ -10,7 +10,7 @@ from collections import defaultdict
 import pytest
 
 from catalog_sync.amazon_emulator.emulator import EmulatorConfig
-from catalog_sync.amazon_emulator.server import start_in_thread
+from catalog_sync.amazon_emulator.server import start_in_subprocess, start_in_thread
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
@@ -30,6 +30,14 @@ def ready(sku: str, seller: str = "S1", mode: str = "production", attributes=Non
 @pytest.fixture
 def emulator():
     with start_in_thread(EmulatorConfig()) as running:
+        yield running
+
+
+@pytest.fixture
+def emulator_process():
+    """For rate measurements: an emulator in this process would share the client's GIL and stamp
+    arrivals late and bunched; in its own process it stamps them as Amazon would."""
+    with start_in_subprocess() as running:
         yield running
 
 
@@ -163,7 +171,8 @@ def test_preview_runs_at_one_request_per_second(emulator):
     assert conforms_to_plan(times, rate=1.0, burst=1) and times[-1] - times[0] >= 2.0
 
 
-def test_fifty_sellers_at_once_each_within_its_plan(emulator):
+def test_fifty_sellers_at_once_each_within_its_plan(emulator_process):
+    emulator = emulator_process
     sellers = [f"SELLER{i:02d}" for i in range(50)]
     events = [ready(f"SKU-{i}", seller=s) for i in range(12) for s in sellers]
     results, logins = run_submissions(emulator, events, sellers=sellers)
