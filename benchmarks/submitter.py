@@ -26,6 +26,7 @@ from pathlib import Path
 
 import httpx
 
+from catalog_sync.amazon_emulator.quota import UsagePlan, admitted_by_plan
 from catalog_sync.amazon_emulator.server import RunningEmulator, start_in_subprocess
 from catalog_sync.runtime.bus import BusProducer
 from catalog_sync.runtime.codec import AvroCodec
@@ -70,17 +71,6 @@ def listing_calls(emulator: RunningEmulator, expected: int, timeout_s: float) ->
             raise TimeoutError(f"only {len(calls)} of {expected} calls reached the emulator in {timeout_s:.0f} s")
         time.sleep(0.5)  # polling a log in another process: nothing to wait on
 
-
-def conforms(times: list[float], rate: float, burst: int) -> bool:
-    tokens, last = float(burst), None
-    for t in sorted(times):
-        if last is not None:
-            tokens = min(burst, tokens + (t - last) * rate)
-        last = t
-        if tokens < 1.0 - 1e-6:
-            return False
-        tokens -= 1.0
-    return True
 
 
 def run_backlog(broker: EmbeddedBroker, emulator: RunningEmulator, events: list[dict], sellers: list[str],
@@ -137,7 +127,7 @@ def multi_seller(results: dict, broker: EmbeddedBroker, workdir: Path) -> float:
     per_seller = defaultdict(list)
     for c in calls:
         per_seller[c["seller_id"]].append(c["monotonic"])
-    within = sum(1 for t in per_seller.values() if conforms(t, 5.0, 10))
+    within = sum(1 for t in per_seller.values() if admitted_by_plan(t, UsagePlan(5.0, 10)))
     rate = len(calls) / span
     results["submitter_multi_seller_requests_per_s"] = round(rate, 1)
     print(f"   {SELLERS} sellers x {ITEMS_PER_SELLER}: {len(calls):,} calls in {span:.2f} s = {rate:,.0f} req/s; "

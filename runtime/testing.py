@@ -7,6 +7,7 @@ import socket
 import time
 import uuid
 from collections.abc import Callable
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 STRICT_ENV = "CATALOG_SYNC_STRICT"
@@ -130,3 +131,36 @@ def publish_raw(settings, topic: str, items: list[tuple[str | None, bytes]]) -> 
         producer.flush()
     finally:
         producer.close()
+
+
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+
+
+def postgres_answers(url: str = POSTGRES_URL) -> bool:
+    """Whether the test PostgreSQL server accepts connections (tests `require` it)."""
+    try:
+        import psycopg
+
+        psycopg.connect(url, connect_timeout=3).close()
+        return True
+    except Exception:
+        return False
+
+
+@contextmanager
+def serving(app, log_level: str = "warning"):
+    """Serve an ASGI app over real HTTP on a free loopback port for the duration; yields its base URL."""
+    import threading
+
+    import uvicorn
+
+    port = free_port()
+    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level=log_level))
+    thread = threading.Thread(target=server.run, daemon=True)
+    thread.start()
+    try:
+        wait_until(lambda: server.started, timeout_s=15, message="uvicorn to start")
+        yield f"http://127.0.0.1:{port}"
+    finally:
+        server.should_exit = True
+        thread.join(15)

@@ -40,6 +40,20 @@ def parse_plan(text: str) -> tuple[str, UsagePlan]:
     return lane, plan
 
 
+def admitted_by_plan(arrivals: list[float], plan: UsagePlan) -> bool:
+    """Would a full bucket of `plan` (Amazon's) have admitted requests arriving at these times?
+    How tests and benchmarks check a client against the plan from the emulator's request log."""
+    tokens, last = float(plan.burst), None
+    for t in sorted(arrivals):
+        if last is not None:
+            tokens = min(plan.burst, tokens + (t - last) * plan.rate)
+        last = t
+        if tokens < 1.0 - 1e-6:
+            return False
+        tokens -= 1.0
+    return True
+
+
 class _Bucket:
     __slots__ = ("tokens", "stamp")
 

@@ -4,17 +4,14 @@ details, and escaping of whatever the catalog or Amazon sends."""
 from __future__ import annotations
 
 import os
-import threading
-from contextlib import contextmanager
 
 import pytest
-import uvicorn
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
 from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore
-from catalog_sync.runtime.testing import free_port, require, wait_until
+from catalog_sync.runtime.testing import require, serving
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")
@@ -23,19 +20,6 @@ CHROMIUM_ARGS = ["--no-sandbox", "--headless", "--disable-gpu", "--disable-backg
 SCRIPT_REFERENCE = "<script>window.__pwned=1</script>"
 HOSTILE_MESSAGE = "Value <b>bold</b> <img src=x onerror=\"window.__pwned=2\"> is not allowed"
 
-
-@contextmanager
-def serving(app):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, timeout_s=15, message="uvicorn to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @pytest.fixture(scope="module")

@@ -2,49 +2,27 @@
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
 from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore
-from catalog_sync.runtime.testing import free_port, require, wait_until
+from catalog_sync.runtime.testing import (
+    POSTGRES_URL,
+    postgres_answers,
+    require,
+    serving,
+)
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 RUN_KEYS = {"run_id", "mode", "endpoint", "status", "started_at", "finished_at", "counts"}
 ITEM_KEYS = {"reference", "item_type", "seller_id", "marketplace_id", "status", "run_id", "synced_at", "endpoint",
              "request_id", "submission_id", "error", "issues"}
 
 
-@contextmanager
-def serving(app):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, timeout_s=15, message="uvicorn to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-def postgres_answers() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
 
 
 @pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])

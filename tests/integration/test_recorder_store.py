@@ -3,7 +3,6 @@ migrations, and the read model's filters, summaries and pagination."""
 
 from __future__ import annotations
 
-import os
 import threading
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -15,20 +14,10 @@ from catalog_sync.recorder.sample_events import ATTRIBUTES_JSON, SELLER, US, Mes
 from catalog_sync.recorder.service import Recorder
 from catalog_sync.recorder.store import ReadStore, StoreError
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.testing import require
+from catalog_sync.runtime.testing import POSTGRES_URL, postgres_answers, require
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 GROUP = "recorder"
 
-
-def postgres_answers() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
 
 
 def drop_schema(schema: str) -> None:

@@ -10,6 +10,7 @@ from collections import defaultdict
 import pytest
 
 from catalog_sync.amazon_emulator.emulator import EmulatorConfig
+from catalog_sync.amazon_emulator.quota import UsagePlan, admitted_by_plan
 from catalog_sync.amazon_emulator.server import start_in_subprocess, start_in_thread
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
@@ -59,18 +60,6 @@ def run_submissions(emulator, events, sellers=("S1",), policy=None):
 def listing_calls(emulator):
     return [r for r in emulator.requests() if r.get("operation") not in ("lwaToken", None)]
 
-
-def conforms_to_plan(times: list[float], rate: float, burst: int) -> bool:
-    """Would a bucket of `rate`/s and `burst` (Amazon's) have admitted requests arriving at `times`?"""
-    tokens, last = float(burst), None
-    for t in sorted(times):
-        if last is not None:
-            tokens = min(burst, tokens + (t - last) * rate)
-        last = t
-        if tokens < 1.0 - 1e-6:
-            return False
-        tokens -= 1.0
-    return True
 
 
 def test_one_token_request_serves_every_call_of_a_seller_and_headers_are_sent(emulator):
@@ -160,15 +149,15 @@ def test_one_seller_never_exceeds_its_plan_as_amazon_measures_it(emulator):
     assert all(r.result.outcome == "accepted" for r in results)
     calls = listing_calls(emulator)
     assert [r["status"] for r in calls] == [200] * 25  # not a single 429
-    assert conforms_to_plan([r["monotonic"] for r in calls], rate=5.0, burst=10)
-    assert not conforms_to_plan([r["monotonic"] for r in calls], rate=5.0, burst=8)  # the burst was used
+    assert admitted_by_plan([r["monotonic"] for r in calls], UsagePlan(5.0, 10))
+    assert not admitted_by_plan([r["monotonic"] for r in calls], UsagePlan(5.0, 8))  # the burst was used
 
 
 def test_preview_runs_at_one_request_per_second(emulator):
     results, _ = run_submissions(emulator, [ready(f"P-{i}", mode="preview") for i in range(3)])
     assert [r.result.outcome for r in results] == ["valid"] * 3
     times = [r["monotonic"] for r in listing_calls(emulator)]
-    assert conforms_to_plan(times, rate=1.0, burst=1) and times[-1] - times[0] >= 2.0
+    assert admitted_by_plan(times, UsagePlan(1.0, 1)) and times[-1] - times[0] >= 2.0
 
 
 def test_fifty_sellers_at_once_each_within_its_plan(emulator_process):
@@ -183,7 +172,7 @@ def test_fifty_sellers_at_once_each_within_its_plan(emulator_process):
         assert r["status"] == 200
         by_seller[r["seller_id"]].append(r["monotonic"])
     assert len(by_seller) == 50
-    assert all(conforms_to_plan(times, 5.0, 10) for times in by_seller.values())
+    assert all(admitted_by_plan(times, UsagePlan(5.0, 10)) for times in by_seller.values())
     # Served side by side: one seller after another, the plan alone would take 50 x 0.6 s = 30 s
     # (each seller's 3 items beyond its burst); together it is about 1 s, plus load.
     times = [t for seller_times in by_seller.values() for t in seller_times]

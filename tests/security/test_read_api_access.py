@@ -6,12 +6,9 @@ from __future__ import annotations
 
 import os
 import re
-import threading
-from contextlib import contextmanager
 
 import httpx
 import pytest
-import uvicorn
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
@@ -19,7 +16,7 @@ from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.settings import RecorderSettings
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.processes import ServiceProcess
-from catalog_sync.runtime.testing import free_port, require, wait_until
+from catalog_sync.runtime.testing import require, serving
 
 TOKEN = "tok-3d9f0b7c5a1e"
 GUARDED = ["/api/activity", "/api/runs", "/api/items", "/api/items/HB-01", "/api/support-case?reference=HB-01"]
@@ -99,19 +96,6 @@ def test_the_page_its_assets_and_probes_load_without_the_token_and_hold_no_items
     assert TOKEN not in response.text
     assert TOKEN not in process.log_text()
 
-
-@contextmanager
-def serving(app):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, timeout_s=15, message="uvicorn to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
 
 
 @pytest.mark.browser

@@ -4,16 +4,12 @@ intact afterwards."""
 
 from __future__ import annotations
 
-import os
-import threading
 import uuid
-from contextlib import contextmanager
 from datetime import timedelta
 from urllib.parse import quote
 
 import httpx
 import pytest
-import uvicorn
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
@@ -21,9 +17,13 @@ from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
 from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore
-from catalog_sync.runtime.testing import free_port, require, wait_until
+from catalog_sync.runtime.testing import (
+    POSTGRES_URL,
+    postgres_answers,
+    require,
+    serving,
+)
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
 TABLES = ("items", "item_events", "runs", "run_items", "item_counts", "item_refs", "consumer_offsets",
           "schema_migrations")
 INJECTIONS = [
@@ -36,28 +36,6 @@ INJECTIONS = [
 PARAMS = ("reference", "status", "type", "since", "run_id", "cursor", "limit")
 
 
-@contextmanager
-def serving(app):
-    port = free_port()
-    server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=port, log_level="critical"))
-    thread = threading.Thread(target=server.run, daemon=True)
-    thread.start()
-    try:
-        wait_until(lambda: server.started, timeout_s=15, message="uvicorn to start")
-        yield f"http://127.0.0.1:{port}"
-    finally:
-        server.should_exit = True
-        thread.join(15)
-
-
-def postgres_answers() -> bool:
-    try:
-        import psycopg
-
-        psycopg.connect(POSTGRES_URL, connect_timeout=3).close()
-        return True
-    except Exception:
-        return False
 
 
 @pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
@@ -80,7 +58,7 @@ def api(request, tmp_path_factory):
     store.apply("recorder", partitions.messages(events))
     before = table_state(store)
     try:
-        with serving(create_app(ReadModel(store))) as url:
+        with serving(create_app(ReadModel(store)), log_level="critical") as url:
             yield url, store, before
         assert table_state(store) == before, "the tables changed under read-only requests"
     finally:
