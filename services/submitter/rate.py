@@ -5,11 +5,11 @@ Pure: time comes from an injected clock and waiting from an injected sleep, so t
 with a fake clock. Each (seller, lane) has its own FIFO gate, so a throttled seller only ever
 delays its own requests.
 
-Why the client keeps one token less than Amazon's burst: Amazon's bucket starts full when our
-first request arrives, and network jitter can make a request arrive a little earlier than its
-token exists on Amazon's side. Holding one token in reserve gives every request up to one
-refill interval (200 ms at 5/s) of jitter tolerance at the full steady rate. Lanes with a burst
-of 1 cannot spare a token, so they run 2 % under the plan instead.
+Why the client keeps tokens of Amazon's burst in reserve (JITTER_RESERVE_TOKENS): Amazon's
+bucket starts full when our first request arrives, and jitter can make a request arrive a
+little earlier than its token exists on Amazon's side. Each reserved token gives every request
+one refill interval (200 ms at 5/s) of tolerance at the full steady rate. Lanes with a burst of 1
+cannot spare a token, so they run 2 % under the plan instead.
 """
 
 from __future__ import annotations
@@ -42,6 +42,10 @@ MIN_RATE_FRACTION = 0.05  # never below 5 % of the plan (0.25 req/s for put)
 RECOVERY_FRACTION = 0.05  # each success gives back 5 % of the ceiling
 THROTTLE_COOLDOWN_S = 1.0  # no recovery for a second after a 429
 SINGLE_TOKEN_RATE_MARGIN = 0.98
+# Tokens of Amazon's burst the client never uses: each gives one refill interval (200 ms at 5/s)
+# of tolerance for requests that reach Amazon bunched (scheduling, network). Costs only the start
+# of a backlog (8 immediate calls instead of 10), never the steady rate.
+JITTER_RESERVE_TOKENS = 2
 
 
 class TokenBucket:
@@ -98,7 +102,7 @@ class AdaptiveRate:
 
     @staticmethod
     def _capacity(burst: int) -> float:
-        return float(burst - 1) if burst >= 2 else 1.0
+        return float(max(1, burst - JITTER_RESERVE_TOKENS)) if burst >= 2 else 1.0
 
     def _client_rate(self, rate: float) -> float:
         return rate * SINGLE_TOKEN_RATE_MARGIN if self.plan.burst < 2 else rate

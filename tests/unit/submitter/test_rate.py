@@ -5,7 +5,14 @@ import asyncio
 import pytest
 from submitter_fakes import FakeClock
 
-from catalog_sync.submitter.rate import AdaptiveRate, LanePlan, RateLimiter, TokenBucket, parse_rate_limit
+from catalog_sync.submitter.rate import (
+    JITTER_RESERVE_TOKENS,
+    AdaptiveRate,
+    LanePlan,
+    RateLimiter,
+    TokenBucket,
+    parse_rate_limit,
+)
 
 
 def test_bucket_allows_its_capacity_at_once_then_one_token_per_interval():
@@ -24,9 +31,9 @@ def test_bucket_never_holds_more_than_its_capacity():
     assert taken == 3
 
 
-def test_client_keeps_one_token_of_the_burst_in_reserve_and_runs_single_token_lanes_under_plan():
+def test_client_keeps_tokens_of_the_burst_in_reserve_and_runs_single_token_lanes_under_plan():
     put = AdaptiveRate(LanePlan(5.0, 10), now=0.0)
-    assert (put.bucket.capacity, put.rate) == (9, 5.0)
+    assert (put.bucket.capacity, put.rate) == (10 - JITTER_RESERVE_TOKENS, 5.0) == (8, 5.0)
     preview = AdaptiveRate(LanePlan(1.0, 1), now=0.0)
     assert preview.bucket.capacity == 1 and preview.rate < 1.0
 
@@ -77,28 +84,28 @@ def _drive(limiter: RateLimiter, clock: FakeClock, seller: str, lane: str, count
 def test_a_lane_sends_at_the_plan_rate_in_arrival_order():
     clock = FakeClock(start=0.0)
     limiter = RateLimiter(clock=clock, sleep=clock.sleep)
-    sent = _drive(limiter, clock, "S1", "put", 49)
-    assert sent[:9] == [0.0] * 9
+    sent = _drive(limiter, clock, "S1", "put", 48)
+    assert sent[:8] == [0.0] * 8
     assert sent[-1] == pytest.approx(8.0)  # 40 more at 5/s
     # Never more than the plan in any 1-second window after the burst.
-    for i in range(9, len(sent) - 5):
+    for i in range(8, len(sent) - 5):
         assert sent[i + 5] - sent[i] >= 1.0 - 1e-9
 
 
 def test_lanes_and_sellers_have_separate_buckets():
     clock = FakeClock(start=0.0)
     limiter = RateLimiter(clock=clock, sleep=clock.sleep)
-    assert _drive(limiter, clock, "S1", "put", 9) == [0.0] * 9
-    assert _drive(limiter, clock, "S2", "put", 9) == [0.0] * 9
-    assert _drive(limiter, clock, "S1", "delete", 4) == [0.0] * 4
+    assert _drive(limiter, clock, "S1", "put", 8) == [0.0] * 8
+    assert _drive(limiter, clock, "S2", "put", 8) == [0.0] * 8
+    assert _drive(limiter, clock, "S1", "delete", 3) == [0.0] * 3  # burst 5 less the reserve
     assert _drive(limiter, clock, "S1", "preview", 2)[1] == pytest.approx(1 / 0.98)
 
 
 def test_accounts_file_overrides_a_sellers_plan():
     clock = FakeClock(start=0.0)
     limiter = RateLimiter(overrides={"BIG": {"put": LanePlan(20.0, 40)}}, clock=clock, sleep=clock.sleep)
-    sent = _drive(limiter, clock, "BIG", "put", 79)
-    assert sent[-1] == pytest.approx(2.0)
+    sent = _drive(limiter, clock, "BIG", "put", 78)
+    assert sent[-1] == pytest.approx(2.0)  # 38 immediately, 40 more at 20/s
 
 
 def test_tokens_are_spent_when_the_connection_is_in_hand_so_queueing_cannot_bunch_requests():
