@@ -107,6 +107,9 @@ class BusConsumer:
             fetch_max_bytes=64 * 1024 * 1024,
             max_partition_fetch_bytes=16 * 1024 * 1024,
             allow_auto_create_topics=True,
+            # A group that joined before its topic had partitions (auto-creation races the join)
+            # sees them at the next metadata refresh: seconds, not kafka-python's 5 minutes.
+            metadata_max_age_ms=10_000,
         )
         self._consumer.subscribe(
             topics=list(topics), listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
@@ -244,9 +247,14 @@ def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: 
             log.info("CreateTopics not available (%s); relying on auto-creation", exc)
         finally:
             admin.close()
-    probe = KafkaConsumer(**_client_config(settings), allow_auto_create_topics=True)
+    # A producer asks for these topics by name (a consumer asks for all topics, which creates
+    # nothing), so a broker with auto-creation makes them now rather than at the first send.
+    probe = KafkaProducer(**_client_config(settings), max_block_ms=10_000)
     try:
         for name in names:
-            probe.partitions_for_topic(name)
+            try:
+                probe.partitions_for(name)
+            except KafkaError as exc:
+                log.warning("topic %s not available yet: %s", name, exc)
     finally:
-        probe.close()
+        probe.close(timeout=5)
