@@ -179,6 +179,33 @@ class BusConsumer:
         self._consumer.close(autocommit=False)
 
 
+class TopicReader(BusConsumer):
+    """Reads whole topics from their beginning without a consumer group: no group join, no
+    commits. For tools, tests and replays that must see everything a topic holds."""
+
+    def __init__(self, settings: RuntimeSettings, topics: Iterable[str], *, timeout_s: float = 30.0):
+        self._consumer = KafkaConsumer(
+            **_client_config(settings),
+            group_id=None,
+            enable_auto_commit=False,
+            auto_offset_reset="earliest",
+            fetch_max_bytes=64 * 1024 * 1024,
+            max_partition_fetch_bytes=16 * 1024 * 1024,
+        )
+        self._poll_failures = 0
+        deadline = time.monotonic() + timeout_s
+        partitions = []
+        for topic in topics:
+            while not (found := self._consumer.partitions_for_topic(topic)):
+                if time.monotonic() > deadline:
+                    self._consumer.close()
+                    raise BusError(f"topic {topic} has no partitions after {timeout_s}s")
+                time.sleep(0.1)
+            partitions += [_KafkaTopicPartition(topic, p) for p in sorted(found)]
+        self._consumer.assign(partitions)
+        self._consumer.seek_to_beginning(*partitions)
+
+
 class BusProducer:
     """Keyed producer; `flush()` raises BusError if any send since the last flush failed."""
 

@@ -99,14 +99,14 @@ def kafka_for_tests() -> KafkaForTests:
 
 
 def read_events(settings, topic: str, count: int, timeout_s: float = 30.0) -> list[tuple[str | None, str, dict]]:
-    """Read `count` events from `topic` (unprefixed name) with a throwaway consumer group:
-    (key, record name, event) tuples, dead letters included."""
-    from .bus import BusConsumer, ensure_topics
+    """Read `count` events from `topic` (unprefixed name) from its beginning, without a consumer
+    group: (key, record name, event) tuples, dead letters included."""
+    from .bus import TopicReader, ensure_topics
     from .codec import AvroCodec
 
     codec = AvroCodec()
     ensure_topics(settings, [settings.topic(topic)])
-    consumer = BusConsumer(settings, [settings.topic(topic)], group_id=f"reader-{uuid.uuid4().hex[:8]}")
+    consumer = TopicReader(settings, [settings.topic(topic)], timeout_s=timeout_s)
     found: list = []
     try:
         deadline = time.monotonic() + timeout_s
