@@ -165,3 +165,19 @@ def serving(app, log_level: str = "warning"):
     finally:
         server.should_exit = True
         thread.join(15)
+
+
+@contextmanager
+def running_in_thread(run: Callable[[], object], stop, name: str = "worker", timeout_s: float = 30.0):
+    """Run a worker loop (`run`) in a thread for the block; on exit set `stop` and fail the test
+    if the loop does not finish within `timeout_s`."""
+    import threading
+
+    thread = threading.Thread(target=run, name=name, daemon=True)
+    thread.start()
+    try:
+        yield thread
+    finally:
+        stop.set()
+        thread.join(timeout_s)
+        assert not thread.is_alive(), f"{name} did not stop within {timeout_s} s"

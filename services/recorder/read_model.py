@@ -201,16 +201,7 @@ class ReadModel:
                 run_id = self._last_run_id(s)
             if run_id == ALL_RUNS:
                 run_id = None
-            where, params = [], []
-            if run_id is not None:
-                where.append("run_id = ?")
-                params.append(run_id)
-            if f.status != "all":
-                where.append("status = ?")
-                params.append(f.status)
-            if f.item_type:
-                where.append("item_type = ?")
-                params.append(f.item_type)
+            where, params = _equality_filters(run_id, f)
             if since is not None:
                 where.append("synced_at >= ?")
                 params.append(since)
@@ -244,16 +235,7 @@ class ReadModel:
         counts = dict.fromkeys(ITEM_STATUSES, 0)
         if not f.reference and since is None:
             # Only run/type/status filters: read the maintained counters instead of counting rows.
-            cw, cp = [], []
-            if run_id is not None:
-                cw.append("run_id = ?")
-                cp.append(run_id)
-            if f.status != "all":
-                cw.append("status = ?")
-                cp.append(f.status)
-            if f.item_type:
-                cw.append("item_type = ?")
-                cp.append(f.item_type)
+            cw, cp = _equality_filters(run_id, f)
             clause = f"WHERE {' AND '.join(cw)}" if cw else ""
             rows = s.execute(f"SELECT status, SUM(n) FROM item_counts {clause} GROUP BY status", cp)
         else:
@@ -421,6 +403,18 @@ def _payload_fields(item_key: str, row: tuple) -> dict:
         "attributes_json": attributes_json,
         "changed_at": None if changed_at is None else _EPOCH + timedelta(milliseconds=changed_at),
     }
+
+
+def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], list]:
+    """The run/status/type conditions, shared by the item page and the counter-based summary
+    (both `items` and `item_counts` have these three columns)."""
+    where, params = [], []
+    for column, value in (("run_id", run_id), ("status", None if f.status == "all" else f.status),
+                          ("item_type", f.item_type or None)):
+        if value is not None:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
 
 
 def _item_json(row: tuple) -> dict:

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 import json
 import random
-import threading
 import time
 import uuid
 
@@ -16,7 +15,7 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.runtime.bus import BusConsumer
 from catalog_sync.runtime.codec import MARKER, AvroCodec
 from catalog_sync.runtime.events import new_header
-from catalog_sync.runtime.testing import publish_raw
+from catalog_sync.runtime.testing import publish_raw, running_in_thread
 from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED, LISTING_READY, LISTING_VALIDATION_FAILED
 from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.validator.service import build_worker
@@ -90,14 +89,8 @@ def test_garbage_is_dead_lettered_with_reason_and_bytes_and_good_events_flow_on(
     stop = StopSignal()
     worker = build_worker(settings, ValidatorSettings(default_seller_id="A1SELLER"), registry=CollectorRegistry(),
                           stop=stop)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with running_in_thread(worker.run, stop, "validator"):
         out = read_outputs(settings, {"validator.dlq": len(bad), LISTING_READY: 2, LISTING_VALIDATION_FAILED: 3})
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive(), "the worker did not stop"
 
     dead, ready, failed = out["validator.dlq"], out[LISTING_READY], out[LISTING_VALIDATION_FAILED]
     letters = {event["key"].decode(): event for event in dead}

@@ -3,8 +3,6 @@ undecodable input, and positions taken from the read store rather than from Kafk
 
 from __future__ import annotations
 
-import threading
-
 import pytest
 from prometheus_client import CollectorRegistry
 
@@ -16,7 +14,7 @@ from catalog_sync.recorder.service import TOPICS, Recorder, build_worker
 from catalog_sync.recorder.settings import RecorderSettings
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.testing import publish_raw, read_events, wait_until
+from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread, wait_until
 from catalog_sync.runtime.worker import StopSignal, Worker
 
 pytestmark = pytest.mark.kafka
@@ -39,20 +37,6 @@ def publish(settings, events, codec=CODEC):
         publish_raw(settings, topic, items)
 
 
-class Running:
-    def __init__(self, worker: Worker, stop: StopSignal):
-        self.worker, self.stop = worker, stop
-        self.thread = threading.Thread(target=worker.run, daemon=True)
-
-    def __enter__(self):
-        self.thread.start()
-        return self
-
-    def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(30)
-        assert not self.thread.is_alive(), "recorder did not stop within 30 s"
-
 
 @pytest.fixture
 def store(tmp_path):
@@ -71,7 +55,8 @@ def test_worker_projects_a_run_ignores_duplicates_and_dead_letters_garbage(runti
     publish_raw(runtime, TOPIC_OF["SubmissionCompleted"], [("junk", b"\x00not avro")])
     registry, stop = CollectorRegistry(), StopSignal()
     model = ReadModel(store)
-    with Running(build_worker(runtime, RecorderSettings(), store, registry=registry, stop=stop), stop):
+    worker = build_worker(runtime, RecorderSettings(), store, registry=registry, stop=stop)
+    with running_in_thread(worker.run, stop, "recorder"):
         wait_until(lambda: model.runs()["runs"] and model.runs()["runs"][0]["status"] != "in_progress",
                    timeout_s=60, message="the run to be recorded")
         dead = read_events(runtime, "recorder.dlq", 1)
@@ -93,7 +78,8 @@ def test_positions_come_from_the_read_store_not_from_kafka(runtime_settings, sto
     publish(first, [run.opened(), *[run.changed(f"HB-{i}") for i in range(8)]])
     model = ReadModel(store)
     stop = StopSignal()
-    with Running(build_worker(first, RecorderSettings(), store, stop=stop), stop):
+    worker = build_worker(first, RecorderSettings(), store, stop=stop)
+    with running_in_thread(worker.run, stop, "recorder"):
         wait_until(lambda: model.items(ItemFilters())["summary"]["total"] == 8, timeout_s=60,
                    message="8 items recorded")
 
@@ -102,7 +88,7 @@ def test_positions_come_from_the_read_store_not_from_kafka(runtime_settings, sto
     recorder = Recorder(store, first.group_id, RecorderMetrics(registry))  # same positions in the store
     worker = Worker(second, topics=TOPICS, handle_batch=recorder.handle_batch, accepts=PROJECTED_EVENTS,
                     registry=registry, on_assign=recorder.on_assign, stop=stop2)
-    with Running(worker, stop2):
+    with running_in_thread(worker.run, stop2, "recorder"):
         publish(second, [run.submitted("HB-0")])
         wait_until(lambda: model.items(ItemFilters(status="finished"))["summary"]["total"] == 1, timeout_s=60,
                    message="the new outcome recorded")

@@ -4,14 +4,13 @@ undecodable input dead-lettered, metrics on the registry."""
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import item_key, new_header
-from catalog_sync.runtime.testing import publish_raw, read_events
+from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread
 from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED, LISTING_READY, LISTING_VALIDATION_FAILED
 from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.validator.service import build_worker
@@ -64,16 +63,10 @@ def test_the_worker_validates_routes_and_dead_letters(runtime_settings):
     ])
     registry, stop = CollectorRegistry(), StopSignal()
     worker = build_worker(settings, ValidatorSettings(default_seller_id="A1DEFAULT"), registry=registry, stop=stop)
-    thread = threading.Thread(target=worker.run, daemon=True)
-    thread.start()
-    try:
+    with running_in_thread(worker.run, stop, "validator"):
         ready = read_events(settings, LISTING_READY, 2)
         failed = read_events(settings, LISTING_VALIDATION_FAILED, 1)
         dead = read_events(settings, "validator.dlq", 1)
-    finally:
-        stop.set()
-        thread.join(30)
-    assert not thread.is_alive()
 
     by_reference = {event["reference"]: (key, event) for key, _, event in ready}
     key, listing = by_reference["HB-1"]
