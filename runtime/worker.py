@@ -20,6 +20,7 @@ from .bus import BusConsumer, BusError, BusProducer, Record, TopicPartition
 from .codec import AvroCodec, DecodeError
 from .config import RuntimeSettings
 from .dead_letters import DeadLetterBudget, dead_letter_event
+from .gc_policy import apply_worker_gc_policy
 from .metrics import MetricsServer, PipelineMetrics
 from .topics import dead_letter_topic
 
@@ -127,6 +128,7 @@ class Worker:
         producer = BusProducer(self.settings)
         self.metrics.up.labels(self.service).set(1)
         log.info("worker started", topics=self.topics, group=self.settings.group_id)
+        apply_worker_gc_policy()
         next_lag_refresh = 0.0
         try:
             while not self.stop.is_set():
