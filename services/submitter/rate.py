@@ -10,6 +10,13 @@ bucket starts full when our first request arrives, and jitter can make a request
 little earlier than its token exists on Amazon's side. Each reserved token gives every request
 one refill interval (200 ms at 5/s) of tolerance at the full steady rate. Lanes with a burst of 1
 cannot spare a token, so they run 2 % under the plan instead.
+
+Why a lane's bucket refills only once its opening burst is answered: requests leave together
+at the start, when this process (and Amazon's edge) is busiest, and can reach Amazon up to a
+second apart. Amazon counts from their arrival; refilling from their departure would let the
+following requests overtake that late arrival (measured here with 200 sellers starting at once:
+up to 44 of them over plan). Until every opening request has an answer, the bucket does not
+refill: the next request leaves one interval after the burst is known to have arrived.
 """
 
 from __future__ import annotations
@@ -89,6 +96,10 @@ class TokenBucket:
         self._refill(now)
         self.tokens = min(self.tokens, 0.0)
 
+    def hold(self, now: float) -> None:
+        """Earn nothing for the time up to `now`."""
+        self.stamp = max(self.stamp, now)
+
 
 class AdaptiveRate:
     """The bucket of one (seller, lane) plus its AIMD policy: halve on 429, give back a little
@@ -144,7 +155,9 @@ def parse_rate_limit(value: str | None) -> float | None:
 
 
 class Lane:
-    """FIFO gate in front of one AdaptiveRate: requests leave in arrival order at the plan's pace."""
+    """FIFO gate in front of one AdaptiveRate: requests leave in arrival order at the plan's pace.
+    Callers report every request that left with `answered()` (see the module doc: the opening
+    burst)."""
 
     def __init__(self, rate: AdaptiveRate, clock: Callable[[], float], sleep: Callable[[float], Awaitable]) -> None:
         self.rate = rate
@@ -152,6 +165,8 @@ class Lane:
         self._sleep = sleep
         self._gate = asyncio.Lock()  # asyncio.Lock wakes waiters in FIFO order
         self.waiting = 0
+        self._opening = True  # no answer yet to every request that left
+        self._opening_unanswered = 0
 
     async def acquire(self, before_take: Callable[[], Awaitable] | None = None) -> tuple[float, object]:
         """Wait for a token; returns (seconds waited, what `before_take` returned).
@@ -167,17 +182,30 @@ class Lane:
                 resource = None
                 fetched = before_take is None
                 while True:
-                    delay = self.rate.bucket.wait_time(self._clock())
+                    now = self._clock()
+                    if self._opening:
+                        self.rate.bucket.hold(now)
+                    delay = self.rate.bucket.wait_time(now)
                     if delay <= 0.0:
                         if not fetched:
                             resource = await before_take()
                             fetched = True
                             continue  # time passed; a 429 meanwhile may have emptied the bucket
                         self.rate.bucket.try_take(self._clock())
+                        if self._opening:
+                            self._opening_unanswered += 1
                         return self._clock() - started, resource
                     await self._sleep(delay)
         finally:
             self.waiting -= 1
+
+    def answered(self) -> None:
+        """A request that left through `acquire` has its answer (or failed for good)."""
+        if self._opening and self._opening_unanswered > 0:
+            self._opening_unanswered -= 1
+            if self._opening_unanswered == 0:
+                self._opening = False
+                self.rate.bucket.hold(self._clock())  # refills count from the burst's last answer
 
 
 class RateLimiter:

@@ -213,6 +213,7 @@ class Submitter:
                         answer = await self.transport.send(connection, account, base_url, call)
                     finally:
                         self.observer.in_flight(-1)
+                        lane.answered()
             except LoginFailed as exc:
                 # No Listings call went out; a refused login is final, a failing LWA is retried.
                 sent = self._clock()

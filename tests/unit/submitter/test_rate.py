@@ -72,6 +72,7 @@ def _drive(limiter: RateLimiter, clock: FakeClock, seller: str, lane: str, count
 
     async def one():
         await limiter.lane(seller, lane).acquire()
+        limiter.lane(seller, lane).answered()  # answered at once
         sent.append(clock.now)
 
     async def main():
@@ -125,6 +126,7 @@ def test_tokens_are_spent_when_the_connection_is_in_hand_so_queueing_cannot_bunc
     async def one():
         _, conn = await limiter.lane("S1", "put").acquire(connection)
         assert conn == "connection"
+        limiter.lane("S1", "put").answered()
         sent.append(clock.now)
 
     async def main():
@@ -133,6 +135,47 @@ def test_tokens_are_spent_when_the_connection_is_in_hand_so_queueing_cannot_bunc
     asyncio.run(main())
     tokens, last = 10.0, None  # Amazon's bucket: 5/s, burst 10
     for t in sent:
+        if last is not None:
+            tokens = min(10.0, tokens + (t - last) * 5.0)
+        last = t
+        assert tokens >= 1.0 - 1e-9
+        tokens -= 1.0
+
+
+def test_refills_start_when_the_opening_burst_is_answered_so_a_late_burst_cannot_be_overtaken():
+    # A congested start: the 8 opening requests leave at 0 s but are answered (so may reach
+    # Amazon) only after 1.5 s. Refilling from 0 s would send requests 9-15 by 1.4 s, right
+    # behind the burst's arrival: Amazon's bucket (10) would be empty.
+    clock = FakeClock(start=0.0)
+    limiter = RateLimiter(clock=clock, sleep=clock.sleep)
+    lane = limiter.lane("S1", "put")
+    sent, answered_at = [], []
+
+    async def request():
+        await lane.acquire()
+        sent.append(clock.now)
+        if len(sent) > 8:
+            lane.answered()  # later requests are answered at once
+
+    async def late_answers_to_the_burst():
+        while len(sent) < 8 or clock.now < 1.5:
+            await asyncio.sleep(0)  # the waiting lane moves the fake clock
+        answered_at.append(clock.now)
+        for _ in range(8):
+            lane.answered()
+
+    async def main():
+        await asyncio.gather(late_answers_to_the_burst(), *(request() for _ in range(14)))
+
+    asyncio.run(main())
+    assert sent[:8] == [0.0] * 8
+    burst_answered = answered_at[0]
+    assert burst_answered >= 1.5
+    assert sent[8] == pytest.approx(burst_answered + 0.2)  # one interval after the burst is known to be in
+    assert sent[-1] == pytest.approx(sent[8] + 5 * 0.2)
+    # Amazon's bucket, the burst arriving as late as its answers: never below one token.
+    tokens, last = 10.0, None
+    for t in [burst_answered] * 8 + sent[8:]:
         if last is not None:
             tokens = min(10.0, tokens + (t - last) * 5.0)
         last = t
