@@ -421,7 +421,9 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
             member = run_items[key] = ItemState.empty(e)
         member.apply(e, details=False)
         changed_run_items.add(key)
-        run = runs.setdefault(e.run_id, RunState(e.run_id))
+        run = runs.get(e.run_id)
+        if run is None:  # not setdefault: that would build a RunState for every event
+            run = runs[e.run_id] = RunState(e.run_id)
         if run.mode is None and e.details.get("mode"):
             run.mode, run.endpoint = e.details["mode"], endpoint_for_mode(e.details["mode"])
         run.touch(e.time)

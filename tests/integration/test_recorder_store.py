@@ -163,6 +163,29 @@ def test_offsets_commit_with_the_projection_or_not_at_all(store, monkeypatch):
     assert store.offsets(GROUP) == {("catalog.run.events", 0): 1, ("catalog.item.changed", 0): 1}
 
 
+def test_a_bulk_write_the_database_refuses_late_rolls_the_whole_batch_back(store, monkeypatch):
+    """A bulk write the database refuses mid-batch (history rows COPYed twice on PostgreSQL) fails the
+    whole batch: projection and offsets stay as they were, and the connection is usable again."""
+    run = SampleRun()
+    partitions = Partitions()
+    store.apply(GROUP, partitions.messages([run.opened(), run.changed("A")]))
+    before, offsets = snapshot(store), store.offsets(GROUP)
+    record = ReadStore._record_history
+
+    def twice(s, events, items):  # the same history rows again: a unique-key violation
+        fresh = record(s, events, items)
+        record(s, events, {})
+        return fresh
+
+    monkeypatch.setattr(ReadStore, "_record_history", staticmethod(twice))
+    with pytest.raises(Exception, match="(?i)unique|duplicate"):
+        store.apply(GROUP, partitions.messages([run.submitted("A"), run.changed("B"), run.closed(2)]))
+    assert snapshot(store) == before and store.offsets(GROUP) == offsets
+    monkeypatch.undo()
+    store.apply(GROUP, partitions.messages([run.submitted("A")]))  # the connection is usable again
+    assert snapshot(store)["history"] == before["history"] + 1
+
+
 def test_the_worker_seeks_to_the_stored_offsets_and_unknown_partitions_start_at_zero(store):
     run = SampleRun()
     store.apply(GROUP, Partitions().messages([run.opened(), run.changed("A"), run.changed("B")]))
@@ -191,6 +214,49 @@ def test_events_in_many_partitions_and_out_of_order_give_the_same_result(store_f
     again = ReadModel(a, clock=lambda: 0).items(ItemFilters(limit=100))
     assert again == expected
     assert again["summary"] == {"total": 30, "pending": 0, "error": 20, "finished": 10}
+
+
+def test_large_batches_with_an_item_several_times_give_what_one_event_per_batch_gives(store):
+    """Worker-sized batches take the bulk paths (PostgreSQL: COPY into staging tables and one upsert
+    per table) and fold an item's events of one batch into one row write; a replayed batch and a
+    republished event change nothing. Same rows as applying every event in its own transaction."""
+    run = SampleRun()
+    refs = [f"HB-{i:03d}" for i in range(80)]  # more rows than the few-rows VALUES path takes
+    changes = [run.opened()] + [run.changed(r) for r in refs]
+    outcomes = [run.submitted(r, accepted=i % 3 != 1) if i % 3 != 2 else run.validation_failed(r)
+                for i, r in enumerate(refs)]
+    # The same items again in the same batch: changed after their outcome (pending again), and
+    # five of them finished once more; one event republished inside the batch.
+    again = [run.changed(r) for r in refs[:10]] + [run.submitted(r) for r in refs[:5]]
+    second = outcomes + again + [outcomes[7]]
+    batches = [changes, second, [run.closed(len(refs))]]
+
+    partitions = Partitions()
+    messages = [partitions.messages(b) for b in batches]
+    store.apply(GROUP, messages[0])
+    result = store.apply(GROUP, messages[1])
+    assert result.duplicates == 1
+    assert store.apply(GROUP, messages[1]).already_applied == len(second)  # replayed after a crash
+    store.apply(GROUP, messages[2])
+    batched = snapshot(store)
+    model = ReadModel(store, clock=lambda: run.start.timestamp() + 60)
+    (found,) = model.runs()["runs"]
+    # HB-000..004 finished again, HB-005..009 pending again; of HB-010..079, 23 accepted (i % 3 == 0),
+    # the others INVALID or failing validation.
+    assert found["counts"] == {"total": 80, "pending": 5, "error": 47, "finished": 28}
+    assert found["status"] == "in_progress"
+    history = model.item(refs[0])["history"]
+    assert [h["event_type"] for h in history] == ["CatalogItemChanged", "SubmissionCompleted",
+                                                  "CatalogItemChanged", "SubmissionCompleted"]
+
+    with store.write() as s:
+        for table in ("runs", "items", "run_items", "item_counts", "item_events", "consumer_offsets",
+                      "item_payloads", "item_finished_hashes"):
+            s.execute(f"DELETE FROM {table}")
+    one_by_one = Partitions()
+    for event in [e for b in batches for e in b]:
+        store.apply(GROUP, one_by_one.messages([event]))
+    assert snapshot(store) == batched
 
 
 def seed_two_runs(store: ReadStore) -> tuple[SampleRun, SampleRun]:
