@@ -77,15 +77,22 @@ class _ResponseProtocol(asyncio.Protocol):
 
     async def roundtrip(self, payload: bytes, read_timeout: float | None) -> None:
         self._reset()
-        self._waiter = asyncio.get_running_loop().create_future()
+        loop = asyncio.get_running_loop()
+        waiter = self._waiter = loop.create_future()
+        # A timer on the waiter, not asyncio.wait_for: that wraps every request in a task of its own.
+        timer = loop.call_later(read_timeout, self._time_out, waiter) if read_timeout is not None else None
         self.transport.write(payload)
         try:
-            await asyncio.wait_for(self._waiter, read_timeout)
-        except TimeoutError:
-            self.transport.close()
-            raise httpx.ReadTimeout("no complete response within the read timeout") from None
+            await waiter
         finally:
             self._waiter = None
+            if timer is not None:
+                timer.cancel()
+
+    def _time_out(self, waiter: asyncio.Future) -> None:
+        if not waiter.done():
+            waiter.set_exception(httpx.ReadTimeout("no complete response within the read timeout"))
+            self.transport.close()
 
     @property
     def reusable(self) -> bool:
