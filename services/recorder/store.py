@@ -202,6 +202,7 @@ class Session:
         self._conn = conn
         self._staged = staged  # staging tables this connection has created
         self._filled: set[str] = set()  # staging tables holding rows in this transaction
+
     def execute(self, sql: str, params: Sequence = ()) -> list[tuple]:
         cursor = self._conn.execute(self._dialect.sql(sql), params)
         return cursor.fetchall() if cursor.description is not None else []
@@ -569,8 +570,8 @@ class ReadStore:
                     i.endpoint, i.request_id, i.submission_id,
                     dumps(i.error).decode() if i.error is not None else None,
                     dumps(i.issues).decode() if i.issues else None))
-            s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             s.append("items", _ITEM_COLUMNS, new)
+            s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
             s.append("item_refs", _REF_COLUMNS, [(row[0], row[3].lower()) for row in new])
         # An item's payload and hash rows are written with its item row, so an item new to the
@@ -579,23 +580,23 @@ class ReadStore:
             new, old = [], []
             for key, e in p.payloads.items():
                 (old if key in known_items else new).append((key, e.item_type, *e.payload, e.run_id, e.time, e.event_id))
-            s.insert_rows("item_payloads", _PAYLOAD_COLUMNS, old, _PAYLOADS_UPSERT)
             s.append("item_payloads", _PAYLOAD_COLUMNS, new)
+            s.insert_rows("item_payloads", _PAYLOAD_COLUMNS, old, _PAYLOADS_UPSERT)
         if p.finished_hashes:
             new, old = [], []
             for (key, endpoint), e in p.finished_hashes.items():
                 (old if key in known_items else new).append((key, endpoint, e.finished_hash, e.run_id, e.time,
                                                              e.event_id))
-            s.insert_rows("item_finished_hashes", _HASH_COLUMNS, old, _HASHES_UPSERT)
             s.append("item_finished_hashes", _HASH_COLUMNS, new)
+            s.insert_rows("item_finished_hashes", _HASH_COLUMNS, old, _HASHES_UPSERT)
         if p.run_items:
             new, old = [], []
             for key, i in p.run_items.items():
                 (old if key in known_run_items else new).append((
                     key[0], i.item_key, i.item_type, i.status, i.synced_at, i.latest_event_id, i.change_time,
                     i.final_time, i.final_event_id, i.final_status))
-            s.insert_rows("run_items", _RUN_ITEM_COLUMNS, old, _RUN_ITEMS_UPSERT)
             s.append("run_items", _RUN_ITEM_COLUMNS, new)
+            s.insert_rows("run_items", _RUN_ITEM_COLUMNS, old, _RUN_ITEMS_UPSERT)
         if p.runs:
             rows = [(r.run_id, r.mode, r.endpoint, r.source, r.started_at, r.next_run_at, int(r.opened), r.closed_at,
                      r.item_count, r.changes_received, r.total, r.pending, r.error, r.finished, r.last_event_at,
