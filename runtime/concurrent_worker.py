@@ -41,11 +41,11 @@ from prometheus_client import CollectorRegistry
 from .bus import BusConsumer, BusError, BusProducer, DeliveryError, Record, TopicPartition
 from .codec import AvroCodec, DecodeError
 from .config import RuntimeSettings
-from .dead_letters import DeadLetterBudget, dead_letter_event
+from .dead_letters import DeadLetters
 from .gc_policy import apply_worker_gc_policy
 from .metrics import MetricsServer, PipelineMetrics
 from .topics import dead_letter_topic
-from .worker import Incoming, Outgoing, RetryableError, StopSignal
+from .worker import Incoming, Outgoing, RecordDecoder, RetryableError, StopSignal
 
 log = structlog.get_logger()
 
@@ -128,7 +128,6 @@ class ConcurrentWorker:
         self.service = settings.service
         self.topics = list(topics)
         self.handle = handle
-        self.accepts = set(accepts) if accepts else None
         self.registry = registry or CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry, self.service)
         self.codec = codec or AvroCodec()
@@ -140,9 +139,10 @@ class ConcurrentWorker:
         self.retry_pause_s = retry_pause_s
         self._on_assign = on_assign
         self._on_revoke = on_revoke
-        self._budget = DeadLetterBudget(settings.dead_letters_per_minute)
-        self._dlq_topic = settings.topic(dead_letter_topic(self.service))
         self._unprefixed = {settings.topic(t): t for t in self.topics}
+        self._decode_record = RecordDecoder(self.codec, accepts, self.service, self._unprefixed)
+        self._dead_letters = DeadLetters(self.service, settings.topic(dead_letter_topic(self.service)), self.codec,
+                                         self.metrics, settings.dead_letters_per_minute)
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._tasks: dict[tuple[str, int, int], _Task] = {}
         self._paused: set[TopicPartition] = set()
@@ -239,17 +239,9 @@ class ConcurrentWorker:
                 progress = self._progress[tp] = PartitionProgress()
             progress.started(record.offset)
             try:
-                schema, event = self.codec.decode(record.value)
+                started.append(_Task(record, self._decode_record(record)))
             except DecodeError as exc:
                 dead.append((record, exc.reason, exc.detail))
-                continue
-            if self.accepts is not None and schema not in self.accepts:
-                dead.append((record, "unexpected_schema", f"{schema} is not handled by {self.service}"))
-                continue
-            key = record.key.decode("utf-8", "replace") if record.key is not None else None
-            message = Incoming(self._unprefixed.get(record.topic, record.topic), record.partition, record.offset,
-                               key, schema, event)
-            started.append(_Task(record, message))
         self._start(started)
         if dead:
             self._dead_letter(dead)
@@ -366,14 +358,7 @@ class ConcurrentWorker:
             self._unsent.pop(0)
 
     def _dead_letter(self, dead: list[tuple[Record, str, str]]) -> None:
-        self._budget.spend(len(dead))
-        for record, reason, detail in dead:
-            log.warning("dead letter", topic=record.topic, partition=record.partition, offset=record.offset,
-                        reason=reason, error=detail[:300])
-            value = self.codec.encode("DeadLetter", dead_letter_event(self.service, record, reason, detail))
-            self._send([(self._dlq_topic, record.key, value)])
-            self.metrics.dead_letters.labels(self.service, record.topic, reason).inc()
-            self.metrics.processed.labels(self.service, record.topic, "dead_letter").inc()
+        self._send(self._dead_letters.records(dead))
 
     # -- commits, back-pressure, rebalances ------------------------------------------------------
     def _flush_and_commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
@@ -456,12 +441,7 @@ class ConcurrentWorker:
         self._wait_for(selects, self.revoke_drain_s)
         self._cancel(selects)
         self._flush_and_commit(revoked)
-        for tp in revoked:
-            self._progress.pop(tp, None)
-            self._paused.discard(tp)
-            self.metrics.forget_partition(*tp)
-        if self._on_revoke:
-            self._on_revoke([(self._unprefixed.get(t, t), p) for t, p in partitions])
+        self._forget(partitions)
 
     def _lost(self, partitions: list[TopicPartition]) -> None:
         """The group dropped us (e.g. the broker was unreachable past the session timeout): no
@@ -470,7 +450,10 @@ class ConcurrentWorker:
         lost = set(partitions)
         log.warning("partitions lost", partitions=sorted(partitions))
         self._cancel(lambda task: (task.record.topic, task.record.partition) in lost)
-        for tp in lost:
+        self._forget(partitions)
+
+    def _forget(self, partitions: list[TopicPartition]) -> None:
+        for tp in partitions:
             self._progress.pop(tp, None)
             self._paused.discard(tp)
             self.metrics.forget_partition(*tp)

@@ -19,7 +19,7 @@ from prometheus_client import CollectorRegistry
 from .bus import BusConsumer, BusError, BusProducer, Record, TopicPartition
 from .codec import AvroCodec, DecodeError
 from .config import RuntimeSettings
-from .dead_letters import DeadLetterBudget, dead_letter_event
+from .dead_letters import DeadLetters
 from .gc_policy import apply_worker_gc_policy
 from .metrics import MetricsServer, PipelineMetrics
 from .topics import dead_letter_topic
@@ -39,6 +39,25 @@ class Incoming:
     key: str | None
     schema: str
     event: dict
+
+
+class RecordDecoder:
+    """A consumed record → Incoming, by the rule both worker loops share: Avro of a known schema
+    the worker accepts, else DecodeError whose reason the dead letter carries."""
+
+    def __init__(self, codec: AvroCodec, accepts: Iterable[str] | None, service: str, unprefixed: dict[str, str]):
+        self._codec = codec
+        self._accepts = set(accepts) if accepts else None
+        self._service = service
+        self._unprefixed = unprefixed
+
+    def __call__(self, record: Record) -> Incoming:
+        schema, event = self._codec.decode(record.value)
+        if self._accepts is not None and schema not in self._accepts:
+            raise DecodeError("unexpected_schema", f"{schema} is not handled by {self._service}")
+        key = record.key.decode("utf-8", "replace") if record.key is not None else None
+        return Incoming(self._unprefixed.get(record.topic, record.topic), record.partition, record.offset, key,
+                        schema, event)
 
 
 @dataclass(frozen=True, slots=True)
@@ -99,7 +118,6 @@ class Worker:
         self.service = settings.service
         self.topics = list(topics)
         self.handle_batch = handle_batch
-        self.accepts = set(accepts) if accepts else None
         self.registry = registry or CollectorRegistry()
         self.metrics = PipelineMetrics(self.registry, self.service)
         self.codec = codec or AvroCodec()
@@ -107,9 +125,10 @@ class Worker:
         self._on_assign = on_assign
         self._on_revoke = on_revoke
         self._retry_pause_s = retry_pause_s
-        self._budget = DeadLetterBudget(settings.dead_letters_per_minute)
-        self._dlq_topic = settings.topic(dead_letter_topic(self.service))
         self._unprefixed = {settings.topic(t): t for t in self.topics}
+        self._decode_record = RecordDecoder(self.codec, accepts, self.service, self._unprefixed)
+        self._dead_letters = DeadLetters(self.service, settings.topic(dead_letter_topic(self.service)), self.codec,
+                                         self.metrics, settings.dead_letters_per_minute)
         self.metrics_server: MetricsServer | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -200,17 +219,9 @@ class Worker:
         incoming, dead = [], []
         for record in records:
             try:
-                schema, event = self.codec.decode(record.value)
+                incoming.append(self._decode_record(record))
             except DecodeError as exc:
                 dead.append((record, exc.reason, exc.detail))
-                continue
-            if self.accepts is not None and schema not in self.accepts:
-                dead.append((record, "unexpected_schema", f"{schema} is not handled by {self.service}"))
-                continue
-            key = record.key.decode("utf-8", "replace") if record.key is not None else None
-            incoming.append(
-                Incoming(self._unprefixed.get(record.topic, record.topic), record.partition, record.offset, key, schema, event)
-            )
         return incoming, dead
 
     def _handle(self, incoming: list[Incoming], records: list[Record]) -> tuple[list[tuple[str, str | None, bytes]], list]:
@@ -247,15 +258,8 @@ class Worker:
         if encoded:
             for topic in {t for t, _, _ in encoded}:
                 self.metrics.produced.labels(self.service, topic).inc(sum(1 for t, _, _ in encoded if t == topic))
-        if dead:
-            self._budget.spend(len(dead))
-            for record, reason, detail in dead:
-                log.warning("dead letter", topic=record.topic, partition=record.partition,
-                            offset=record.offset, reason=reason, error=detail[:300])
-                value = self.codec.encode("DeadLetter", dead_letter_event(self.service, record, reason, detail))
-                producer.send(self._dlq_topic, record.key, value)
-                self.metrics.dead_letters.labels(self.service, record.topic, reason).inc()
-                self.metrics.processed.labels(self.service, record.topic, "dead_letter").inc()
+        for topic, key, value in self._dead_letters.records(dead):
+            producer.send(topic, key, value)
         producer.flush()
 
 
