@@ -225,6 +225,7 @@ class ConcurrentWorker:
         log.info("stopping: waiting for messages in flight", in_flight=len(self._tasks))
         self._wait_for(lambda t: True, self.shutdown_drain_s)
         self._cancel(lambda t: True)
+        self._drain()  # messages that finished after the last look: their outcomes still go out
         self._flush_and_commit()
 
     # -- scheduling ------------------------------------------------------------------------

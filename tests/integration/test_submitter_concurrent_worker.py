@@ -5,7 +5,6 @@ paused and resumed."""
 from __future__ import annotations
 
 import asyncio
-import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -13,7 +12,7 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.concurrent_worker import ConcurrentWorker
 from catalog_sync.runtime.events import new_header, utc_now
-from catalog_sync.runtime.testing import publish_raw, read_events, wait_until
+from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread, wait_until
 from catalog_sync.runtime.worker import Outgoing, StopSignal
 
 pytestmark = pytest.mark.kafka
@@ -36,7 +35,6 @@ class Harness:
         self.worker = ConcurrentWorker(settings, topics=[SOURCE], handle=self.handle, accepts={"RunClosed"},
                                        registry=self.registry, stop=self.stop, commit_interval_s=0.2, **options)
         self.gate = self.worker.run_in_loop(self._make_gate())
-        self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     @staticmethod
     async def _make_gate():
@@ -53,13 +51,12 @@ class Harness:
         self.worker.loop.call_soon_threadsafe(self.gate.set)
 
     def __enter__(self):
-        self.thread.start()
+        self._running = running_in_thread(self.worker.run, self.stop, "concurrent-worker", 60)
+        self._running.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "worker did not stop"
+        return self._running.__exit__(*exc)
 
 
 def publish(settings, counts, key="same-partition"):
@@ -95,3 +92,19 @@ def test_a_partition_with_too_much_in_flight_is_paused_then_resumed(runtime_sett
         outputs = read_events(settings, SINK, 28, timeout_s=60)
         assert sorted(e["item_count"] - 1000 for _, _, e in outputs) == [*range(20), *range(200, 208)]
         assert not harness.worker._paused
+
+
+def test_a_message_finished_as_the_stop_began_still_has_its_outputs_produced(runtime_settings):
+    # A handler that ends after the loop's last look at completions, and a stop with no drain time
+    # left: the finished message's outcome (an SP-API answer) must still go out. The loop is made
+    # to not look at completions while the message is in its books, so that moment is not left to
+    # thread timing: only a look after the stop has taken it off the books can see it.
+    settings = runtime_settings("concurrent")
+    publish(settings, [7])
+    with Harness(settings, shutdown_drain_s=0.0) as harness:
+        worker = harness.worker
+        look = worker._drain
+        worker._drain = lambda block_s=0.0: None if worker._tasks else look(block_s)
+        wait_until(lambda: harness.seen == [7] and worker._done.qsize() == 1, 60, message="the message finished")
+    outputs = read_events(settings, SINK, 1, timeout_s=30)
+    assert [e["item_count"] for _, _, e in outputs] == [1007]
