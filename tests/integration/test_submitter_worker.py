@@ -4,7 +4,6 @@ ready events in, SubmissionCompleted events out, accepted hashes kept across a r
 from __future__ import annotations
 
 import json
-import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
@@ -12,7 +11,7 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header
-from catalog_sync.runtime.testing import publish_raw, read_events
+from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED
 from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.submitter.service import build_worker
@@ -47,7 +46,6 @@ class RunningSubmitter:
         self.registry = CollectorRegistry()
         self.worker, self.submitter, self.client, self.hashes = build_worker(
             self.settings, registry=self.registry, stop=self.stop)
-        self.thread = threading.Thread(target=self._run, daemon=True)
 
     def _run(self):
         if self.hashes is not None:
@@ -60,13 +58,12 @@ class RunningSubmitter:
                 self.hashes.close()
 
     def __enter__(self):
-        self.thread.start()
+        self._running = running_in_thread(self._run, self.stop, "submitter", 60)
+        self._running.__enter__()
         return self
 
     def __exit__(self, *exc):
-        self.stop.set()
-        self.thread.join(60)
-        assert not self.thread.is_alive(), "submitter did not stop"
+        return self._running.__exit__(*exc)
 
 
 def submitter_env(kafka_env, emulator, **extra):
