@@ -38,6 +38,7 @@ from catalog_sync.submitter.submission import LoginFailed
 USER_AGENT = (f"catalog-sync/{__version__} (Language=Python/{platform.python_version()}; "
               f"Platform={platform.system()})")[:500]
 TOKEN_EARLY_RENEWAL_S = 60.0
+STANDARD_HEADERS = (("user-agent", USER_AGENT), ("accept", "application/json"))  # on every request
 
 
 @dataclass(frozen=True)
@@ -64,22 +65,17 @@ class HttpxSpApi:
         self._clock = clock
         self._timeout = httpx.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s,
                                       write=settings.write_timeout_s, pool=settings.pool_timeout_s)
-        self._headers = {"user-agent": USER_AGENT, "accept": "application/json"}
         self._timeout_extension = self._timeout.as_dict()
         self._tls = ssl.create_default_context()  # the CA bundle is loaded once, not once per connection
         self._transport = transport
         self._pools: dict[str, _Connections] = {}
-        self._login_client = self._new_client()
+        # Login only (Listings calls go to the transports directly, see the module doc).
+        self._login_client = httpx.AsyncClient(timeout=self._timeout, headers=dict(STANDARD_HEADERS), trust_env=False,
+                                               verify=self._tls, transport=self._new_transport())
         self._tokens: dict[tuple[str, str], _Token] = {}
         self._token_locks: dict[tuple[str, str], asyncio.Lock] = {}
         self._generation = 0
         self.token_requests = 0  # observable: tests assert one login per account
-
-    def _new_client(self) -> httpx.AsyncClient:
-        return httpx.AsyncClient(timeout=self._timeout, headers=self._headers, trust_env=False, verify=self._tls,
-                                 limits=httpx.Limits(max_connections=1, max_keepalive_connections=1,
-                                                     keepalive_expiry=30),
-                                 transport=self._transport or Http11Transport(tls=self._tls))
 
     async def aclose(self) -> None:
         for pool in self._pools.values():
@@ -158,7 +154,7 @@ class HttpxSpApi:
     async def send(self, transport: httpx.AsyncBaseTransport, account: Account, base_url: str,
                    call: ListingCall) -> Answer:
         token = await self._access_token(account)
-        headers = [("user-agent", USER_AGENT), ("accept", "application/json"), ("x-amz-access-token", token.value)]
+        headers = [*STANDARD_HEADERS, ("x-amz-access-token", token.value)]
         if call.body is not None:
             headers.append(("content-type", "application/json"))
         request = httpx.Request(call.method, base_url + call.path_and_query, headers=headers, content=call.body,
