@@ -14,9 +14,11 @@ message holds up everything behind it. Here the poll thread never waits for a ha
 - Back-pressure: a partition with more than `max_in_flight_per_partition` messages in flight is
   paused (the consumer keeps polling, heartbeating and serving other partitions) and resumed
   when its backlog halves.
-- Revoke: wait up to `revoke_drain_s` for the revoked partitions' messages, commit their prefix,
-  cancel the rest (their new owner replays them). SIGTERM: stop polling, wait up to
-  `shutdown_drain_s`, cancel the rest, flush, commit, close.
+- Revoke and SIGTERM wind handlers down the same way: their asyncio tasks are cancelled at once
+  (a message whose work has not begun is given back: the partition's next owner replays it); a
+  handler may finish work it cannot abandon (an SP-API call already on the wire, whose answer
+  must not be lost) and return its outputs. The worker waits up to `revoke_drain_s` /
+  `shutdown_drain_s` for that, drops what still runs, then flushes and commits the prefix.
 - Undecodable messages and handler errors go to `<service>.dlq` (DeadLetterBudget caps them);
   a handler raising RetryableError is re-run after `retry_pause_s`.
 
@@ -101,6 +103,7 @@ class _Task:
     record: Record
     message: Incoming
     future: concurrent.futures.Future | None = None
+    running: asyncio.Task | None = None  # set on the loop thread by _launch
     cancelled: bool = False
 
 
@@ -222,9 +225,8 @@ class ConcurrentWorker:
                 log.info("worker stopped")
 
     def _shutdown(self) -> None:
-        log.info("stopping: waiting for messages in flight", in_flight=len(self._tasks))
-        self._wait_for(lambda t: True, self.shutdown_drain_s)
-        self._cancel(lambda t: True)
+        log.info("stopping: interrupting messages in flight", in_flight=len(self._tasks))
+        self._wind_down(lambda t: True, self.shutdown_drain_s)
         self._drain()  # messages that finished after the last look: their outcomes still go out
         self._flush_and_commit()
 
@@ -270,7 +272,7 @@ class ConcurrentWorker:
             outcome = task.future
             if outcome.cancelled():
                 continue
-            running = loop.create_task(self._handle_after(task.message, delay_s))
+            running = task.running = loop.create_task(self._handle_after(task.message, delay_s))
             running.add_done_callback(lambda r, f=outcome: _settle(f, r))
             outcome.add_done_callback(
                 lambda f, r=running: f.cancelled() and not r.done() and loop.call_soon_threadsafe(r.cancel))
@@ -409,6 +411,15 @@ class ConcurrentWorker:
             self._paused.difference_update(resume)
             log.info("partitions resumed", partitions=sorted(resume))
 
+    def _wind_down(self, selects: Callable[[_Task], bool], seconds: float) -> None:
+        """Interrupt the selected handlers, give them up to `seconds` to end (one finishing a call
+        already made ends with its outputs), then drop the ones still running."""
+        chosen = [t for t in self._tasks.values() if selects(t)]
+        if chosen:
+            self._loop.call_soon_threadsafe(_interrupt, chosen)
+        self._wait_for(selects, seconds)
+        self._cancel(selects)
+
     def _wait_for(self, selects: Callable[[_Task], bool], seconds: float) -> None:
         deadline = time.monotonic() + seconds
         while any(selects(t) for t in self._tasks.values()) and time.monotonic() < deadline:
@@ -439,8 +450,7 @@ class ConcurrentWorker:
         def selects(task: _Task) -> bool:
             return (task.record.topic, task.record.partition) in revoked
 
-        self._wait_for(selects, self.revoke_drain_s)
-        self._cancel(selects)
+        self._wind_down(selects, self.revoke_drain_s)
         self._flush_and_commit(revoked)
         self._forget(partitions)
 
@@ -468,6 +478,14 @@ class ConcurrentWorker:
     @property
     def in_flight(self) -> int:
         return len(self._tasks)
+
+
+def _interrupt(tasks: list[_Task]) -> None:
+    """On the loop thread (after the `_launch` that started them): cancel the handlers' tasks.
+    Unlike cancelling their futures, this lets a handler end with a result."""
+    for task in tasks:
+        if task.running is not None:
+            task.running.cancel()
 
 
 def _settle(outcome: concurrent.futures.Future, running: asyncio.Task) -> None:

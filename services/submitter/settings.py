@@ -11,7 +11,7 @@
 | SPAPI_MAX_ATTEMPTS | attempts per item (first try included) | 6 |
 | SPAPI_MAX_RETRY_SECONDS | time budget per item from its first attempt | 120 |
 | SUBMITTER_MAX_IN_FLIGHT_PER_PARTITION | backlog per partition before it is paused | 2000 |
-| SUBMITTER_SHUTDOWN_DRAIN_S | on SIGTERM, time to finish items in flight | 20 |
+| SUBMITTER_SHUTDOWN_DRAIN_S | on SIGTERM, time to wait for answers of calls already sent | 20 |
 | SUBMITTER_UNCHANGED_CHECK | `kafka` (compacted topic) or `off` | kafka |
 """
 

@@ -194,6 +194,7 @@ class Submitter:
         request_ids: list[str] = []
         attempts = 0
         refreshed = False
+        interrupted = False
         first_sent: float | None = None
         while True:
             counted = False
@@ -210,7 +211,8 @@ class Submitter:
                     counted = True
                     self.observer.in_flight(1)
                     try:
-                        answer = await self.transport.send(connection, account, base_url, call)
+                        answer, interrupted = await _finish_on_the_wire(
+                            self.transport.send(connection, account, base_url, call))
                     finally:
                         self.observer.in_flight(-1)
                         lane.answered()
@@ -239,6 +241,9 @@ class Submitter:
                 if answer.rate_limit:
                     self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
                 return self._final(call, answer, "rejected", request_ids, attempts, first_sent)
+            if interrupted:
+                # Stopping: another attempt would be a new call; the message's next owner makes it.
+                raise asyncio.CancelledError
             if decision is Decision.REFRESH_TOKEN:
                 refreshed = True
                 await self.transport.refresh_token(account, answer.token_generation)
@@ -286,6 +291,20 @@ class Submitter:
         return SubmissionResult(
             outcome, http_status=answer.status, request_ids=request_ids, error_code=code,
             error_message=message, attempts=attempts, latency_ms=(self._clock() - first_sent) * 1000.0)
+
+
+async def _finish_on_the_wire(sending: Awaitable[Answer]) -> tuple[Answer, bool]:
+    """The answer of a call already sent, and whether the task was cancelled meanwhile (a stop or
+    a revoke). Amazon may act on a request whatever we do, so its answer is awaited anyway (the
+    transport's read timeout bounds the wait) and the outcome is recorded; abandoning it would
+    leave the item to be submitted again by the next owner. A second cancel drops the call."""
+    call = asyncio.ensure_future(sending)
+    try:
+        return await asyncio.shield(call), False
+    except asyncio.CancelledError:
+        if call.done():  # the call itself ended cancelled
+            raise
+    return await call, True  # a second cancel (the worker stopped waiting) drops the call
 
 
 def _text(value) -> str | None:

@@ -25,10 +25,11 @@ def closed(count: int) -> dict:
 
 
 class Harness:
-    """A ConcurrentWorker in a thread; items in `blocked` wait until `release()`."""
+    """A ConcurrentWorker in a thread; items in `blocked` wait until `release()` (or a stop)."""
 
-    def __init__(self, settings, blocked=(), **options):
+    def __init__(self, settings, blocked=(), finishing=(), **options):
         self.blocked = set(blocked)
+        self.finishing = set(finishing)  # blocked items that, when interrupted, still end with outputs
         self.seen: list[int] = []
         self.stop = StopSignal()
         self.registry = CollectorRegistry()
@@ -44,7 +45,11 @@ class Harness:
         count = message.event["item_count"]
         self.seen.append(count)
         if count in self.blocked:
-            await self.gate.wait()
+            try:
+                await self.gate.wait()
+            except asyncio.CancelledError:
+                if count not in self.finishing:
+                    raise
         return [Outgoing(SINK, message.key, "RunClosed", {**message.event, "item_count": count + 1000})]
 
     def release(self):
@@ -108,3 +113,16 @@ def test_a_message_finished_as_the_stop_began_still_has_its_outputs_produced(run
         wait_until(lambda: harness.seen == [7] and worker._done.qsize() == 1, 60, message="the message finished")
     outputs = read_events(settings, SINK, 1, timeout_s=30)
     assert [e["item_count"] for _, _, e in outputs] == [1007]
+
+
+def test_a_stop_interrupts_handlers_and_publishes_what_they_finish(runtime_settings):
+    # Offset 0 is like an SP-API call on the wire: interrupted, it still ends with its outcome.
+    # Offset 1 has not begun anything: interrupted, it is given back. Neither holds the stop up.
+    settings = runtime_settings("concurrent")
+    publish(settings, [0, 1])
+    with Harness(settings, blocked={0, 1}, finishing={0}, shutdown_drain_s=60.0) as harness:
+        wait_until(lambda: sorted(harness.seen) == [0, 1], 60, message="both messages in hand")
+    outputs = read_events(settings, SINK, 1, timeout_s=30)
+    assert [e["item_count"] for _, _, e in outputs] == [1000]
+    with Harness(settings) as again:  # offset 0 was committed with its outcome; offset 1 comes back
+        wait_until(lambda: again.seen == [1] and again.worker.in_flight == 0, 60, message="replay after restart")

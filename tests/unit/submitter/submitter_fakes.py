@@ -35,8 +35,12 @@ class ScriptedTransport:
         self.calls: list[tuple[str, float, int]] = []  # (sku path, time sent, token generation)
         self.generation = 1
         self.refreshes = 0
+        self.hold_login: asyncio.Event | None = None  # set by a test: prepare waits for it
+        self.hold_answer: asyncio.Event | None = None  # set by a test: a sent call waits for it
 
     async def prepare(self, account):
+        if self.hold_login is not None:
+            await self.hold_login.wait()
         if self.script and isinstance(self.script[0], Exception):
             raise self.script.pop(0)
 
@@ -47,6 +51,8 @@ class ScriptedTransport:
         self.calls.append((call.path, self.clock.now, self.generation))
         self.clock.now += self.latency_s
         await asyncio.sleep(0)
+        if self.hold_answer is not None:
+            await self.hold_answer.wait()
         if self.script:
             answer = self.script.pop(0)
             return Answer(answer.status, answer.request_id or f"req-{len(self.calls)}", answer.body,

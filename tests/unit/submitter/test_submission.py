@@ -167,3 +167,54 @@ def test_unknown_seller_and_refused_login_are_final_errors():
 def test_a_failing_login_service_is_retried():
     submitter, _, _ = make([LoginFailed(503, "HTTP503", "unavailable", retryable=True)])
     assert submit(submitter, ready()).result.outcome == "accepted"
+
+
+# -- a stop or a revoke cancels the submission's task ------------------------------------------
+
+async def _cancel_during(submitter, transport, wait_for_call: bool, cancels: int = 1, release: bool = True):
+    """Submit, cancel the task `cancels` times once it is in the login (or, with `wait_for_call`,
+    once its call is on the wire), then let the held step go on."""
+    held = asyncio.Event()
+    if wait_for_call:
+        transport.hold_answer = held
+    else:
+        transport.hold_login = held
+    task = asyncio.ensure_future(submitter.submit(ready()))
+    for _ in range(10):  # the task runs up to the held step (the fake clock never really sleeps)
+        await asyncio.sleep(0)
+    assert len(transport.calls) == (1 if wait_for_call else 0) and not task.done()
+    for _ in range(cancels):
+        task.cancel()
+        await asyncio.sleep(0)
+    if release:
+        held.set()
+    try:
+        return await task
+    except asyncio.CancelledError:
+        return "cancelled"
+
+
+def test_a_stop_while_a_call_is_on_the_wire_waits_for_its_answer_and_records_it():
+    submitter, transport, _ = make()
+    done = asyncio.run(_cancel_during(submitter, transport, wait_for_call=True))
+    assert done != "cancelled", "the answer of a call already sent was thrown away"
+    assert (done.result.outcome, done.result.attempts, done.result.request_ids) == ("accepted", 1, ["req-1"])
+    assert submitter.hashes.get("S1|ATVPDKIKX0DER|SKU-1") == "h-SKU-1"  # remembered: no resend later
+
+
+def test_a_stop_before_the_call_goes_out_gives_the_item_back_unsent():
+    submitter, transport, _ = make()
+    assert asyncio.run(_cancel_during(submitter, transport, wait_for_call=False)) == "cancelled"
+    assert transport.calls == []
+
+
+def test_an_interrupted_call_answered_429_is_not_retried_the_next_owner_sends_it():
+    submitter, transport, _ = make([error(429, "QuotaExceeded")])
+    assert asyncio.run(_cancel_during(submitter, transport, wait_for_call=True)) == "cancelled"
+    assert len(transport.calls) == 1
+
+
+def test_a_second_cancel_drops_a_call_that_does_not_answer():
+    submitter, transport, _ = make()
+    outcome = asyncio.run(_cancel_during(submitter, transport, wait_for_call=True, cancels=2, release=False))
+    assert outcome == "cancelled" and len(transport.calls) == 1
