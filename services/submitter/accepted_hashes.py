@@ -31,6 +31,8 @@ from catalog_sync.submitter.submission import MemoryHashes
 
 log = structlog.get_logger()
 
+TAIL_PAUSE_S = 0.1
+
 
 class KafkaHashTable(MemoryHashes):
     """MemoryHashes kept current from the compacted topic by a background consumer."""
@@ -42,6 +44,7 @@ class KafkaHashTable(MemoryHashes):
         self._stop = threading.Event()
         self._current = threading.Condition(self._lock)
         self._fresh_polls: list[float] = []  # start times of polls that found nothing left to read
+        self._waiting = 0  # callers in wait_until_current
         self.records_read = 0
         # Our own writes win until the topic hands them back: an older record read meanwhile
         # must not briefly bring back a stale hash (that could skip a changed item).
@@ -73,13 +76,17 @@ class KafkaHashTable(MemoryHashes):
         since = time.monotonic()
         deadline = since + timeout_s
         with self._current:
-            while sum(1 for t in self._fresh_polls if t >= since) < 2:
-                remaining = deadline - time.monotonic()
-                if remaining <= 0 or not self._thread.is_alive():
-                    log.warning("accepted-hash table not current; unchanged items may be resent",
-                                waited_s=round(timeout_s, 1))
-                    return False
-                self._current.wait(remaining)
+            self._waiting += 1
+            try:
+                while sum(1 for t in self._fresh_polls if t >= since) < 2:
+                    remaining = deadline - time.monotonic()
+                    if remaining <= 0 or not self._thread.is_alive():
+                        log.warning("accepted-hash table not current; unchanged items may be resent",
+                                    waited_s=round(timeout_s, 1))
+                        return False
+                    self._current.wait(remaining)
+            finally:
+                self._waiting -= 1
         return True
 
     def _tail(self) -> None:
@@ -106,6 +113,12 @@ class KafkaHashTable(MemoryHashes):
                     with self._current:
                         self._fresh_polls = [*self._fresh_polls[-3:], started]
                         self._current.notify_all()
+                elif records and not self._waiting:
+                    # Our own writes stream back all the time: reading them a tenth of a second
+                    # later in bigger batches costs far less than a poll (two thread hand-overs
+                    # inside kafka-python) per record. Nobody needs them sooner: get() prefers
+                    # our own writes, and a waiter (a rebalance) gets polls at full speed.
+                    self._stop.wait(TAIL_PAUSE_S)
         except Exception:
             log.exception("accepted-hash table reader stopped")
         finally:
