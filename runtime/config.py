@@ -90,6 +90,7 @@ class RuntimeSettings:
     heartbeat_interval_ms: int = 3_000
     max_poll_interval_ms: int = 300_000
     max_poll_records: int = 2_000
+    batch_linger_ms: int = 100  # a batch worker tops up a small poll for this long (0: never)
     # Attribute JSON compresses 3-5x: less broker disk and network, and more history kept by
     # size-capped logs (the embedded broker keeps ~5 MB per partition).
     kafka_compression: str | None = "lz4"
@@ -118,6 +119,7 @@ class RuntimeSettings:
             heartbeat_interval_ms=env_int(env, "KAFKA_HEARTBEAT_INTERVAL_MS", 3_000, minimum=100),
             max_poll_interval_ms=env_int(env, "KAFKA_MAX_POLL_INTERVAL_MS", 300_000, minimum=1_000),
             max_poll_records=env_int(env, "KAFKA_MAX_POLL_RECORDS", 2_000, minimum=1),
+            batch_linger_ms=env_int(env, "KAFKA_BATCH_LINGER_MS", 100, minimum=0),
             kafka_compression=_compression(env),
             metrics_port=metrics_port,
             metrics_host=env_str(env, "METRICS_HOST", "0.0.0.0"),

@@ -130,6 +130,7 @@ class Worker:
         self._dead_letters = DeadLetters(self.service, settings.topic(dead_letter_topic(self.service)), self.codec,
                                          self.metrics, settings.dead_letters_per_minute)
         self.metrics_server: MetricsServer | None = None
+        self._revoked_while_gathering: set[TopicPartition] | None = None
 
     # -- lifecycle -------------------------------------------------------------------------
     def run(self) -> None:
@@ -153,6 +154,8 @@ class Worker:
             while not self.stop.is_set():
                 records = consumer.poll(timeout_ms=500, max_records=self.settings.max_poll_records)
                 if records:
+                    records = self._gather(consumer, records)
+                if records:
                     self._process(consumer, producer, records)
                 if time.monotonic() >= next_lag_refresh:
                     self._refresh_lag(consumer)
@@ -175,6 +178,8 @@ class Worker:
     def _revoked(self, partitions: list[TopicPartition]) -> None:
         # Offsets are committed after every batch, so nothing processed is left uncommitted here.
         log.info("partitions revoked", partitions=sorted(partitions))
+        if self._revoked_while_gathering is not None:
+            self._revoked_while_gathering.update(partitions)
         for topic, partition in partitions:
             self.metrics.forget_partition(topic, partition)
         if self._on_revoke:
@@ -185,6 +190,32 @@ class Worker:
             self.metrics.lag.labels(self.service, topic, str(partition)).set(lag)
 
     # -- one batch -------------------------------------------------------------------------
+    def _gather(self, consumer: BusConsumer, records: list[Record]) -> list[Record]:
+        """Top a small poll up for `batch_linger_ms`. A trickle of events (a pipeline running at
+        its own pace) otherwise makes batches of a few events, each paying a whole batch's fixed
+        costs: a flush, an offset commit, a database transaction. A full poll goes at once.
+
+        Records held from a partition revoked meanwhile are dropped (its next owner, or this worker
+        after a re-assignment, reads them again from the committed offset); records polled after
+        the revoke are kept."""
+        limit = self.settings.max_poll_records
+        deadline = time.monotonic() + self.settings.batch_linger_ms / 1000
+        held = records
+        try:
+            while len(held) < limit and not self.stop.is_set():
+                left_ms = int((deadline - time.monotonic()) * 1000)
+                if left_ms <= 0:
+                    break
+                self._revoked_while_gathering = set()
+                more = consumer.poll(timeout_ms=left_ms, max_records=limit - len(held))
+                if self._revoked_while_gathering:
+                    gone = self._revoked_while_gathering
+                    held = [r for r in held if (r.topic, r.partition) not in gone]
+                held = held + more
+        finally:
+            self._revoked_while_gathering = None
+        return held
+
     def _process(self, consumer: BusConsumer, producer: BusProducer, records: list[Record]) -> None:
         started = time.perf_counter()
         for topic in {r.topic for r in records}:
