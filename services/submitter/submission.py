@@ -302,8 +302,10 @@ async def _finish_on_the_wire(sending: Awaitable[Answer]) -> tuple[Answer, bool]
     try:
         return await asyncio.shield(call), False
     except asyncio.CancelledError:
-        if call.done():  # the call itself ended cancelled
+        if call.cancelled():
             raise
+        if call.done():  # answered just as the cancel came
+            return call.result(), True
     return await call, True  # a second cancel (the worker stopped waiting) drops the call
 
 
