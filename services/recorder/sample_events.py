@@ -30,6 +30,12 @@ ATTRIBUTES_JSON = (
 )
 
 
+def just_now() -> datetime:
+    """A start for a run that must count as running now (not yet stalled): the default start is
+    a fixed time, so that time-independent checks stay exact."""
+    return datetime.now(UTC).replace(microsecond=0) - timedelta(seconds=1)
+
+
 @dataclass
 class SampleRun:
     """Builds the events of one run; every event gets a fresh id and a strictly later time."""

@@ -9,7 +9,7 @@ import pytest
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
-from catalog_sync.recorder.sample_events import Partitions, SampleRun
+from catalog_sync.recorder.sample_events import Partitions, SampleRun, just_now
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.testing import require, serving
 
@@ -26,7 +26,7 @@ HOSTILE_MESSAGE = "Value <b>bold</b> <img src=x onerror=\"window.__pwned=2\"> is
 def site(tmp_path_factory):
     store = ReadStore(f"sqlite:///{tmp_path_factory.mktemp('page') / 'read.db'}")
     store.migrate()
-    run = SampleRun()
+    run = SampleRun(start=just_now())
     events = [run.opened()]
     refs = [f"HB-{i:02d}" for i in range(30)] + [SCRIPT_REFERENCE, "CAT-HAIR"]
     for ref in refs:

@@ -8,7 +8,7 @@ import json
 import pytest
 
 from catalog_sync.recorder import entry
-from catalog_sync.recorder.sample_events import Partitions, SampleRun
+from catalog_sync.recorder.sample_events import Partitions, SampleRun, just_now
 from catalog_sync.recorder.store import ReadStore
 
 
@@ -24,7 +24,7 @@ def store_env(tmp_path, monkeypatch):
     url = f"sqlite:///{tmp_path / 'read.db'}"
     store = ReadStore(url)
     store.migrate()
-    run = SampleRun()
+    run = SampleRun(start=just_now())
     events = [run.opened(), *[run.changed(f"HB-{i}") for i in range(4)], run.submitted("HB-0"),
               run.submitted("HB-1", accepted=False), run.validation_failed("HB-2"), run.closed(4)]
     store.apply("recorder", Partitions().messages(events))
