@@ -11,6 +11,7 @@ from catalog_sync.runtime.bus import ensure_topics
 from catalog_sync.runtime.concurrent_worker import ConcurrentWorker, RawOutgoing
 from catalog_sync.runtime.topics import LISTING_ACCEPTED_HASHES, LISTING_READY, LISTING_SUBMISSION_COMPLETED
 from catalog_sync.runtime.worker import Incoming, Outgoing, StopSignal
+from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.metrics import SpApiMetrics
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
 from catalog_sync.submitter.settings import SubmitterSettings
@@ -42,22 +43,37 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
         hashes = KafkaHashTable(settings.runtime)
     submitter = Submitter(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
                           hashes=hashes, policy=settings.policy, observer=SpApiMetrics(registry))
+    answered = AnsweredEvents()
 
     async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:
         ready = message.event
         if not ready.get("seller_id") and settings.accounts.default_seller:
             ready = {**ready, "seller_id": settings.accounts.default_seller}
-        submitted = await submitter.submit(ready)
-        result = submitted.result
-        # One line per call at 1,000 calls/s costs more CPU than the call: successes log at debug
-        # (their SubmissionCompleted event and the recorder keep them); anything else at info.
-        (log.debug if result.outcome in FINISHED_OUTCOMES else log.info)(
-            "submission completed", seller_id=ready.get("seller_id"), marketplace_id=ready.get("marketplace_id"),
-            reference=ready.get("reference"), run_id=ready.get("run_id"), event_id=ready.get("event_id"),
-            outcome=result.outcome, http_status=result.http_status, request_id=(result.request_ids or [None])[-1],
-            submission_id=result.submission_id, attempts=result.attempts, latency_ms=round(result.latency_ms, 1),
-            error_code=result.error_code)
-        return outputs_of(submitted)
+        event_id = ready.get("event_id")
+
+        async def answer() -> list[Outgoing | RawOutgoing]:
+            # In the item's turn: a replay polled together with its original finds its answer here.
+            again = answered.get(event_id)
+            if again is not None:
+                log.info("replayed message answered again without a call", topic=message.topic,
+                         partition=message.partition, offset=message.offset, event_id=event_id,
+                         reference=ready.get("reference"))
+                return again
+            submitted = await submitter.submit_now(ready)
+            result = submitted.result
+            # One line per call at 1,000 calls/s costs more CPU than the call: successes log at debug
+            # (their SubmissionCompleted event and the recorder keep them); anything else at info.
+            (log.debug if result.outcome in FINISHED_OUTCOMES else log.info)(
+                "submission completed", seller_id=ready.get("seller_id"), marketplace_id=ready.get("marketplace_id"),
+                reference=ready.get("reference"), run_id=ready.get("run_id"), event_id=event_id,
+                outcome=result.outcome, http_status=result.http_status, request_id=(result.request_ids or [None])[-1],
+                submission_id=result.submission_id, attempts=result.attempts, latency_ms=round(result.latency_ms, 1),
+                error_code=result.error_code)
+            outputs = outputs_of(submitted)
+            answered.put(event_id, outputs)
+            return outputs
+
+        return await submitter.in_turn(ready, answer)
 
     def on_assign(partitions):
         if hashes is not None:

@@ -18,7 +18,7 @@ import time
 from collections.abc import Awaitable, Callable
 from contextlib import AbstractAsyncContextManager, AsyncExitStack
 from dataclasses import dataclass
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from catalog_sync.runtime.events import item_key
 from catalog_sync.submitter.accounts import Account, Accounts
@@ -104,6 +104,9 @@ class Submitted:
     hash_change: tuple[str, str | None] | None = None
 
 
+T = TypeVar("T")
+
+
 class _Sequencer:
     """Per-key order: `turn(keys)` waits for earlier holders of any of `keys` to finish."""
 
@@ -155,13 +158,25 @@ class Submitter:
     async def submit(self, ready: dict) -> Submitted:
         """The final outcome of one ListingReady event. Never raises for Amazon's or the
         network's behaviour: every way it can end is an outcome."""
-        endpoint = recorded_endpoint(ready.get("mode") or "production")
-        if ready.get("item_type") == "category":
-            return Submitted(ready, endpoint, SubmissionResult("not_sent"))
+        return await self.in_turn(ready, lambda: self.submit_now(ready))
+
+    async def in_turn(self, ready: dict, work: Callable[[], Awaitable[T]]) -> T:
+        """Run `work` for this item once earlier messages of the same item, and of its parent,
+        are done: Amazon must see an item's changes in order, and a child after its parent."""
+        if ready.get("item_type") == "category":  # never sent: no order to keep
+            return await work()
         seller, marketplace = ready["seller_id"], ready["marketplace_id"]
         own = item_key(seller, marketplace, ready["reference"])
         after = [item_key(seller, marketplace, ready["parent_reference"])] if ready.get("parent_reference") else []
-        return await self._sequencer.run(own, after, lambda: self._submit(ready, endpoint, own))
+        return await self._sequencer.run(own, after, work)
+
+    async def submit_now(self, ready: dict) -> Submitted:
+        """`submit` without waiting for the item's turn (the caller holds it: `in_turn`)."""
+        endpoint = recorded_endpoint(ready.get("mode") or "production")
+        if ready.get("item_type") == "category":
+            return Submitted(ready, endpoint, SubmissionResult("not_sent"))
+        key = item_key(ready["seller_id"], ready["marketplace_id"], ready["reference"])
+        return await self._submit(ready, endpoint, key)
 
     async def _submit(self, ready: dict, endpoint: str, key: str) -> Submitted:
         account = self.accounts.get(ready["seller_id"])

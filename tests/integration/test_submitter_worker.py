@@ -121,3 +121,19 @@ def test_outcomes_for_every_kind_of_item_and_no_resend_after_restart(runtime_set
     assert [e["outcome"] for e in latest] == ["unchanged", "accepted"]
     resent = [r for r in emulator.requests(since=log[-1]["seq"]) if r.get("sku") == "SKU-OK"]
     assert len(resent) == 1, f"expected only the changed payload to be sent, saw {len(resent)} calls ({seen})"
+
+
+def test_a_replayed_event_is_answered_again_without_a_second_call(runtime_settings, kafka_env, emulator):
+    # The same ListingReady event twice (same event id), as a replay after a rebalance or a broker
+    # outage delivers it: a rejected item is not sent to Amazon again, and the outcome published
+    # again is the same event, which the recorder ignores as a duplicate.
+    settings = runtime_settings("submitter")
+    codec = AvroCodec()
+    rejected = ready("BadSKU")
+    publish_raw(settings, LISTING_READY, [(rejected["seller_id"], codec.encode("ListingReady", rejected))] * 2)
+    with RunningSubmitter(submitter_env(kafka_env, emulator)):
+        found = read_events(settings, LISTING_SUBMISSION_COMPLETED, 2, timeout_s=60)
+    first, second = (event for _, _, event in found)
+    assert first["outcome"] == "rejected" and second == first
+    calls = [r for r in emulator.requests() if r.get("sku") == "BadSKU"]
+    assert len(calls) == 1, f"the replay called Amazon again: {len(calls)} calls"
