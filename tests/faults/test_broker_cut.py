@@ -99,6 +99,7 @@ def test_workers_recover_from_a_broker_cut_without_restart_and_lose_nothing(stac
         process = stack.processes[name]
         assert process.running and process.process.pid == pids[name], f"{name} exited"
         assert process.log_text().count('"worker started"') == 1, f"{name} restarted"
-    # Messages in flight when the group dropped a worker are replayed; accepted ones are answered
-    # from the accepted-hash table, so Amazon sees few if any repeats.
-    assert verdict.duplicate_puts <= 0.05 * ITEMS, verdict.duplicates[:10]
+    # Messages whose outcomes were produced but not committed when the group dropped the submitter
+    # are replayed to it; it answers them from its memory of answered events, so Amazon sees no
+    # repeats (14-34 of 600, rejected items, before that memory existed).
+    assert verdict.duplicate_puts <= 0.01 * ITEMS, verdict.duplicates[:10]
