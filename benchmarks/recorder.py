@@ -124,6 +124,9 @@ def _fill_million(path: Path) -> str:
     conn.execute("INSERT INTO item_refs (item_key, reference) SELECT item_key, LOWER(reference) FROM items")
     conn.execute("INSERT INTO item_counts (run_id, item_type, status, n) "
                  "SELECT run_id, item_type, status, COUNT(*) FROM items GROUP BY run_id, item_type, status")
+    conn.execute("INSERT INTO item_minute_counts (minute, run_id, item_type, status, n) "
+                 "SELECT synced_at / 60000, run_id, item_type, status, COUNT(*) FROM items "
+                 "GROUP BY synced_at / 60000, run_id, item_type, status")
     conn.execute("UPDATE runs SET total = (SELECT COUNT(*) FROM items), "
                  "pending = (SELECT COUNT(*) FROM items WHERE status = 'pending'), "
                  "error = (SELECT COUNT(*) FROM items WHERE status = 'error'), "

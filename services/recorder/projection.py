@@ -38,6 +38,7 @@ RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED = (
     "in_progress", "finished", "finished_with_errors", "interrupted")
 RUN_STATUSES = (RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED)
 NO_RUN = ""  # counter key of items synced outside any run
+MINUTE_MS = 60_000  # bucket of the per-minute item counters
 # Outcomes after which Amazon holds the submitted content. Not `valid`: VALIDATION_PREVIEW persists
 # nothing (and any preview-mode outcome is ignored for the same reason); not `not_sent`: categories
 # never reach Amazon.
@@ -360,6 +361,8 @@ class Projected:
     # (run_id or NO_RUN, item_type, status) -> change in the number of items: keeps summaries O(1)
     item_count_deltas: Counter
     applied: Counter  # event kind -> events folded
+    # (minute of synced_at, run_id or NO_RUN, item_type, status) -> change: "since" summaries
+    item_minute_deltas: Counter = field(default_factory=Counter)
     # item_key -> its newest catalog change of the batch (the store keeps it if newer than the stored one)
     payloads: dict[str, ItemEvent] = field(default_factory=dict)
     # (item_key, endpoint) -> its newest persisted submission of the batch (same rule)
@@ -382,6 +385,7 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
     transaction; copying them would cost a third of the projection's time)."""
     items, run_items, runs = loaded.items, loaded.run_items, loaded.runs
     old_item_rows = {k: (v.run_id or NO_RUN, v.item_type, v.status) for k, v in items.items()}
+    old_minutes = {k: v.synced_at // MINUTE_MS for k, v in items.items()}
     old_run_item_status = {k: v.status for k, v in run_items.items()}
     changed_items: set[str] = set()
     changed_run_items: set[tuple[str, str]] = set()
@@ -437,6 +441,7 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
         runs[run_id].settle()
 
     deltas: Counter = Counter()
+    minute_deltas: Counter = Counter()
     for key in changed_items:
         new = items[key]
         new_row = (new.run_id or NO_RUN, new.item_type, new.status)
@@ -445,12 +450,19 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
             if old_row is not None:
                 deltas[old_row] -= 1
             deltas[new_row] += 1
+        new_minute = new.synced_at // MINUTE_MS
+        old_minute = old_minutes.get(key)
+        if old_row != new_row or old_minute != new_minute:
+            if old_row is not None:
+                minute_deltas[(old_minute, *old_row)] -= 1
+            minute_deltas[(new_minute, *new_row)] += 1
     return Projected(
         items={k: items[k] for k in changed_items},
         run_items={k: run_items[k] for k in changed_run_items},
         runs={k: runs[k] for k in changed_runs},
         item_count_deltas=Counter({k: v for k, v in deltas.items() if v}),
         applied=applied,
+        item_minute_deltas=Counter({k: v for k, v in minute_deltas.items() if v}),
         payloads=payloads,
         finished_hashes=finished_hashes,
     )

@@ -346,6 +346,7 @@ _PAYLOAD_COLUMNS = ("item_key", "item_type", "operation", "product_type", "requi
                     "attributes_json", "changed_at", "run_id", "event_time", "event_id")
 _HASH_COLUMNS = ("item_key", "endpoint", "content_hash", "run_id", "event_time", "event_id")
 _COUNT_COLUMNS = ("run_id", "item_type", "status", "n")
+_MINUTE_COUNT_COLUMNS = ("minute", "run_id", "item_type", "status", "n")
 _OFFSET_COLUMNS = ("consumer_group", "topic", "partition_id", "next_offset", "updated_at")
 
 
@@ -608,6 +609,15 @@ class ReadStore:
                     sorted(p.item_count_deltas.items())]
             s.insert_rows("item_counts", _COUNT_COLUMNS, rows,
                           "ON CONFLICT (run_id, item_type, status) DO UPDATE SET n = item_counts.n + excluded.n")
+        if p.item_minute_deltas:
+            rows = [(*key, n) for key, n in sorted(p.item_minute_deltas.items())]
+            s.insert_rows("item_minute_counts", _MINUTE_COUNT_COLUMNS, rows,
+                          "ON CONFLICT (minute, run_id, item_type, status) DO UPDATE SET n = item_minute_counts.n + excluded.n")
+            # Items move on to newer minutes: drop the counters they leave at zero.
+            emptied = [key[0] for key, n in p.item_minute_deltas.items() if n < 0]
+            if emptied:
+                s.execute("DELETE FROM item_minute_counts WHERE minute BETWEEN ? AND ? AND n = 0",
+                          (min(emptied), max(emptied)))
 
     @staticmethod
     def _save_offsets(s: Session, group: str, messages: Sequence) -> None:

@@ -494,3 +494,44 @@ def test_finished_hashes_of_a_large_file_in_batched_lookups(store):
     wanted = [key(f"SKU-{i:05d}") for i in range(3_000)]
     found = ReadModel(store).last_finished_hashes(wanted, "production")
     assert found == {key(f"SKU-{i:05d}"): f"h-{i}" for i in range(0, 2_500, 2)}
+
+
+def test_since_summaries_match_the_items_in_the_window_as_items_move_on(store):
+    # Events 7 s apart span several minutes; outcomes later move items to newer minutes (the
+    # per-minute counters follow them). Every window start, on and off minute boundaries, in
+    # batches of several sizes: the summary equals a count of the listed items.
+    run = SampleRun(step=timedelta(seconds=7))
+    events = [run.opened()] + [run.changed(f"HB-{i:02d}", item_type="variant" if i % 3 else "product")
+                               for i in range(24)]
+    events += [run.submitted(f"HB-{i:02d}", accepted=i % 4 != 0, item_type="variant" if i % 3 else "product")
+               for i in range(0, 24, 2)]
+    events += [run.validation_failed("HB-05", item_type="variant"), run.changed("HB-07", item_type="variant")]
+    messages = Partitions().messages(events)
+    for start in range(0, len(messages), 9):
+        store.apply("recorder", messages[start:start + 9])
+    model = ReadModel(store, clock=lambda: run.start.timestamp())
+    for offset_s in [*range(-60, 300, 17), 60, 120, 180]:
+        since = (run.start + timedelta(seconds=offset_s)).isoformat()
+        for filters in ({}, {"status": "error"}, {"item_type": "variant", "status": "finished"},
+                        {"run_id": run.run_id, "status": "pending"}):
+            summary, items = all_pages(model, since=since, **filters)
+            listed = {s: sum(1 for i in items if i["status"] == s) for s in ("pending", "error", "finished")}
+            assert summary == {"total": len(items), **listed}, (offset_s, filters)
+    assert all_pages(model, since=run.start.isoformat())[0]["total"] == 24
+    with store.read() as s:  # counters left at zero by items that moved on are not kept
+        assert s.one("SELECT COUNT(*) FROM item_minute_counts WHERE n = 0")[0] == 0
+        assert s.one("SELECT SUM(n) FROM item_minute_counts")[0] == 24
+
+
+def test_a_store_from_before_the_minute_counters_gets_them_from_its_items(store):
+    run = SampleRun(step=timedelta(seconds=13))
+    store.apply("recorder", Partitions().messages(one_run(run, n=12)))
+    with store.read() as s:
+        kept = sorted(s.execute("SELECT minute, run_id, item_type, status, n FROM item_minute_counts"))
+    with store.write() as s:  # as a store of schema version 3 was
+        s.execute("DROP TABLE item_minute_counts")
+        s.execute("DELETE FROM schema_migrations WHERE version = 4")
+    assert store.migrate() == [4]
+    with store.read() as s:
+        assert sorted(s.execute("SELECT minute, run_id, item_type, status, n FROM item_minute_counts")) == kept
+    assert len(kept) > 1
