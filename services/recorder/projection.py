@@ -384,8 +384,8 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
     `loaded` is consumed: its states are updated in place (the store loads them fresh for each
     transaction; copying them would cost a third of the projection's time)."""
     items, run_items, runs = loaded.items, loaded.run_items, loaded.runs
-    old_item_rows = {k: (v.run_id or NO_RUN, v.item_type, v.status) for k, v in items.items()}
-    old_minutes = {k: v.synced_at // MINUTE_MS for k, v in items.items()}
+    old_item_rows = {k: (v.synced_at // MINUTE_MS, v.run_id or NO_RUN, v.item_type, v.status)
+                     for k, v in items.items()}
     old_run_item_status = {k: v.status for k, v in run_items.items()}
     changed_items: set[str] = set()
     changed_run_items: set[tuple[str, str]] = set()
@@ -440,22 +440,18 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
     for run_id in changed_runs:
         runs[run_id].settle()
 
-    deltas: Counter = Counter()
     minute_deltas: Counter = Counter()
     for key in changed_items:
         new = items[key]
-        new_row = (new.run_id or NO_RUN, new.item_type, new.status)
+        new_row = (new.synced_at // MINUTE_MS, new.run_id or NO_RUN, new.item_type, new.status)
         old_row = old_item_rows.get(key)
         if old_row != new_row:
             if old_row is not None:
-                deltas[old_row] -= 1
-            deltas[new_row] += 1
-        new_minute = new.synced_at // MINUTE_MS
-        old_minute = old_minutes.get(key)
-        if old_row != new_row or old_minute != new_minute:
-            if old_row is not None:
-                minute_deltas[(old_minute, *old_row)] -= 1
-            minute_deltas[(new_minute, *new_row)] += 1
+                minute_deltas[old_row] -= 1
+            minute_deltas[new_row] += 1
+    deltas: Counter = Counter()  # the same changes without the minute: moves between minutes cancel out
+    for (_minute, *row), n in minute_deltas.items():
+        deltas[tuple(row)] += n
     return Projected(
         items={k: items[k] for k in changed_items},
         run_items={k: run_items[k] for k in changed_run_items},
