@@ -9,7 +9,6 @@ event by event_id.
 
 from __future__ import annotations
 
-import gc
 import time
 
 import structlog
@@ -91,10 +90,6 @@ def build_worker(runtime: RuntimeSettings, settings: RecorderSettings, store: Re
 def run(runtime: RuntimeSettings, settings: RecorderSettings) -> None:
     log.info("recorder starting", settings=mask_secrets(settings), runtime=mask_secrets(runtime))
     store = open_store(settings)
-    # Long-lived start-up objects (schemas, settings, modules) need no more GC scans: freezing them
-    # keeps collections short while batches churn through many small objects.
-    gc.collect()
-    gc.freeze()
     try:
         build_worker(runtime, settings, store).run()
     finally:
