@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-DEFAULT_CAPACITY = 20_000  # ~2 KB per answer: ~40 MB at most
+DEFAULT_CAPACITY = 20_000  # measured 1.6-1.8 KB per answer (with or without issues): 33-36 MB when full
 
 
 class AnsweredEvents:
