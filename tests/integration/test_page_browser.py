@@ -118,6 +118,29 @@ def test_filters_by_status_type_and_reference(page):
     page.wait_for_selector("#no-items:not([hidden])")
 
 
+def test_a_late_answer_to_an_older_filter_never_replaces_the_newer_table(page):
+    held = []  # the answer to the first filter is held back until the second one is on screen
+
+    def hold_the_status_only_filter(route):
+        if "type=" in route.request.url:
+            route.continue_()
+        else:
+            held.append(route)
+
+    page.route("**/api/items?*", hold_the_status_only_filter)
+    with page.expect_event("requestfailed", timeout=10_000) as aborted:
+        page.select_option("#f-status", "pending")
+        page.select_option("#f-type", "category")
+    assert "status=pending" in aborted.value.url and "type=" not in aborted.value.url
+    only_reference(page, "CAT-HAIR")
+    for route in held:
+        route.continue_()  # the browser already gave up on it: nothing may reach the table
+    page.unroute("**/api/items?*")
+    page.select_option("#f-type", "")
+    page.wait_for_function("document.querySelectorAll('[data-testid=item-row]').length === 14")
+    assert "14 matching" in page.locator("[data-testid=items-summary]").inner_text()
+
+
 def test_error_details_show_type_code_message_attributes_request_id_and_endpoint(page):
     page.fill("#f-reference", "HB-03")
     only_reference(page, "HB-03")

@@ -3,7 +3,7 @@
 "use strict";
 
 const PAGE_SIZE = 25;
-const state = { cursor: null, runId: null, token: sessionStorage.getItem("catalogSyncToken") || "" };
+const state = { cursor: null, runId: null, token: sessionStorage.getItem("catalogSyncToken") || "", itemsLoad: null };
 
 function $(id) { return document.getElementById(id); }
 
@@ -28,13 +28,13 @@ function showProblem(text) {
   p.hidden = !text;
 }
 
-async function api(path, params) {
+async function api(path, params, signal) {
   const url = new URL(path, window.location.origin);
   for (const [key, value] of Object.entries(params || {})) {
     if (value !== null && value !== undefined && value !== "") url.searchParams.set(key, value);
   }
   const headers = state.token ? { Authorization: "Bearer " + state.token } : {};
-  const response = await fetch(url, { headers });
+  const response = await fetch(url, { headers, signal });
   if (response.status === 401) {
     $("token-panel").hidden = false;
     throw new Error("The read API needs a token.");
@@ -136,10 +136,25 @@ function itemRow(item) {
   return row;
 }
 
+// Filters change faster than answers come back: a new filter aborts the load still in flight, so
+// a late answer to an older filter (or to its "view more") never lands in the newer table.
 async function loadItems(reset) {
+  if (state.itemsLoad && !reset) return;  // "view more" while a load is in flight: that load decides the next page
+  if (state.itemsLoad) state.itemsLoad.abort();
+  const load = new AbortController();
+  state.itemsLoad = load;
   if (reset) state.cursor = null;
   const params = { ...filters(), limit: PAGE_SIZE, cursor: state.cursor };
-  const page = await api("/api/items", params);
+  let page;
+  try {
+    page = await api("/api/items", params, load.signal);
+  } catch (err) {
+    if (load.signal.aborted) return;  // replaced by a newer load: not a problem to show
+    throw err;
+  } finally {
+    if (state.itemsLoad === load) state.itemsLoad = null;
+  }
+  if (load.signal.aborted) return;
   const body = $("items-body");
   if (reset) body.replaceChildren();
   for (const item of page.items) body.append(itemRow(item));
