@@ -35,9 +35,12 @@ SELLERS = 50
 ITEMS = int(os.environ.get("BENCH_VALIDATOR_ITEMS", "20000"))
 EVENTS = int(os.environ.get("BENCH_VALIDATOR_EVENTS", "40000"))
 WARMUP_EVENTS = 2000
-# Unhandled events allowed on the input topic (~10 MB of 3.3 KB items: under the embedded
-# broker's ~5 MB per partition) and the producer's send size.
-BACKLOG, CHUNK = 3000, 1000
+# Events on the input topic not yet taken by the worker (~13 MB of 3.3 KB items, ~3.3 MB in each of
+# the 4 partitions: under the embedded broker's ~5 MB per partition) and the producer's send size.
+# Counted from the worker's consumed events, not its produced ones: the batch in its hands must not
+# hold the feeder back, or the figure measures the feeder's pauses (3,000 counted from produced
+# events left the worker idle in poll for about a third of the run).
+BACKLOG, CHUNK = 4000, 500
 
 _COLORS = ["Blush Pink", "Black", "Ivory", "Navy Blue", "Sage Green", "Burgundy", "Leopard Print", "Champagne"]
 _STYLES = ["Knotted", "Padded", "Braided", "Velvet", "Pearl", "Twist", "Wide", "Thin"]
@@ -156,8 +159,8 @@ def _events(count: int) -> list[tuple[str, bytes]]:
     return encoded
 
 
-def _feed(env: dict, total: int, handled, sent) -> None:
-    """Producer process: keeps at most BACKLOG unhandled events on the topic. The embedded broker
+def _feed(env: dict, total: int, taken, sent) -> None:
+    """Producer process: keeps at most BACKLOG events on the topic that the worker has not taken. The embedded broker
     keeps only ~5 MB per partition and drops older data beyond that, so a 130 MB backlog of 3 KB
     items cannot be produced up front; a separate process keeps the producer off the worker's GIL."""
     settings = RuntimeSettings.from_env("bench-feeder", env, metrics_port=None)
@@ -166,7 +169,7 @@ def _feed(env: dict, total: int, handled, sent) -> None:
     topic = settings.topic(CATALOG_ITEM_CHANGED)
     try:
         while sent.value < total:
-            if sent.value - handled.value >= BACKLOG:
+            if sent.value - taken.value >= BACKLOG:
                 time.sleep(0.005)
                 continue
             chunk = events[sent.value:sent.value + CHUNK]
@@ -178,9 +181,12 @@ def _feed(env: dict, total: int, handled, sent) -> None:
         producer.close()
 
 
+def _counted(registry: CollectorRegistry, metric: str) -> float:
+    return sum(s.value for m in registry.collect() if m.name == metric for s in m.samples if s.name.endswith("_total"))
+
+
 def _produced(registry: CollectorRegistry) -> float:
-    return sum(s.value for m in registry.collect() if m.name == "pipeline_messages_produced"
-               for s in m.samples if s.name.endswith("_total"))
+    return _counted(registry, "pipeline_messages_produced")
 
 
 def bench_worker(results: dict) -> None:
@@ -192,12 +198,12 @@ def bench_worker(results: dict) -> None:
     folder = REAL_PRODUCT_TYPES if real else None
     total = WARMUP_EVENTS + EVENTS
     context = multiprocessing.get_context("spawn")
-    handled, sent = context.Value("q", 0, lock=False), context.Value("q", 0, lock=False)
+    taken, sent = context.Value("q", 0, lock=False), context.Value("q", 0, lock=False)
     with EmbeddedBroker() as broker:
         env = {**broker.env(), "TOPIC_PREFIX": unique_prefix(), "KAFKA_MAX_POLL_RECORDS": "2000",
                "KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
         runtime = RuntimeSettings.from_env("validator", env, metrics_port=None)
-        feeder = context.Process(target=_feed, args=(env, total, handled, sent), name="validator-bench-feeder")
+        feeder = context.Process(target=_feed, args=(env, total, taken, sent), name="validator-bench-feeder")
         feeder.start()
         registry, stop = CollectorRegistry(), StopSignal()
         worker = build_worker(runtime, ValidatorSettings(product_types_dir=folder), registry=registry, stop=stop)
@@ -205,8 +211,8 @@ def bench_worker(results: dict) -> None:
         thread = threading.Thread(target=worker.run, name="validator-bench", daemon=True)
         thread.start()
         try:
-            start_count, started = _wait_for(registry, handled, WARMUP_EVENTS, 180)
-            end_count, ended = _wait_for(registry, handled, total, 300)
+            start_count, started = _wait_for(registry, taken, WARMUP_EVENTS, 180)
+            end_count, ended = _wait_for(registry, taken, total, 300)
         finally:
             stop.set()
             thread.join(30)
@@ -220,11 +226,11 @@ def bench_worker(results: dict) -> None:
           f"broker ({schema}, 10% invalid, producer in another process)")
 
 
-def _wait_for(registry: CollectorRegistry, handled, count: int, timeout_s: float) -> tuple[float, float]:
+def _wait_for(registry: CollectorRegistry, taken, count: int, timeout_s: float) -> tuple[float, float]:
     deadline = time.monotonic() + timeout_s
     while True:
         produced = _produced(registry)
-        handled.value = int(produced)
+        taken.value = int(_counted(registry, "pipeline_messages_consumed"))
         if produced >= count:
             return produced, time.perf_counter()
         if time.monotonic() > deadline:
