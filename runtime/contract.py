@@ -85,6 +85,9 @@ def _choice(obj: dict, name: str, choices: tuple[str, ...], default: str, errors
     return value
 
 
+_HASH_PIECE = 2000  # bytes; CPython's hashlib keeps the GIL below 2048
+
+
 def content_hash(operation: str, product_type: str | None, requirements: str, attributes: dict) -> str:
     """SHA-256 of what putListingsItem / deleteListingsItem will send. Canonical JSON (sorted keys,
     no whitespace), so the same listing hashes the same whatever order the PIM wrote it in.
@@ -96,7 +99,14 @@ def content_hash(operation: str, product_type: str | None, requirements: str, at
     else:
         sent = {"operation": operation, "product_type": product_type, "requirements": requirements,
                 "attributes": attributes}
-    return hashlib.sha256(orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)).hexdigest()
+    canonical = orjson.dumps(sent, option=orjson.OPT_SORT_KEYS)
+    # hashlib lets go of the GIL for inputs over 2 KB: once per item, in a worker whose Kafka
+    # threads wait for it, that meant a thread switch per item (validator worker ~6 % slower).
+    # Fed in smaller pieces, the digest is the same and the GIL stays.
+    digest = hashlib.sha256()
+    for start in range(0, len(canonical), _HASH_PIECE):
+        digest.update(canonical[start:start + _HASH_PIECE])
+    return digest.hexdigest()
 
 
 def parse_time(value: str) -> datetime:

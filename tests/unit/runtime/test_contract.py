@@ -60,6 +60,11 @@ def test_the_content_hash_formula_is_fixed():
     attributes = {"item_name": [{"value": "Band", "language_tag": "en_US"}], "brand": [{"value": "Acme"}]}
     assert content_hash("upsert", "HAIRBAND", "LISTING", attributes) == \
         "4df5694e8f23363f909e7537cd0b2ba6893e2963ca891822bd993dd634b92762"
+    # A listing of several KB (hashed piece by piece) gives the one-shot SHA-256 of the same JSON.
+    long = {"bullet_point": [{"value": f"Soft satin band number {i}, gentle on hair", "language_tag": "en_US"}
+                             for i in range(120)], "brand": [{"value": "Acme"}]}
+    assert content_hash("upsert", "HAIRBAND", "LISTING", long) == \
+        "1b2404f9da5f69cc85c107ac6a027f6b67352570fd95fd00c0ffa4d681d3a2f2"
     # A delete sends only the SKU: its hash ignores everything else.
     assert content_hash("delete", "X", "LISTING_OFFER_ONLY", {"a": 1}) == content_hash("delete", None, "LISTING", {}) == \
         "782c5bb77f186f3a6602165de1b69abf7482baff68887e307f1085e243cac688"
