@@ -160,9 +160,10 @@ def _events(count: int) -> list[tuple[str, bytes]]:
 
 
 def _feed(env: dict, total: int, taken, sent) -> None:
-    """Producer process: keeps at most BACKLOG events on the topic that the worker has not taken. The embedded broker
-    keeps only ~5 MB per partition and drops older data beyond that, so a 130 MB backlog of 3 KB
-    items cannot be produced up front; a separate process keeps the producer off the worker's GIL."""
+    """Producer process: keeps at most BACKLOG events on the topic that the worker has not taken.
+    The embedded broker keeps only ~5 MB per partition and drops older data beyond that, so a 130 MB
+    backlog of 3 KB items cannot be produced up front; a separate process keeps the producer off
+    the worker's GIL."""
     settings = RuntimeSettings.from_env("bench-feeder", env, metrics_port=None)
     events = _events(total)
     producer = BusProducer(settings, linger_ms=20)
