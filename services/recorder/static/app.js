@@ -154,7 +154,6 @@ async function loadItems(reset) {
   } finally {
     if (state.itemsLoad === load) state.itemsLoad = null;
   }
-  if (load.signal.aborted) return;
   const body = $("items-body");
   if (reset) body.replaceChildren();
   for (const item of page.items) body.append(itemRow(item));
