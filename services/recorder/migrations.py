@@ -207,4 +207,20 @@ MIGRATIONS: tuple[Migration, ...] = (
         "SELECT synced_at / 60000, COALESCE(run_id, ''), item_type, status, COUNT(*) FROM items "
         "GROUP BY synced_at / 60000, COALESCE(run_id, ''), item_type, status",
     )),
+    # An item's membership of its current run (the run of its latest event) moves into its own row:
+    # recording an event then writes one row, not two. run_items keeps the memberships of runs the
+    # item has left (written as it leaves, and updated by late events of those runs); where both
+    # hold a pair, the item row is the current one. The membership's other fields equal the item's
+    # (its latest event is the run's latest): only what the run's own events decide is kept apart.
+    Migration(5, "membership of the current run in the item row", (
+        "ALTER TABLE items ADD COLUMN run_change_time BIGINT",
+        "ALTER TABLE items ADD COLUMN run_final_time BIGINT",
+        "ALTER TABLE items ADD COLUMN run_final_event_id TEXT",
+        "ALTER TABLE items ADD COLUMN run_final_status TEXT",
+        "UPDATE items SET run_change_time = ri.change_time, run_final_time = ri.final_time, "
+        "run_final_event_id = ri.final_event_id, run_final_status = ri.final_status "
+        "FROM run_items ri WHERE ri.run_id = items.run_id AND ri.item_key = items.item_key",
+        "DELETE FROM run_items WHERE EXISTS "
+        "(SELECT 1 FROM items i WHERE i.item_key = run_items.item_key AND i.run_id = run_items.run_id)",
+    )),
 )

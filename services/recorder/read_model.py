@@ -32,7 +32,7 @@ from .projection import (
     effective_run_status,
     iso_from_ms,
 )
-from .store import ReadStore, Session
+from .store import RUN_MEMBERS, ReadStore, Session
 
 DEFAULT_PAGE = 25
 MAX_PAGE = 500
@@ -293,9 +293,9 @@ class ReadModel:
         if status not in ("all", *ITEM_STATUSES):
             raise BadQuery(f"status={status!r} must be one of all, {', '.join(ITEM_STATUSES)}")
         _check_text(run_id=run_id)
-        where, params = "ri.run_id = ?", [run_id]
+        where, params = "true", [run_id, run_id]
         if status != "all":
-            where += " AND ri.status = ?"
+            where = "ri.status = ?"
             params.append(status)
         with self.store.read() as s:
             run = s.one("SELECT mode FROM runs WHERE run_id = ?", (run_id,))
@@ -303,7 +303,7 @@ class ReadModel:
                 return None
             rows = s.execute(
                 "SELECT ri.item_key, p.run_id, p.item_type, p.operation, p.product_type, p.requirements, "
-                "p.parent_reference, p.attributes_json, p.changed_at FROM run_items ri "
+                f"p.parent_reference, p.attributes_json, p.changed_at FROM {RUN_MEMBERS} ri "
                 f"LEFT JOIN item_payloads p ON p.item_key = ri.item_key WHERE {where} "
                 "ORDER BY p.event_time, ri.item_key", params)
         found = RunPayloads(run_id, run[0])
@@ -350,9 +350,9 @@ class ReadModel:
                 if s.one("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) is None:
                     return None
                 # The run's items whose final outcome is an Amazon error: what a case is about.
-                finals = s.execute("SELECT item_key, final_event_id FROM run_items WHERE run_id = ? "
-                                   "AND status = 'error' AND final_event_id IS NOT NULL ORDER BY final_time DESC "
-                                   "LIMIT ?", (run_id, limit * 2))
+                finals = s.execute(f"SELECT item_key, final_event_id FROM {RUN_MEMBERS} ri WHERE status = 'error' "
+                                   "AND final_event_id IS NOT NULL ORDER BY final_time DESC LIMIT ?",
+                                   (run_id, run_id, limit * 2))
                 wanted = {r[1] for r in finals}
                 # History is indexed per item: fetch those items' submissions, keep the final ones.
                 events = s.select_in("SELECT event_id, item_key, event_time, details_json FROM item_events "

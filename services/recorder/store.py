@@ -334,7 +334,9 @@ class ApplyResult:
 
 _ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_type", "run_id", "status",
                  "synced_at", "latest_event_id", "change_time", "final_time", "final_event_id", "final_status",
-                 "endpoint", "request_id", "submission_id", "error_json", "issues_json")
+                 "endpoint", "request_id", "submission_id", "error_json", "issues_json",
+                 # the membership of the current run (run_id), where it differs from the item's own fold
+                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status")
 _RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
                      "final_time", "final_event_id", "final_status")
 _RUN_COLUMNS = ("run_id", "mode", "endpoint", "source", "started_at", "next_run_at", "opened", "closed_at",
@@ -348,6 +350,16 @@ _HASH_COLUMNS = ("item_key", "endpoint", "content_hash", "run_id", "event_time",
 _COUNT_COLUMNS = ("run_id", "item_type", "status", "n")
 _MINUTE_COUNT_COLUMNS = ("minute", "run_id", "item_type", "status", "n")
 _OFFSET_COLUMNS = ("consumer_group", "topic", "partition_id", "next_offset", "updated_at")
+
+
+# The members of one run (both `?`: the run id) as (item_key, status, final_time, final_event_id):
+# item rows whose current run it is, plus the memberships of items that have left it.
+RUN_MEMBERS = (
+    "(SELECT item_key, CASE WHEN run_final_time IS NULL OR run_change_time > run_final_time THEN 'pending' "
+    "ELSE run_final_status END AS status, run_final_time AS final_time, run_final_event_id AS final_event_id "
+    "FROM items WHERE run_id = ? "
+    "UNION ALL SELECT ri.item_key, ri.status, ri.final_time, ri.final_event_id FROM run_items ri WHERE ri.run_id = ? "
+    "AND NOT EXISTS (SELECT 1 FROM items i WHERE i.item_key = ri.item_key AND i.run_id = ri.run_id))")
 
 
 def _upsert_tail(columns: Sequence[str], key: Sequence[str], fixed: Sequence[str] = ()) -> str:
@@ -492,12 +504,13 @@ class ReadStore:
             new_items = [e for m, e in item_events if fresh(m)]
             new_runs = [(kind, ev) for m, kind, ev in run_events if fresh(m)]
             result.already_applied = len(messages) - len(new_items) - len(new_runs)
-            loaded = self._load(s, *touched(new_items, new_runs))  # duplicates' rows too: harmless
+            loaded, archived = self._load(s, *touched(new_items, new_runs))  # duplicates' rows too: harmless
             unique = self._record_history(s, new_items, loaded.items)
             result.duplicates = len(new_items) - len(unique)
-            known_items, known_run_items = set(loaded.items), set(loaded.run_items)  # `project` adds to them
+            # What was stored before the fold (`project` updates `loaded` in place and adds to it).
+            stored = _Stored({k: i.run_id for k, i in loaded.items.items()}, archived)
             projected = project(loaded, unique, new_runs)
-            self._save(s, projected, known_items, known_run_items)
+            self._save(s, projected, stored, loaded.run_items)
             self._save_offsets(s, group, messages)
             result.applied = projected.applied
         times = [e.time for e in unique] + [_event_ms(ev) for _, ev in new_runs]
@@ -538,39 +551,51 @@ class ReadStore:
         return fresh
 
     @staticmethod
-    def _load(s: Session, item_keys: set[str], run_item_keys: set[tuple[str, str]], run_ids: set[str]) -> Loaded:
+    def _load(s: Session, item_keys: set[str], run_item_keys: set[tuple[str, str]],
+              run_ids: set[str]) -> tuple[Loaded, set[tuple[str, str]]]:
+        """The rows a batch touches, and which memberships came from run_items (the others that
+        are loaded came from their item row)."""
         loaded = Loaded()
         if item_keys:
             for row in s.select_in(f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items WHERE item_key", sorted(item_keys)):
                 state = _item_from_row(row)
                 loaded.items[state.item_key] = state
-        # A run's membership row is written with its item row: an item not stored has none.
-        run_item_keys = {k for k in run_item_keys if k[1] in loaded.items}
+                if state.run_id:
+                    loaded.run_items[(state.run_id, state.item_key)] = _current_member(state, row)
+        # Memberships of runs the item has left. They are written with the item row: an item not
+        # stored has none.
+        run_item_keys = {k for k in run_item_keys if k[1] in loaded.items and k not in loaded.run_items}
+        archived: set[tuple[str, str]] = set()
         if run_item_keys:
             for row in s.select_pairs_in(f"SELECT {', '.join(_RUN_ITEM_COLUMNS)} FROM run_items", "run_id", "item_key",
                                          sorted(run_item_keys)):
+                archived.add((row[0], row[1]))
                 loaded.run_items[(row[0], row[1])] = _run_item_from_row(row)
         if run_ids:
             for row in s.select_in(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id", sorted(run_ids)):
                 run = RunState(*row)
                 run.opened = bool(run.opened)
                 loaded.runs[run.run_id] = run
-        return loaded
+        return loaded, archived
 
     @staticmethod
-    def _save(s: Session, p, known_items: set[str], known_run_items: set[tuple[str, str]]) -> None:
+    def _save(s: Session, p, stored: _Stored, members: dict[tuple[str, str], ItemState]) -> None:
         """Rows the batch created are appended (COPY / one prepared INSERT: no conflict handling,
-        the write lock guarantees they are still absent); rows that existed are upserted."""
+        the write lock guarantees they are still absent); rows that existed are upserted.
+        `members`: every membership the batch knows (loaded or created), by (run, item)."""
+        known_items = stored.run_of
         if p.items:
             dumps = orjson.dumps
             new, old = [], []
             for key, i in p.items.items():
+                m = members[(i.run_id, key)] if i.run_id else _NO_MEMBER
                 (old if key in known_items else new).append((
                     i.item_key, i.seller_id, i.marketplace_id, i.reference, i.item_type, i.run_id, i.status,
                     i.synced_at, i.latest_event_id, i.change_time, i.final_time, i.final_event_id, i.final_status,
                     i.endpoint, i.request_id, i.submission_id,
                     dumps(i.error).decode() if i.error is not None else None,
-                    dumps(i.issues).decode() if i.issues else None))
+                    dumps(i.issues).decode() if i.issues else None,
+                    m.change_time, m.final_time, m.final_event_id, m.final_status))
             s.append("items", _ITEM_COLUMNS, new)
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
@@ -590,10 +615,19 @@ class ReadStore:
                                                              e.event_id))
             s.append("item_finished_hashes", _HASH_COLUMNS, new)
             s.insert_rows("item_finished_hashes", _HASH_COLUMNS, old, _HASHES_UPSERT)
-        if p.run_items:
+        # Memberships outside the item rows: runs the item left in this batch, and runs other than
+        # its current one that the batch's events belong to. Appended where the lookup found no row
+        # (or the item is new), upserted where a row exists or may (an old current membership may
+        # have an outdated row from an earlier stay of the item in that run).
+        outside = {k for k in p.run_items if p.items[k[1]].run_id != k[0]}
+        outside.update((old_run, key) for key, old_run in stored.run_of.items()
+                       if old_run and key in p.items and p.items[key].run_id != old_run)
+        if outside:
             new, old = [], []
-            for key, i in p.run_items.items():
-                (old if key in known_run_items else new).append((
+            for key in sorted(outside):
+                i = members[key]
+                may_exist = key in stored.archived or stored.run_of.get(key[1]) == key[0]
+                (old if may_exist else new).append((
                     key[0], i.item_key, i.item_type, i.status, i.synced_at, i.latest_event_id, i.change_time,
                     i.final_time, i.final_event_id, i.final_status))
             s.append("run_items", _RUN_ITEM_COLUMNS, new)
@@ -636,17 +670,35 @@ class ReadStore:
                               "updated_at = excluded.updated_at")
 
 
+@dataclass(frozen=True)
+class _Stored:
+    run_of: dict[str, str | None]   # stored item key -> its current run before the batch
+    archived: set[tuple[str, str]]  # (run, item) memberships found in run_items
+
+
+_NO_MEMBER = ItemState("", "", "", "", "")
+
+
 def _event_ms(event: dict) -> int:
     return to_ms(event.get("event_time")) or 0
 
 
 def _item_from_row(row: tuple) -> ItemState:
     (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
-     final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json) = row
+     final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json,
+     *_member) = row
     return ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
                      orjson.loads(error_json) if error_json else None,
                      orjson.loads(issues_json) if issues_json else [])
+
+
+def _current_member(item: ItemState, row: tuple) -> ItemState:
+    """The item's membership of its current run, from its row: the run's latest event is the
+    item's latest, so only change and final fields are the run's own."""
+    change_time, final_time, final_event_id, final_status = row[-4:]
+    return ItemState(item.item_key, item.seller_id, item.marketplace_id, item.reference, item.item_type, item.run_id,
+                     item.synced_at, item.latest_event_id, change_time, final_time, final_event_id, final_status)
 
 
 def _run_item_from_row(row: tuple) -> ItemState:
@@ -657,4 +709,4 @@ def _run_item_from_row(row: tuple) -> ItemState:
                      change_time, final_time, final_event_id, final_status)
 
 
-__all__ = ["DEFAULT_URL", "NO_RUN", "ApplyResult", "ReadStore", "Session", "StoreError", "StoreUnavailable"]
+__all__ = ["DEFAULT_URL", "NO_RUN", "RUN_MEMBERS", "ApplyResult", "ReadStore", "Session", "StoreError", "StoreUnavailable"]

@@ -535,3 +535,118 @@ def test_a_store_from_before_the_minute_counters_gets_them_from_its_items(store)
     with store.read() as s:
         assert sorted(s.execute("SELECT minute, run_id, item_type, status, n FROM item_minute_counts")) == kept
     assert len(kept) > 1
+
+
+def run_view(store: ReadStore, first: SampleRun, second: SampleRun) -> dict:
+    """Per run: counts and status, and the references of its members by status in that run."""
+    model = ReadModel(store, clock=lambda: first.start.timestamp() + 60)
+    out = {}
+    for found in model.runs()["runs"]:
+        members = {status: sorted(i["reference"] for i in model.run_payloads(found["run_id"], status).items)
+                   for status in ("pending", "error", "finished")}
+        out["first" if found["run_id"] == first.run_id else "second"] = (found["counts"], found["status"], members)
+    return out
+
+
+@pytest.mark.parametrize("batching", ["one event per batch", "one batch"])
+def test_an_item_moving_between_runs_keeps_its_membership_of_each(store, batching):
+    """An item's membership of its current run lives in its item row and moves to run_items when it
+    leaves; late events of a run it left, and a return to that run, keep both runs exact."""
+    first, second = SampleRun(), SampleRun()
+    second.start = first.start + timedelta(hours=1)
+    partitions = Partitions()
+
+    def apply(*events):
+        if batching == "one batch":
+            store.apply(GROUP, partitions.messages(list(events)))
+        else:
+            for event in events:
+                store.apply(GROUP, partitions.messages([event]))
+
+    apply(first.opened(), first.changed("X"), first.changed("Y"), first.closed(2),
+          second.opened(), second.changed("X"), second.closed(1),
+          # late outcomes of the first run, older than X's change in the second
+          first.submitted("X", at=first.start + timedelta(minutes=30)),
+          first.submitted("Y", accepted=False))
+    assert run_view(store, first, second) == {
+        "first": ({"total": 2, "pending": 0, "error": 1, "finished": 1}, "finished_with_errors",
+                  {"pending": [], "error": ["Y"], "finished": ["X"]}),
+        "second": ({"total": 1, "pending": 1, "error": 0, "finished": 0}, "in_progress",
+                   {"pending": ["X"], "error": [], "finished": []}),
+    }
+    model = ReadModel(store)
+    assert (model.item("X")["status"], model.item("X")["run_id"]) == ("pending", second.run_id)
+
+    # A first-run outcome newer than everything: X's current run is the first again, and the
+    # second run still counts X as pending until its own outcome arrives.
+    apply(first.submitted("X", accepted=False, at=second.start + timedelta(minutes=10)))
+    assert (model.item("X")["status"], model.item("X")["run_id"]) == ("error", first.run_id)
+    view = run_view(store, first, second)
+    assert view["first"][0] == {"total": 2, "pending": 0, "error": 2, "finished": 0}
+    assert view["second"][2] == {"pending": ["X"], "error": [], "finished": []}
+    apply(second.submitted("X", at=second.start + timedelta(minutes=20)))
+    assert (model.item("X")["status"], model.item("X")["run_id"]) == ("finished", second.run_id)
+    assert run_view(store, first, second) == {
+        "first": ({"total": 2, "pending": 0, "error": 2, "finished": 0}, "finished_with_errors",
+                  {"pending": [], "error": ["X", "Y"], "finished": []}),
+        "second": ({"total": 1, "pending": 0, "error": 0, "finished": 1}, "finished",
+                   {"pending": [], "error": [], "finished": ["X"]}),
+    }
+    assert [r["reference"] for r in model.support_case(run_id=first.run_id)["submissions"]] == ["X", "Y"]
+
+
+def test_a_version_4_store_moves_current_memberships_into_the_item_rows(store):
+    first, second = SampleRun(), SampleRun()
+    second.start = first.start + timedelta(hours=1)
+    partitions = Partitions()
+    store.apply(GROUP, partitions.messages(one_run(first, n=6) + [second.opened(), second.changed("HB-000")]))
+    expected = run_view(store, first, second)
+    with store.write() as s:  # as a version-4 store kept them: every membership in run_items
+        s.execute("INSERT INTO run_items (run_id, item_key, item_type, status, synced_at, latest_event_id, "
+                  "change_time, final_time, final_event_id, final_status) "
+                  "SELECT run_id, item_key, item_type, CASE WHEN run_final_time IS NULL "
+                  "OR run_change_time > run_final_time THEN 'pending' ELSE run_final_status END, synced_at, "
+                  "latest_event_id, run_change_time, run_final_time, run_final_event_id, run_final_status FROM items")
+        s.execute("UPDATE items SET run_change_time = NULL, run_final_time = NULL, run_final_event_id = NULL, "
+                  "run_final_status = NULL")
+        s.execute("DELETE FROM schema_migrations WHERE version = 5")
+        for column in ("run_change_time", "run_final_time", "run_final_event_id", "run_final_status"):
+            s.execute(f"ALTER TABLE items DROP COLUMN {column}")
+    assert store.migrate() == [5]
+    with store.read() as s:
+        assert s.one("SELECT COUNT(*) FROM run_items")[0] == 1  # HB-000 left the first run
+    assert run_view(store, first, second) == expected
+    store.apply(GROUP, partitions.messages([second.submitted("HB-000"), second.closed(1)]))
+    assert run_view(store, first, second)["second"][:2] == (
+        {"total": 1, "pending": 0, "error": 0, "finished": 1}, "finished")
+
+
+def test_items_moving_between_runs_give_the_same_runs_in_any_order_and_batching(store_factory):
+    import random
+
+    first, second = SampleRun(), SampleRun()
+    second.start = first.start + timedelta(minutes=1)
+    events = [first.opened(), second.opened()]
+    for i in range(12):
+        events += [first.changed(f"M-{i:02d}"), second.changed(f"M-{i:02d}")] if i % 3 else [first.changed(f"M-{i:02d}")]
+    for i in range(12):  # outcomes interleaved in time across the two runs
+        events.append(first.submitted(f"M-{i:02d}", accepted=i % 2 == 0, at=second.start + timedelta(seconds=i)))
+        if i % 3 == 1:
+            events.append(second.validation_failed(f"M-{i:02d}", at=second.start + timedelta(seconds=i, milliseconds=500)))
+    events += [first.closed(12), second.closed(8)]
+    views = []
+    for seed in range(4):
+        store = store_factory()
+        store.migrate()
+        with store.write() as s:
+            for table in ("runs", "items", "run_items", "item_counts", "item_events", "consumer_offsets",
+                          "item_payloads", "item_finished_hashes", "item_minute_counts"):
+                s.execute(f"DELETE FROM {table}")
+        shuffled = list(events) if seed == 0 else random.Random(seed).sample(events, len(events))
+        partitions, size = Partitions(), [len(events), 1, 5, 9][seed]
+        for start in range(0, len(shuffled), size):
+            store.apply(GROUP, partitions.messages(shuffled[start:start + size]))
+        model = ReadModel(store, clock=lambda: first.start.timestamp() + 60)
+        views.append((run_view(store, first, second), all_pages(model, run_id="all")))
+    assert views[0][0]["second"][0] == {"total": 8, "pending": 4, "error": 4, "finished": 0}
+    assert all(view == views[0] for view in views[1:])
