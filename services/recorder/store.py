@@ -508,9 +508,9 @@ class ReadStore:
             unique = self._record_history(s, new_items, loaded.items)
             result.duplicates = len(new_items) - len(unique)
             # What was stored before the fold (`project` updates `loaded` in place and adds to it).
-            stored = _Stored({k: i.run_id for k, i in loaded.items.items()}, archived)
+            before = _Stored({k: i.run_id for k, i in loaded.items.items()}, archived)
             projected = project(loaded, unique, new_runs)
-            self._save(s, projected, stored, loaded.run_items)
+            self._save(s, projected, before, loaded.run_items)
             self._save_offsets(s, group, messages)
             result.applied = projected.applied
         times = [e.time for e in unique] + [_event_ms(ev) for _, ev in new_runs]
