@@ -508,7 +508,9 @@ class ReadStore:
             unique = self._record_history(s, new_items, loaded.items)
             result.duplicates = len(new_items) - len(unique)
             # What was stored before the fold (`project` updates `loaded` in place and adds to it).
-            before = _Stored({k: i.run_id for k, i in loaded.items.items()}, archived)
+            before = _Stored({k: i.run_id for k, i in loaded.items.items()}, archived,
+                             {k for k, i in loaded.items.items() if i.change_time is not None},
+                             {k for k, i in loaded.items.items() if i.final_time is not None})
             projected = project(loaded, unique, new_runs)
             self._save(s, projected, before, loaded.run_items)
             self._save_offsets(s, group, messages)
@@ -600,18 +602,19 @@ class ReadStore:
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
             s.append("item_refs", _REF_COLUMNS, [(row[0], row[3].lower()) for row in new])
-        # An item's payload and hash rows are written with its item row, so an item new to the
-        # store has neither yet: those rows are appended, the others upserted newest-wins.
+        # An item's payload and hash rows are written with its item row and the change or final
+        # event they come from: an item whose row shows no such event has no such row yet, and
+        # those are appended; the others are upserted newest-wins.
         if p.payloads:
             new, old = [], []
             for key, e in p.payloads.items():
-                (old if key in known_items else new).append((key, e.item_type, *e.payload, e.run_id, e.time, e.event_id))
+                (old if key in stored.changed else new).append((key, e.item_type, *e.payload, e.run_id, e.time, e.event_id))
             s.append("item_payloads", _PAYLOAD_COLUMNS, new)
             s.insert_rows("item_payloads", _PAYLOAD_COLUMNS, old, _PAYLOADS_UPSERT)
         if p.finished_hashes:
             new, old = [], []
             for (key, endpoint), e in p.finished_hashes.items():
-                (old if key in known_items else new).append((key, endpoint, e.finished_hash, e.run_id, e.time,
+                (old if key in stored.finished else new).append((key, endpoint, e.finished_hash, e.run_id, e.time,
                                                              e.event_id))
             s.append("item_finished_hashes", _HASH_COLUMNS, new)
             s.insert_rows("item_finished_hashes", _HASH_COLUMNS, old, _HASHES_UPSERT)
@@ -674,6 +677,8 @@ class ReadStore:
 class _Stored:
     run_of: dict[str, str | None]   # stored item key -> its current run before the batch
     archived: set[tuple[str, str]]  # (run, item) memberships found in run_items
+    changed: set[str]   # stored items with a catalog change folded in: they may have a payload row
+    finished: set[str]  # stored items with a final event folded in: they may have hash rows
 
 
 _NO_MEMBER = ItemState("", "", "", "", "")
