@@ -72,7 +72,7 @@ def item(n: int) -> dict:
 
 
 def _run_counts(stack: DemoStack, run_id: str) -> dict | None:
-    for run in httpx.get(f"{stack.api_url}/api/runs", params={"limit": 5}, timeout=10).json()["runs"]:
+    for run in stack.api_get("/api/runs", limit=5)["runs"]:
         if run["run_id"] == run_id:
             return run
     return None
