@@ -69,7 +69,8 @@ class ItemValidator:
         if resolved is not None and not unreadable:
             known_attributes = resolved.compiled.attribute_names
             issues.extend(resolved.compiled.validate(attributes, enforce_required=resolved.enforce_required))
-        issues.extend(marketplace_issues(attributes, marketplace_id))
+        raw = change.get("attributes_json")
+        issues.extend(marketplace_issues(attributes, marketplace_id, raw if type(raw) is str else None))
         issues.extend(identifier_issues(attributes))
         if item_type == "variant":
             # An offer-only update carries sales terms, not the relationship facts.

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import orjson
 import pytest
 from validator_fixtures import DE, US, text
 
@@ -80,6 +81,24 @@ def test_every_marketplace_inside_the_attributes_must_be_the_events():
     ]
     assert DE in found[0].message and US in found[0].message
     assert marketplace_issues({"item_name": text("Headband")}, US) == []
+
+
+@pytest.mark.parametrize("template", [
+    '{"item_name":[{"value":"x","marketplace_id":"<US>"}],"brand":[{"value":"marketplace_id"}]}',
+    '{"item_name":[{"value":"x","marketplace_id":"<DE>"}]}',
+    '{"item_name": [{"value": "x", "marketplace_id": "<DE>"}]}',  # not compact
+    '{"item_name":[{"value":"x","marketplace_id" :"<DE>"}]}',
+    '{"item_name":[{"value":"x","\\u006darketplace_id":"<DE>"}]}',  # an escaped key
+    '{"item_name":[{"value":"x","marketplace_id":null}]}',
+    '{"item_name":[{"value":"x","marketplace_id":"<DE>"}],"a\\"marketplace_id":"<US>"}',
+    '{"item_name":[{"marketplace_id":"<DE>","marketplace_id":"<US>"}]}',  # duplicate key: the last wins
+])
+def test_the_json_text_shortcut_finds_what_the_walk_finds(template):
+    """The marketplace check first compares two substring counts in the attributes' JSON text;
+    whatever the text looks like, the result is the walk's."""
+    raw = template.replace("<US>", US).replace("<DE>", DE)
+    attributes = orjson.loads(raw)
+    assert marketplace_issues(attributes, US, raw) == marketplace_issues(attributes, US)
 
 
 KNOWN = {"parentage_level", "child_parent_sku_relationship", "variation_theme", "color", "size", "style"}
