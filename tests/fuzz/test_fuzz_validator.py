@@ -57,7 +57,10 @@ references = st.text(min_size=1, max_size=60) | st.sampled_from(["R" * 100_000, 
 @st.composite
 def changes(draw) -> dict:
     event = {
-        **new_header(draw(st.none() | st.just("run-1"))),
+        # Drawn, not from new_header: ids from the `random` module inside a strategy would not replay.
+        "event_id": str(draw(st.uuids(version=4))),
+        "event_time": datetime(2026, 1, 1, 12, tzinfo=UTC),
+        "run_id": draw(st.none() | st.just("run-1")),
         "mode": draw(st.sampled_from(["test", "preview", "production"])),
         "reference": draw(references),
         "item_type": draw(st.sampled_from(["category", "product", "variant"])),
