@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import ssl
+from collections.abc import Iterable, Mapping
 
 import httptools
 import httpx
@@ -122,10 +123,19 @@ class Http11Transport(httpx.AsyncBaseTransport):
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
         origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        timeouts = request.extensions.get("timeout", {})
-        body = await request.aread()
-        head = [f"{request.method} ".encode(), url.raw_path, b" HTTP/1.1\r\n"]
-        for name, value in request.headers.raw:
+        status, headers, body = await self.exchange(request.method, origin, url.raw_path, request.headers.raw,
+                                                    await request.aread(), request.extensions.get("timeout", {}))
+        return httpx.Response(status, headers=headers, content=body, request=request,
+                              extensions={"http_version": b"HTTP/1.1"})
+
+    async def exchange(self, method: str, origin: tuple[str, str, int], target: bytes,
+                       headers: Iterable[tuple[bytes, bytes]], body: bytes,
+                       timeouts: Mapping[str, float | None]) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """One request as given (`headers` complete: Host, Content-Length), the answer as (status,
+        raw headers, body as received). What handle_async_request wraps in httpx objects, for a
+        caller that needs no more: building those costs ~80 µs a call on this machine."""
+        head = [f"{method} ".encode(), target, b" HTTP/1.1\r\n"]
+        for name, value in headers:
             head += [name, b": ", value, b"\r\n"]
         head.append(b"\r\n")
         payload = b"".join(head) + body
@@ -146,8 +156,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
             idle.append(protocol)
         elif not protocol.closed:
             protocol.transport.close()
-        return httpx.Response(protocol.status, headers=protocol.headers, content=b"".join(protocol.body),
-                              request=request, extensions={"http_version": b"HTTP/1.1"})
+        return protocol.status, protocol.headers, b"".join(protocol.body)
 
     async def aclose(self) -> None:
         for connections in self._idle.values():

@@ -69,6 +69,7 @@ class HttpxSpApi:
         self._tls = ssl.create_default_context()  # the CA bundle is loaded once, not once per connection
         self._transport = transport
         self._pools: dict[str, _Connections] = {}
+        self._sites: dict[str, _Site] = {}
         # Login only (Listings calls go to the transports directly, see the module doc).
         self._login_client = httpx.AsyncClient(timeout=self._timeout, headers=dict(STANDARD_HEADERS), trust_env=False,
                                                verify=self._tls, transport=self._new_transport())
@@ -154,17 +155,11 @@ class HttpxSpApi:
     async def send(self, transport: httpx.AsyncBaseTransport, account: Account, base_url: str,
                    call: ListingCall) -> Answer:
         token = await self._access_token(account)
-        headers = [*STANDARD_HEADERS, ("x-amz-access-token", token.value)]
-        if call.body is not None:
-            headers.append(("content-type", "application/json"))
-        request = httpx.Request(call.method, base_url + call.path_and_query, headers=headers, content=call.body,
-                                extensions={"timeout": self._timeout_extension})
         try:
-            response = await transport.handle_async_request(request)
-            try:
-                content = await response.aread()
-            finally:
-                await response.aclose()
+            if isinstance(transport, Http11Transport):
+                status, raw_headers, content = await self._exchange(transport, base_url, call, token.value)
+            else:
+                status, raw_headers, content = await self._through_httpx(transport, base_url, call, token.value)
         except httpx.TimeoutException as exc:
             return Answer(None, failure="timeout", detail=f"no answer in time ({type(exc).__name__})",
                           token_generation=token.generation)
@@ -175,14 +170,70 @@ class HttpxSpApi:
             return Answer(None, failure="undecodable_response", detail=f"{type(exc).__name__}: {exc}"[:300],
                           token_generation=token.generation)
         request_id = rate_limit = None
-        for name, value in response.headers.raw:  # one pass; httpx's Headers.get decodes on every lookup
+        for name, value in raw_headers:  # one pass; httpx's Headers.get decodes on every lookup
             name = name.lower()
             if name == b"x-amzn-requestid":
                 request_id = value.decode("latin-1")
             elif name == b"x-amzn-ratelimit-limit":
                 rate_limit = value.decode("latin-1")
-        return Answer(response.status_code, request_id=request_id, body=_json(content), rate_limit=rate_limit,
+        return Answer(status, request_id=request_id, body=_json(content), rate_limit=rate_limit,
                       token_generation=token.generation)
+
+    async def _exchange(self, transport: Http11Transport, base_url: str, call: ListingCall,
+                        token: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The call on our own wire layer, without an httpx.Request and Response per call (~80 µs
+        of URL parsing, header normalising and stream wrapping): the headers httpx would send."""
+        site = self._sites.get(base_url)
+        if site is None:
+            site = self._sites[base_url] = _Site.of(base_url)
+        headers = [(b"host", site.host), *_RAW_STANDARD_HEADERS, (b"x-amz-access-token", token.encode())]
+        body = call.body
+        if body is not None:
+            headers += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
+        elif call.method in ("POST", "PUT", "PATCH"):
+            headers.append((b"content-length", b"0"))
+        status, raw_headers, content = await transport.exchange(
+            call.method, site.origin, site.prefix + call.path_and_query.encode("ascii"), headers, body or b"",
+            self._timeout_extension)
+        if any(name.lower() == b"content-encoding" for name, _ in raw_headers):
+            # Compressed although not asked for (a proxy): httpx's decoders, as on any transport.
+            content = httpx.Response(status, headers=raw_headers, content=content).content
+        return status, raw_headers, content
+
+    async def _through_httpx(self, transport: httpx.AsyncBaseTransport, base_url: str, call: ListingCall,
+                             token: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:
+        """The call as an httpx.Request, for any other transport (one given by a test or a user)."""
+        headers = [*STANDARD_HEADERS, ("x-amz-access-token", token)]
+        if call.body is not None:
+            headers.append(("content-type", "application/json"))
+        request = httpx.Request(call.method, base_url + call.path_and_query, headers=headers, content=call.body,
+                                extensions={"timeout": self._timeout_extension})
+        response = await transport.handle_async_request(request)
+        try:
+            content = await response.aread()
+        finally:
+            await response.aclose()
+        return response.status_code, response.headers.raw, content
+
+
+_RAW_STANDARD_HEADERS = tuple((name.encode(), value.encode()) for name, value in STANDARD_HEADERS)
+
+
+@dataclass(frozen=True)
+class _Site:
+    """Where a base URL sends requests, parsed once by httpx itself."""
+
+    origin: tuple[str, str, int]  # scheme, host, port: the transport's connection key
+    host: bytes                   # the Host header httpx sends for it
+    prefix: bytes                 # its path (e.g. /sandbox behind a proxy), no trailing slash
+
+    @classmethod
+    def of(cls, base_url: str) -> _Site:
+        probe = httpx.Request("GET", base_url)
+        url = probe.url
+        return cls((url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)),
+                   next(value for name, value in probe.headers.raw if name.lower() == b"host"),
+                   url.raw_path.split(b"?", 1)[0].rstrip(b"/"))
 
 
 class _Connections:

@@ -1,0 +1,101 @@
+"""The SP-API client writes Listings calls straight onto its own wire layer; what reaches the
+server is what httpx itself would send for the same call (request target, Host, Content-Length,
+headers, body), behind a base URL with a path or on a default port."""
+
+from __future__ import annotations
+
+import asyncio
+
+import httpx
+import orjson
+import pytest
+
+from catalog_sync.submitter.accounts import Account
+from catalog_sync.submitter.http_transport import Http11Transport
+from catalog_sync.submitter.listing_requests import build_call
+from catalog_sync.submitter.spapi_client import ClientSettings, HttpxSpApi
+
+
+class RecordingServer:
+    """A real TCP server that records every request and answers like Amazon (token or listing)."""
+
+    def __init__(self) -> None:
+        self.requests: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+
+    async def start(self) -> int:
+        self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
+        return self._server.sockets[0].getsockname()[1]
+
+    async def close(self) -> None:
+        self._server.close()
+        await self._server.wait_closed()
+
+    async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        while head := await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b"":
+            line, *fields = head[:-4].split(b"\r\n")
+            headers = {}
+            for field in fields:
+                name, value = field.split(b":", 1)
+                headers[name.strip().lower()] = value.strip()
+            body = await reader.readexactly(int(headers.get(b"content-length", b"0")))
+            if b"/auth/o2/token" in line:
+                answer, extra = b'{"access_token":"Atza|token","expires_in":3600}', b""
+            else:
+                self.requests.append((line, headers, body))
+                answer, extra = b'{"sku":"x","status":"ACCEPTED","submissionId":"s1","issues":[]}', \
+                    b"x-amzn-RequestId: r-1\r\n"
+            writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + extra +
+                         b"content-length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer)
+            await writer.drain()
+        writer.close()
+
+
+def ready(**fields) -> dict:
+    return {"seller_id": "A1/SELLER", "reference": "HB 100%/é", "marketplace_id": "ATVPDKIKX0DER",
+            "product_type": "HAIRBAND", "mode": "production",
+            "attributes_json": '{"item_name":[{"value":"Satin — “Headband”"}]}', **fields}
+
+
+@pytest.mark.parametrize("prefix", ["", "/sandbox"])
+@pytest.mark.parametrize("event", [ready(), ready(operation="delete"), ready(mode="preview")],
+                         ids=["put", "delete", "preview"])
+def test_the_wire_request_is_what_httpx_would_send(prefix, event):
+    async def scenario():
+        server = RecordingServer()
+        port = await server.start()
+        base = f"http://127.0.0.1:{port}{prefix}"
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
+        account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
+        call = build_call(event)
+        ours = await client.send(Http11Transport(), account, base, call)
+        reference = httpx.AsyncHTTPTransport()  # httpx's own wire layer (httpcore)
+        theirs = await client.send(reference, account, base, call)
+        await reference.aclose()
+        await client.aclose()
+        await server.close()
+        return server.requests, ours, theirs
+
+    (line, headers, body), (their_line, their_headers, their_body) = asyncio.run(scenario())[0]
+    assert line == their_line and body == their_body
+    assert headers == their_headers
+    assert line.startswith(f"{event.get('operation') == 'delete' and 'DELETE' or 'PUT'} {prefix}/listings/".encode())
+    if body:
+        assert orjson.loads(body)["productType"] == "HAIRBAND"
+
+
+def test_the_answer_reads_the_same_on_both_wire_layers():
+    async def scenario():
+        server = RecordingServer()
+        port = await server.start()
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
+        account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
+        call = build_call(ready())
+        answers = [await client.send(t, account, f"http://127.0.0.1:{port}", call)
+                   for t in (Http11Transport(), httpx.AsyncHTTPTransport())]
+        await client.aclose()
+        await server.close()
+        return answers
+
+    ours, theirs = asyncio.run(scenario())
+    assert ours == theirs
+    assert (ours.status, ours.request_id, ours.body["status"]) == (200, "r-1", "ACCEPTED")
