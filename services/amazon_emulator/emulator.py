@@ -7,7 +7,6 @@ from __future__ import annotations
 import random
 import threading
 import time
-import uuid
 from collections import deque
 from collections.abc import Mapping
 from dataclasses import dataclass, field
@@ -18,6 +17,7 @@ import orjson
 from catalog_sync.amazon_emulator.listings import Answer, ListingRequest, ListingsBehaviour, errors, lane_of
 from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, UsagePlan
 from catalog_sync.amazon_emulator.tokens import TokenIssuer
+from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
 
 LISTINGS_PREFIX = "/listings/2021-08-01/items/"
 SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
@@ -149,7 +149,7 @@ class Emulator:
                     entry["endpoint"] = "sandbox" if sandbox else "production"
                     response = self._listings(method, path, query, headers, body, sandbox, entry)
                 else:
-                    response = _json(404, errors(404, "NotFound", "Resource not found.").body, str(uuid.uuid4()))
+                    response = _json(404, errors(404, "NotFound", "Resource not found.").body, new_event_id())
                     entry["operation"] = None
             entry["status"] = response.status
             self._log.append(entry)
@@ -163,7 +163,7 @@ class Emulator:
 
     def _listings(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes,
                   sandbox: bool, entry: dict) -> Response:
-        request_id = str(uuid.uuid4())
+        request_id = new_event_id()
         parts = path[len(LISTINGS_PREFIX):].split("/")
         params = parse_qs(query, keep_blank_values=True)
         mode = params.get("mode", [None])[0]

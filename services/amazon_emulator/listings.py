@@ -6,9 +6,10 @@ with status INVALID and `issues`; malformed requests are 400 `{"errors": [...]}`
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass, field
+
+from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
 
 # Static answers of Amazon's sandbox (the model's x-amzn-api-sandbox examples).
 SANDBOX_ACCEPTED_SKU = "GM-ZDPI-9B4E"
@@ -211,7 +212,7 @@ class ListingsBehaviour:
         return self._verdict(req, issues, StoredListing(product_type, requirements, attributes, ""))
 
     def _verdict(self, req: ListingRequest, issues: list[dict], listing: StoredListing) -> Answer:
-        submission_id = str(uuid.uuid4())
+        submission_id = new_event_id()
         rejected = any(i["severity"] == "ERROR" for i in issues)
         body: dict = {"sku": req.sku, "submissionId": submission_id, "issues": issues}
         if req.mode == "VALIDATION_PREVIEW":
@@ -260,7 +261,7 @@ class ListingsBehaviour:
             return Answer(200, {"sku": req.sku, "status": "ACCEPTED", "submissionId": SANDBOX_SUBMISSION_ID,
                                 "issues": []})
         self.store.pop((req.seller_id, req.marketplace_ids[0], req.sku), None)
-        return Answer(200, {"sku": req.sku, "status": "ACCEPTED", "submissionId": str(uuid.uuid4()), "issues": []})
+        return Answer(200, {"sku": req.sku, "status": "ACCEPTED", "submissionId": new_event_id(), "issues": []})
 
     def _get(self, req: ListingRequest) -> Answer:
         found = [(m, self.store.get((req.seller_id, m, req.sku))) for m in req.marketplace_ids]

@@ -97,7 +97,8 @@ def make_server(emulator: Emulator, *, log_level: str = "warning"):
     import uvicorn
 
     config = uvicorn.Config(EmulatorApp(emulator), loop="uvloop", http="httptools", lifespan="off",
-                            access_log=False, log_level=log_level, backlog=2048, timeout_keep_alive=30)
+                            access_log=False, log_level=log_level, backlog=2048, timeout_keep_alive=30,
+                            proxy_headers=False)  # nothing in front of it: no per-request header rewrite
     return uvicorn.Server(config)
 
 
