@@ -9,9 +9,10 @@
   260 req/s through one 256-connection httpx client, ~960 req/s with single-connection clients).
 - The wire layer under httpx is Http11Transport (http_transport.py): httpcore's per-request CPU
   cost capped one process at a few hundred calls per second.
-- Listings calls go to the transport as `httpx.Request`s, not through `AsyncClient.request`: the
-  client's cookie jar, redirect and auth layers and URL merging cost ~60 µs per call and do
-  nothing for SP-API (no cookies, no redirects, a header for auth). Login keeps the client.
+- Listings calls skip `AsyncClient.request` (its cookie jar, redirect and auth layers and URL
+  merging cost ~60 µs per call and do nothing for SP-API) and, on Http11Transport, httpx's
+  Request and Response objects too (~80 µs more): the same bytes go onto the wire through
+  `Http11Transport.exchange`. Any other transport gets an `httpx.Request`. Login keeps the client.
 - Timeouts and connection errors become answers (`failure`), not exceptions: the domain decides.
 """
 
