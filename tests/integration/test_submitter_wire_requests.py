@@ -21,17 +21,25 @@ class RecordingServer:
 
     def __init__(self) -> None:
         self.requests: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
+        self._connections: set[asyncio.Task] = set()
 
     async def start(self) -> int:
         self._server = await asyncio.start_server(self._serve, "127.0.0.1", 0)
         return self._server.sockets[0].getsockname()[1]
 
     async def close(self) -> None:
+        """After the clients closed their connections: every connection's handler has ended."""
         self._server.close()
+        await asyncio.wait_for(asyncio.gather(*self._connections), 5)
         await self._server.wait_closed()
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
-        while head := await reader.readuntil(b"\r\n\r\n") if not reader.at_eof() else b"":
+        self._connections.add(asyncio.current_task())
+        while True:
+            try:
+                head = await reader.readuntil(b"\r\n\r\n")
+            except (asyncio.IncompleteReadError, ConnectionError):  # the client closed its keep-alive connection
+                break
             line, *fields = head[:-4].split(b"\r\n")
             headers = {}
             for field in fields:
@@ -48,6 +56,7 @@ class RecordingServer:
                          b"content-length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer)
             await writer.drain()
         writer.close()
+        await writer.wait_closed()
 
 
 def ready(**fields) -> dict:
@@ -67,10 +76,10 @@ def test_the_wire_request_is_what_httpx_would_send(prefix, event):
         client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
         account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
         call = build_call(event)
-        ours = await client.send(Http11Transport(), account, base, call)
-        reference = httpx.AsyncHTTPTransport()  # httpx's own wire layer (httpcore)
-        theirs = await client.send(reference, account, base, call)
-        await reference.aclose()
+        transports = [Http11Transport(), httpx.AsyncHTTPTransport()]  # ours, httpx's own (httpcore)
+        ours, theirs = [await client.send(t, account, base, call) for t in transports]
+        for transport in transports:
+            await transport.aclose()
         await client.aclose()
         await server.close()
         return server.requests, ours, theirs
@@ -90,8 +99,10 @@ def test_the_answer_reads_the_same_on_both_wire_layers():
         client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
         account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
         call = build_call(ready())
-        answers = [await client.send(t, account, f"http://127.0.0.1:{port}", call)
-                   for t in (Http11Transport(), httpx.AsyncHTTPTransport())]
+        transports = [Http11Transport(), httpx.AsyncHTTPTransport()]
+        answers = [await client.send(t, account, f"http://127.0.0.1:{port}", call) for t in transports]
+        for transport in transports:
+            await transport.aclose()
         await client.aclose()
         await server.close()
         return answers
