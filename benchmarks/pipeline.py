@@ -33,7 +33,7 @@ SELLERS = int(os.environ.get("BENCH_E2E_SELLERS", "1000"))
 WINDOW = int(os.environ.get("BENCH_E2E_WINDOW", "12000"))
 # Processes per worker (consumer-group members). Two submitters: it is the one stage a single
 # process runs at one core's limit (its GIL), and the deployment a platform team would choose on a
-# 2-core host; with one, the pipeline leaves a third of a core idle (1.3-1.7 of 2 cores busy).
+# 2-core host; with one, 0.3-0.7 of the 2 cores stayed idle (1.3-1.7 busy; 1.85-1.9 with two).
 SCALE = {"validator": int(os.environ.get("BENCH_E2E_VALIDATORS", "1")),
          "submitter": int(os.environ.get("BENCH_E2E_SUBMITTERS", "2")),
          "recorder": 1}
@@ -75,13 +75,6 @@ def item(n: int) -> dict:
     return fields
 
 
-def _run_counts(stack: DemoStack, run_id: str) -> dict | None:
-    for run in stack.api_get("/api/runs", limit=5)["runs"]:
-        if run["run_id"] == run_id:
-            return run
-    return None
-
-
 def _consumed(stack: DemoStack) -> dict[str, float]:
     """pipeline_messages_consumed_total per service, scraped from each worker's /metrics."""
     totals: dict[str, float] = {}
@@ -121,7 +114,7 @@ def run(results: dict) -> None:
             nonlocal published
             for start in range(0, ITEMS, 1000):
                 while True:
-                    run = _run_counts(stack, run_id)
+                    run = stack.find_run(run_id, newest=5)
                     done = 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
                     if published - done < WINDOW:
                         break

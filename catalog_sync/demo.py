@@ -149,12 +149,16 @@ class DemoStack:
         finally:
             publisher.close()
 
+    def find_run(self, run_id: str, newest: int = 50) -> dict | None:
+        """The run as the read API shows it, if it is one of the `newest` runs."""
+        return next((run for run in self.api_get("/api/runs", limit=newest)["runs"] if run["run_id"] == run_id), None)
+
     def wait_for_run(self, run_id: str, timeout_s: float) -> dict:
         deadline = time.monotonic() + timeout_s
         while True:
-            for run in self.api_get("/api/runs", limit=20)["runs"]:
-                if run["run_id"] == run_id and run["status"] != "in_progress":
-                    return run
+            run = self.find_run(run_id)
+            if run is not None and run["status"] != "in_progress":
+                return run
             for process in self.processes.values():
                 if not process.running:
                     raise RuntimeError(f"{process.name} exited:\n{process.log_text()[-3000:]}")

@@ -148,8 +148,7 @@ def wait_for_run(stack: DemoStack, run_id: str, expected_total: int, timeout_s: 
 
     def done():
         nonlocal last
-        runs = httpx.get(f"{stack.api_url}/api/runs", params={"limit": 50}, timeout=10).json()["runs"]
-        last = next((r for r in runs if r["run_id"] == run_id), {})
+        last = stack.find_run(run_id) or {}
         return last if last.get("status") not in (None, "in_progress") else None
 
     try:
@@ -158,13 +157,19 @@ def wait_for_run(stack: DemoStack, run_id: str, expected_total: int, timeout_s: 
         raise TimeoutError(f"{exc}; last seen {last}") from None
 
 
+def final_count(stack: DemoStack, run_id: str) -> int:
+    """Items of the run with their final status (finished or error) so far."""
+    run = stack.find_run(run_id)
+    return 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
+
+
 def api_items(stack: DemoStack, run_id: str) -> dict[tuple[str, str], dict]:
     """Every item of the run from the read API, page by page."""
     found: dict[tuple[str, str], dict] = {}
     cursor = None
     while True:
         params = {"run_id": run_id, "limit": 500, **({"cursor": cursor} if cursor else {})}
-        body = httpx.get(f"{stack.api_url}/api/items", params=params, timeout=30).json()
+        body = stack.api_get("/api/items", **params)
         for item in body["items"]:
             found[(item["seller_id"], item["reference"])] = item
         cursor = body.get("next_cursor")

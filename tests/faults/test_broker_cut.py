@@ -11,12 +11,12 @@ from __future__ import annotations
 import os
 import time
 
-import httpx
 import pytest
 from fault_pipeline import (
     WORKERS,
     api_items,
     check_against_amazon,
+    final_count,
     listings_requests,
     make_catalog,
     start_stack,
@@ -49,30 +49,24 @@ def stack(tmp_path, kafka_env, proxy):
         stack.stop()
 
 
-def finished_count(stack, run_id) -> int:
-    runs = httpx.get(f"{stack.api_url}/api/runs", params={"limit": 50}, timeout=10).json()["runs"]
-    run = next((r for r in runs if r["run_id"] == run_id), None)
-    return 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
-
-
 def test_workers_recover_from_a_broker_cut_without_restart_and_lose_nothing(stack, proxy, tmp_path):
     started = time.monotonic()
     pids = {name: stack.processes[name].process.pid for name in WORKERS}
     catalog = make_catalog(ITEMS, prefix="CUT")
     run_id = stack.publish(catalog.write(tmp_path / "catalog.jsonl"), "production")
-    wait_until(lambda: finished_count(stack, run_id) >= 50, 60, interval_s=0.2, message="the run under way")
+    wait_until(lambda: final_count(stack, run_id) >= 50, 60, interval_s=0.2, message="the run under way")
 
-    before = finished_count(stack, run_id)
+    before = final_count(stack, run_id)
     proxy.begin_cut("reset")
     cut_began = time.monotonic()
     dropped = proxy.connections_dropped
     wait_until(lambda: time.monotonic() - cut_began >= CUT_SECONDS, CUT_SECONDS + 5, interval_s=0.5,
                message="the end of the cut")
-    during = finished_count(stack, run_id)
+    during = final_count(stack, run_id)
     proxy.end_cut()
     cut_ended = time.monotonic()
 
-    wait_until(lambda: finished_count(stack, run_id) > during, 120, interval_s=0.2,
+    wait_until(lambda: final_count(stack, run_id) > during, 120, interval_s=0.2,
                message="progress after the cut")
     first_progress_s = time.monotonic() - cut_ended
     run = wait_for_run(stack, run_id, ITEMS, timeout_s=180)

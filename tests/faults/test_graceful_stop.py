@@ -5,13 +5,13 @@ from __future__ import annotations
 
 import time
 
-import httpx
 import pytest
 from fault_pipeline import (
     ACCEPTED,
     WORKERS,
     api_items,
     check_against_amazon,
+    final_count,
     listings_requests,
     make_catalog,
     start_stack,
@@ -36,24 +36,18 @@ def stack(tmp_path, kafka_env):
         stack.stop()
 
 
-def outcomes(stack, run_id) -> int:
-    runs = httpx.get(f"{stack.api_url}/api/runs", params={"limit": 50}, timeout=10).json()["runs"]
-    run = next((r for r in runs if r["run_id"] == run_id), None)
-    return 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
-
-
 def test_sigterm_finishes_the_work_in_hand_commits_and_exits_0(stack, tmp_path):
     started = time.monotonic()
     catalog = make_catalog(ITEMS, prefix="TERM")
     run_id = stack.publish(catalog.write(tmp_path / "catalog.jsonl"), "production")
     stops = []
     for name in WORKERS:
-        reached = outcomes(stack, run_id)
-        wait_until(lambda reached=reached: outcomes(stack, run_id) > reached, 60, interval_s=0.2, message="the run moving")
+        reached = final_count(stack, run_id)
+        wait_until(lambda reached=reached: final_count(stack, run_id) > reached, 60, interval_s=0.2, message="the run moving")
         process = stack.processes[name]
         t0 = time.monotonic()
         code = process.stop(timeout_s=60)  # SIGTERM; SIGKILL only if it hangs past a minute
-        stops.append((name, code, time.monotonic() - t0, outcomes(stack, run_id)))
+        stops.append((name, code, time.monotonic() - t0, final_count(stack, run_id)))
         assert code == 0, f"{name} exited {code} after SIGTERM:\n{process.log_text()[-3000:]}"
         assert '"worker stopped"' in process.log_text()
         process.start()
