@@ -188,11 +188,9 @@ class HttpxSpApi:
         if site is None:
             site = self._sites[base_url] = _Site.of(base_url)
         headers = [(b"host", site.host), *_RAW_STANDARD_HEADERS, (b"x-amz-access-token", token.encode())]
-        body = call.body
+        body = call.body  # PUT carries one, DELETE none
         if body is not None:
             headers += [(b"content-length", str(len(body)).encode()), (b"content-type", b"application/json")]
-        elif call.method in ("POST", "PUT", "PATCH"):
-            headers.append((b"content-length", b"0"))
         status, raw_headers, content = await transport.exchange(
             call.method, site.origin, site.prefix + call.path_and_query.encode("ascii"), headers, body or b"",
             self._timeout_extension)
