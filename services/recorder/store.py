@@ -560,10 +560,10 @@ class ReadStore:
         loaded = Loaded()
         if item_keys:
             for row in s.select_in(f"SELECT {', '.join(_ITEM_COLUMNS)} FROM items WHERE item_key", sorted(item_keys)):
-                state = _item_from_row(row)
+                state, member = _item_from_row(row)
                 loaded.items[state.item_key] = state
-                if state.run_id:
-                    loaded.run_items[(state.run_id, state.item_key)] = _current_member(state, row)
+                if member is not None:
+                    loaded.run_items[(state.run_id, state.item_key)] = member
         # Memberships of runs the item has left. They are written with the item row: an item not
         # stored has none.
         run_item_keys = {k for k in run_item_keys if k[1] in loaded.items and k not in loaded.run_items}
@@ -585,13 +585,12 @@ class ReadStore:
         """Rows the batch created are appended (COPY / one prepared INSERT: no conflict handling,
         the write lock guarantees they are still absent); rows that existed are upserted.
         `members`: every membership the batch knows (loaded or created), by (run, item)."""
-        known_items = stored.run_of
         if p.items:
             dumps = orjson.dumps
             new, old = [], []
             for key, i in p.items.items():
                 m = members[(i.run_id, key)] if i.run_id else _NO_MEMBER
-                (old if key in known_items else new).append((
+                (old if key in stored.run_of else new).append((
                     i.item_key, i.seller_id, i.marketplace_id, i.reference, i.item_type, i.run_id, i.status,
                     i.synced_at, i.latest_event_id, i.change_time, i.final_time, i.final_event_id, i.final_status,
                     i.endpoint, i.request_id, i.submission_id,
@@ -688,22 +687,19 @@ def _event_ms(event: dict) -> int:
     return to_ms(event.get("event_time")) or 0
 
 
-def _item_from_row(row: tuple) -> ItemState:
+def _item_from_row(row: tuple) -> tuple[ItemState, ItemState | None]:
+    """The item, and its membership of its current run (None without a run). The run's latest
+    event is the item's latest, so only the change and final fields are the run's own."""
     (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
      final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json,
-     *_member) = row
-    return ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
+     run_change_time, run_final_time, run_final_event_id, run_final_status) = row
+    item = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
                      orjson.loads(error_json) if error_json else None,
                      orjson.loads(issues_json) if issues_json else [])
-
-
-def _current_member(item: ItemState, row: tuple) -> ItemState:
-    """The item's membership of its current run, from its row: the run's latest event is the
-    item's latest, so only change and final fields are the run's own."""
-    change_time, final_time, final_event_id, final_status = row[-4:]
-    return ItemState(item.item_key, item.seller_id, item.marketplace_id, item.reference, item.item_type, item.run_id,
-                     item.synced_at, item.latest_event_id, change_time, final_time, final_event_id, final_status)
+    member = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
+                       run_change_time, run_final_time, run_final_event_id, run_final_status) if run_id else None
+    return item, member
 
 
 def _run_item_from_row(row: tuple) -> ItemState:
