@@ -210,8 +210,9 @@ class TopicReader(BusConsumer):
 class KeyHashPartitioner(DefaultPartitioner):
     """The default placement (murmur2 of the key, as every Kafka client computes it: one key, one
     partition, whoever produces it) with the hash of recent keys remembered. kafka-python's own
-    hashes in pure Python and lists the partitions twice per record, ~14 µs; the validator keys
-    its ready events by seller, so nearly every record finds its hash here."""
+    hashes in pure Python and lists the partitions twice per record: 8 µs for a seller key, 20 µs
+    for an item key (4 partitions, measured here); a remembered key takes ~2 µs, an unseen one
+    ~17 µs. The validator keys its ready events by seller, so nearly every record is remembered."""
 
     def __init__(self, remembered: int = 1 << 16):
         self._hashes: dict[bytes, int] = {}

@@ -34,6 +34,7 @@ def test_keys_land_on_the_default_partitioners_partition():
     assert len(ours._hashes) <= 50
 
 
-def test_records_without_key_go_to_some_partition():
-    cluster = Cluster(4)
-    assert {KeyHashPartitioner().partition("t", None, None, None, None, cluster) for _ in range(50)} <= {0, 1, 2, 3}
+def test_records_without_key_go_to_some_partition_and_leave_nothing_remembered():
+    cluster, partitioner = Cluster(4), KeyHashPartitioner()
+    assert {partitioner.partition("t", None, None, None, None, cluster) for _ in range(50)} <= {0, 1, 2, 3}
+    assert partitioner._hashes == {}
