@@ -35,6 +35,7 @@ class _ResponseProtocol(asyncio.Protocol):
         self.body: list[bytes] = []
         self.status = 0
         self.complete = False
+        self.keep_alive = False
 
     # asyncio.Protocol
     def connection_made(self, transport) -> None:
@@ -63,6 +64,10 @@ class _ResponseProtocol(asyncio.Protocol):
 
     def on_header(self, name: bytes, value: bytes) -> None:
         self.headers.append((name, value))
+
+    def on_headers_complete(self) -> None:
+        # Asked here: once the message is complete, httptools answers False for every response.
+        self.keep_alive = self._parser.should_keep_alive()
 
     def on_body(self, body: bytes) -> None:
         self.body.append(body)
@@ -97,7 +102,7 @@ class _ResponseProtocol(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self.complete and self._parser.should_keep_alive()
+        return not self.closed and self.complete and self.keep_alive
 
 
 class Http11Transport(httpx.AsyncBaseTransport):
