@@ -21,7 +21,8 @@ class RecordingServer:
 
     def __init__(self, *, chunked: bool = False) -> None:
         self.requests: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
-        self.listing_connections: set[int] = set()  # connections that carried a Listings call
+        self.listing_connections: set[int] = set()  # numbers of connections that carried a Listings call
+        self._opened = 0
         self._chunked = chunked  # answer bodies chunked (as uvicorn sends them), else with a length
         self._connections: set[asyncio.Task] = set()
 
@@ -37,6 +38,8 @@ class RecordingServer:
 
     async def _serve(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
         self._connections.add(asyncio.current_task())
+        self._opened += 1
+        connection = self._opened
         while True:
             try:
                 head = await reader.readuntil(b"\r\n\r\n")
@@ -52,7 +55,7 @@ class RecordingServer:
                 answer, extra = b'{"access_token":"Atza|token","expires_in":3600}', b""
             else:
                 self.requests.append((line, headers, body))
-                self.listing_connections.add(id(writer))
+                self.listing_connections.add(connection)
                 answer, extra = b'{"sku":"x","status":"ACCEPTED","submissionId":"s1","issues":[]}', \
                     b"x-amzn-RequestId: r-1\r\n"
             if self._chunked:
