@@ -147,8 +147,14 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
         idle = self._idle.setdefault(origin, [])
         while True:
-            reused = bool(idle)
-            protocol = idle.pop() if reused else await self._connect(origin, timeouts.get("connect"))
+            protocol = None
+            while idle and protocol is None:
+                protocol = idle.pop()
+                if protocol.closed or protocol.transport.is_closing():
+                    protocol = None  # the server closed it while idle (its keep-alive timeout)
+            reused = protocol is not None
+            if protocol is None:
+                protocol = await self._connect(origin, timeouts.get("connect"))
             try:
                 await protocol.roundtrip(payload, timeouts.get("read"))
                 break

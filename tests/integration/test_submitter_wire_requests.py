@@ -5,6 +5,7 @@ headers, body), behind a base URL with a path or on a default port."""
 from __future__ import annotations
 
 import asyncio
+import time
 
 import httpx
 import orjson
@@ -19,10 +20,11 @@ from catalog_sync.submitter.spapi_client import ClientSettings, HttpxSpApi
 class RecordingServer:
     """A real TCP server that records every request and answers like Amazon (token or listing)."""
 
-    def __init__(self, *, chunked: bool = False) -> None:
+    def __init__(self, *, chunked: bool = False, close_after_answer: bool = False) -> None:
         self.requests: list[tuple[bytes, dict[bytes, bytes], bytes]] = []
         self.listing_connections: set[int] = set()  # numbers of connections that carried a Listings call
         self._opened = 0
+        self._close_after_answer = close_after_answer  # as a server whose keep-alive timeout ran out
         self._chunked = chunked  # answer bodies chunked (as uvicorn sends them), else with a length
         self._connections: set[asyncio.Task] = set()
 
@@ -64,6 +66,8 @@ class RecordingServer:
                 framed = b"content-length: " + str(len(answer)).encode() + b"\r\n\r\n" + answer
             writer.write(b"HTTP/1.1 200 OK\r\ncontent-type: application/json\r\n" + extra + framed)
             await writer.drain()
+            if self._close_after_answer:
+                break
         writer.close()
         await writer.wait_closed()
 
@@ -143,3 +147,35 @@ def test_one_keep_alive_connection_carries_call_after_call(chunked):
     assert [a.body["status"] for a in answers] == ["ACCEPTED"] * 5
     assert len(server.requests) == 5
     assert len(server.listing_connections) == 1
+
+
+async def idle_connections_closed(transport: Http11Transport) -> None:
+    while not all(p.closed for kept in transport._idle.values() for p in kept):
+        await asyncio.sleep(0.001)
+
+
+def test_a_connection_the_server_closed_while_idle_is_not_used_again():
+    """A keep-alive connection the server closed meanwhile (uvicorn after 30 s idle, Amazon after
+    its own timeout) is dropped from the idle list: the next call opens a fresh one at once
+    instead of writing to a closed socket and waiting out the read timeout."""
+    async def scenario():
+        server = RecordingServer(close_after_answer=True)
+        port = await server.start()
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token", read_timeout_s=5))
+        account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
+        transport = Http11Transport()
+        answers = []
+        for n in range(3):
+            answers.append(await client.send(transport, account, f"http://127.0.0.1:{port}",
+                                             build_call(ready(reference=f"HB-{n}"))))
+            await asyncio.wait_for(idle_connections_closed(transport), 5)  # the server's close arrived
+        await transport.aclose()
+        await client.aclose()
+        await server.close()
+        return answers, server
+
+    started = time.monotonic()
+    answers, server = asyncio.run(scenario())
+    assert [a.status for a in answers] == [200, 200, 200], [a.failure for a in answers]
+    assert len(server.listing_connections) == 3
+    assert time.monotonic() - started < 4  # no call waited for its read timeout
