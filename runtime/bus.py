@@ -8,6 +8,7 @@ failures on flush, and callers commit `offset + 1` only after their outputs are 
 from __future__ import annotations
 
 import logging
+import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -16,7 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.partitioner.default import DefaultPartitioner, murmur2
+from kafka.partitioner.default import DefaultPartitioner
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
 
@@ -207,12 +208,45 @@ class TopicReader(BusConsumer):
         self._consumer.seek_to_beginning(*partitions)
 
 
+_M = 0x5BD1E995
+_MASK = 0xFFFFFFFF
+_WORD_READERS: dict[int, object] = {}
+
+
+def murmur2(data: bytes) -> int:
+    """Kafka's murmur2 (the Java client's Utils.murmur2, as kafka-python computes it), reading the
+    key's 32-bit words in one struct call: 6.6 µs for a 35-byte item key against kafka-python's
+    11.1 µs (measured here), for every record with a key seen for the first time."""
+    length = len(data)
+    h = 0x9747B28C ^ length
+    words = length >> 2
+    read = _WORD_READERS.get(words)
+    if read is None:
+        read = _WORD_READERS[words] = struct.Struct(f"<{words}I").unpack_from
+    for k in read(data):
+        k = (k * _M) & _MASK
+        k = ((k ^ (k >> 24)) * _M) & _MASK
+        h = ((h * _M) & _MASK) ^ k
+    tail = length & 3
+    if tail:
+        end = length - tail
+        if tail >= 3:
+            h ^= data[end + 2] << 16
+        if tail >= 2:
+            h ^= data[end + 1] << 8
+        h = ((h ^ data[end]) * _M) & _MASK
+    h ^= h >> 13
+    h = (h * _M) & _MASK
+    return h ^ (h >> 15)
+
+
 class KeyHashPartitioner(DefaultPartitioner):
     """The default placement (murmur2 of the key, as every Kafka client computes it: one key, one
     partition, whoever produces it) with the hash of recent keys remembered. kafka-python's own
-    hashes in pure Python and lists the partitions twice per record: 8 µs for a seller key, 20 µs
-    for an item key (4 partitions, measured here); a remembered key takes ~2 µs, an unseen one
-    ~17 µs. The validator keys its ready events by seller, so nearly every record is remembered."""
+    hashes in pure Python and lists the partitions twice per record. For a 35-byte item key and 4
+    partitions (two runs here, the VM's speed differing): default 10-16 µs, ours 5.4-9.4 µs for an
+    unseen key and 0.8-1.5 µs for a remembered one. The validator keys its ready events by seller,
+    so nearly every one of those is remembered; item keys are mostly unseen."""
 
     def __init__(self, remembered: int = 1 << 16):
         self._hashes: dict[bytes, int] = {}

@@ -3,9 +3,12 @@ murmur2) places it, however many keys it has remembered."""
 
 from __future__ import annotations
 
-from kafka.partitioner.default import DefaultPartitioner
+import random
 
-from catalog_sync.runtime.bus import KeyHashPartitioner
+from kafka.partitioner.default import DefaultPartitioner
+from kafka.partitioner.default import murmur2 as kafka_python_murmur2
+
+from catalog_sync.runtime.bus import KeyHashPartitioner, murmur2
 
 
 class Cluster:
@@ -38,3 +41,11 @@ def test_records_without_key_go_to_some_partition_and_leave_nothing_remembered()
     cluster, partitioner = Cluster(4), KeyHashPartitioner()
     assert {partitioner.partition("t", None, None, None, None, cluster) for _ in range(50)} <= {0, 1, 2, 3}
     assert partitioner._hashes == {}
+
+
+def test_murmur2_equals_kafka_pythons_for_every_length_and_byte():
+    draw = random.Random(7)
+    keys = [bytes(draw.randrange(256) for _ in range(length)) for length in range(0, 70) for _ in range(40)]
+    keys += [b"\xff" * n for n in range(12)] + ["A1|ATVPDKIKX0DER|Haarband – “rosé”".encode()]
+    for key in keys:
+        assert murmur2(key) == kafka_python_murmur2(key), key
