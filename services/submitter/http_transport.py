@@ -105,6 +105,11 @@ class _ResponseProtocol(asyncio.Protocol):
         return not self.closed and self.complete and self.keep_alive
 
 
+def origin_of(url: httpx.URL) -> tuple[str, str, int]:
+    """The key idle connections are kept under: scheme, host and port (default ports filled in)."""
+    return url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)
+
+
 class Http11Transport(httpx.AsyncBaseTransport):
     def __init__(self, *, tls: ssl.SSLContext | None = None) -> None:
         self._tls = tls or ssl.create_default_context()
@@ -127,8 +132,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         url = request.url
-        origin = (url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80))
-        status, headers, body = await self.exchange(request.method, origin, url.raw_path, request.headers.raw,
+        status, headers, body = await self.exchange(request.method, origin_of(url), url.raw_path, request.headers.raw,
                                                     await request.aread(), request.extensions.get("timeout", {}))
         return httpx.Response(status, headers=headers, content=body, request=request,
                               extensions={"http_version": b"HTTP/1.1"})

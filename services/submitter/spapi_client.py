@@ -32,7 +32,7 @@ import orjson
 from catalog_sync import __version__
 from catalog_sync.submitter.accounts import Account
 from catalog_sync.submitter.classification import Answer
-from catalog_sync.submitter.http_transport import Http11Transport
+from catalog_sync.submitter.http_transport import Http11Transport, origin_of
 from catalog_sync.submitter.listing_requests import ListingCall
 from catalog_sync.submitter.submission import LoginFailed
 
@@ -230,7 +230,7 @@ class _Site:
     def of(cls, base_url: str) -> _Site:
         probe = httpx.Request("GET", base_url)
         url = probe.url
-        return cls((url.scheme, url.host, url.port or (443 if url.scheme == "https" else 80)),
+        return cls(origin_of(url),
                    next(value for name, value in probe.headers.raw if name.lower() == b"host"),
                    url.raw_path.split(b"?", 1)[0].rstrip(b"/"))
 
