@@ -5,7 +5,6 @@ headers, body), behind a base URL with a path or on a default port."""
 from __future__ import annotations
 
 import asyncio
-import time
 
 import httpx
 import orjson
@@ -174,8 +173,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again():
         await server.close()
         return answers, server
 
-    started = time.monotonic()
     answers, server = asyncio.run(scenario())
+    # A call written to the closed socket waits out its read timeout (5 s here) and answers "timeout".
     assert [a.status for a in answers] == [200, 200, 200], [a.failure for a in answers]
     assert len(server.listing_connections) == 3
-    assert time.monotonic() - started < 4  # no call waited for its read timeout
