@@ -223,4 +223,14 @@ MIGRATIONS: tuple[Migration, ...] = (
         "DELETE FROM run_items WHERE EXISTS "
         "(SELECT 1 FROM items i WHERE i.item_key = run_items.item_key AND i.run_id = run_items.run_id)",
     )),
+    # PostgreSQL writes a new entry in every index of `items` on each item update (the status and
+    # time columns change, so no update is HOT); the exact-reference index moves to item_refs,
+    # written once per item. SQLite updates only the indexes of the columns that change and keeps
+    # its index on items.
+    Migration(6, "exact reference lookups through item_refs on PostgreSQL", (), dialect_statements=(
+        ("postgresql", (
+            "CREATE INDEX ix_item_refs_reference ON item_refs (reference)",
+            "DROP INDEX ix_items_reference",
+        )),
+    )),
 )

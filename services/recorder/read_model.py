@@ -264,14 +264,8 @@ class ReadModel:
         """The most recently synced item with this exact reference (narrowed by marketplace and
         seller), its history oldest first, and the other items sharing the reference."""
         _check_text(reference=reference, marketplace_id=marketplace_id, seller_id=seller_id)
-        where, params = ["reference = ?"], [reference]
-        if marketplace_id:
-            where.append("marketplace_id = ?")
-            params.append(marketplace_id)
-        if seller_id:
-            where.append("seller_id = ?")
-            params.append(seller_id)
         with self.store.read() as s:
+            where, params = _reference_filters(s, reference, marketplace_id, seller_id)
             rows = s.execute(f"SELECT {_ITEM_COLS} FROM items WHERE {' AND '.join(where)} "
                              "ORDER BY synced_at DESC, item_key DESC", params)
             if not rows:
@@ -335,13 +329,7 @@ class ReadModel:
             raise BadQuery(f"limit={limit} must be between 1 and 500")
         with self.store.read() as s:
             if reference:
-                where, params = ["reference = ?"], [reference]
-                if marketplace_id:
-                    where.append("marketplace_id = ?")
-                    params.append(marketplace_id)
-                if seller_id:
-                    where.append("seller_id = ?")
-                    params.append(seller_id)
+                where, params = _reference_filters(s, reference, marketplace_id, seller_id)
                 keys = [r[0] for r in s.execute(f"SELECT item_key FROM items WHERE {' AND '.join(where)}", params)]
                 if not keys:
                     return None
@@ -415,6 +403,18 @@ def _payload_fields(item_key: str, row: tuple) -> dict:
         "attributes_json": attributes_json,
         "changed_at": None if changed_at is None else _EPOCH + timedelta(milliseconds=changed_at),
     }
+
+
+def _reference_filters(s: Session, reference: str, marketplace_id: str | None,
+                       seller_id: str | None) -> tuple[list[str], list]:
+    """Items with exactly this reference, narrowed by marketplace and seller."""
+    clause, params = s.reference_equals(reference)
+    where = [clause]
+    for column, value in (("marketplace_id", marketplace_id), ("seller_id", seller_id)):
+        if value:
+            where.append(f"{column} = ?")
+            params.append(value)
+    return where, params
 
 
 def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], list]:

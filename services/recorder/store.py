@@ -82,6 +82,10 @@ class _Dialect:
     def load(self, conn, table: str, cols: str, rows: Sequence[Sequence]) -> None:
         raise NotImplementedError
 
+    def reference_equals(self, reference: str) -> tuple[str, list]:
+        """WHERE fragment and its parameters: items whose reference is exactly `reference`."""
+        return "reference = ?", [reference]
+
 
 class _SQLite(_Dialect):
     name = "sqlite"
@@ -167,8 +171,18 @@ class _Postgres(_Dialect):
             for row in rows:
                 write(row)
 
+    def reference_equals(self, reference: str) -> tuple[str, list]:
+        # items has no index on reference (migration 6): the candidates come from item_refs,
+        # whose reference the recorder lower-cased in Python.
+        return ("item_key IN (SELECT item_key FROM item_refs WHERE reference = ?) AND reference = ?",
+                [reference.lower(), reference])
+
     def connect(self):
         conn = self._psycopg.connect(self.url, autocommit=True)
+        # Like SQLite's synchronous=NORMAL: a commit returns before its WAL reaches the disk. A
+        # server crash can lose the last commits (never half of one); the consumer offsets in
+        # them go too, so the recorder replays those events from Kafka.
+        conn.execute("SET synchronous_commit TO OFF")
         if self.schema:
             from psycopg import sql
 
@@ -210,6 +224,9 @@ class Session:
     def one(self, sql: str, params: Sequence = ()) -> tuple | None:
         rows = self.execute(sql, params)
         return rows[0] if rows else None
+
+    def reference_equals(self, reference: str) -> tuple[str, list]:
+        return self._dialect.reference_equals(reference)
 
     def append(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
         """Plain INSERT of rows known to be new (the caller checked keys under the write lock):

@@ -352,6 +352,20 @@ def test_item_history_is_every_event_oldest_first(store):
     assert ReadModel(store).item("HB-") is None  # exact reference, not a substring
 
 
+def test_an_item_is_found_by_its_exact_reference_only(store):
+    # References differing only in case (non-ASCII too) are different items; every lookup by
+    # exact reference (item detail, support case) tells them apart.
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages([run.changed("Äpfel-1"), run.changed("äpfel-1"),
+                                              run.submitted("äpfel-1", accepted=False)]))
+    model = ReadModel(store)
+    assert (model.item("Äpfel-1")["reference"], model.item("Äpfel-1")["status"]) == ("Äpfel-1", "pending")
+    assert (model.item("äpfel-1")["reference"], model.item("äpfel-1")["status"]) == ("äpfel-1", "error")
+    assert model.item("ÄPFEL-1") is None
+    assert model.support_case(reference="Äpfel-1")["submissions"] == []
+    assert len(model.support_case(reference="äpfel-1")["submissions"]) == 1
+
+
 def test_support_case_lists_request_ids_submission_ids_and_country(store):
     run = SampleRun(mode="production")
     start = [run.opened(), run.changed("HB-1", marketplace_id="A1PA6795UKMFR9")]
