@@ -173,9 +173,10 @@ class _Postgres(_Dialect):
 
     def reference_equals(self, reference: str) -> tuple[str, list]:
         # items has no index on reference (migration 6): the candidates come from item_refs,
-        # whose reference the recorder lower-cased in Python.
-        return ("item_key IN (SELECT item_key FROM item_refs WHERE reference = ?) AND reference = ?",
-                [reference.lower(), reference])
+        # whose reference the recorder lower-cased in Python (rows from before migration 2 were
+        # lower-cased by the server, which may differ outside ASCII: both forms are looked up).
+        return ("item_key IN (SELECT item_key FROM item_refs WHERE reference IN (?, LOWER(?))) AND reference = ?",
+                [reference.lower(), reference, reference])
 
     def connect(self):
         conn = self._psycopg.connect(self.url, autocommit=True)
