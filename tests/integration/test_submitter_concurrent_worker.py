@@ -5,12 +5,13 @@ paused and resumed."""
 from __future__ import annotations
 
 import asyncio
+import gc
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.concurrent_worker import ConcurrentWorker
+from catalog_sync.runtime.concurrent_worker import ConcurrentWorker, _Task
 from catalog_sync.runtime.events import new_header, utc_now
 from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread, wait_until
 from catalog_sync.runtime.worker import Outgoing, StopSignal
@@ -80,6 +81,25 @@ def test_a_blocked_message_does_not_hold_up_the_others_and_only_the_prefix_is_co
         wait_until(lambda: len(again.seen) >= 7, 60, message="replay after restart")
         wait_until(lambda: again.worker.in_flight == 0, 30, message="replay finished")
         assert sorted(again.seen) == [3, 4, 5, 6, 7, 8, 9]
+
+
+def test_a_handled_message_is_freed_at_once_not_left_to_the_garbage_collector(runtime_settings):
+    # A message caught in a reference cycle (with its payload and outputs) stays in memory until
+    # the cyclic collector runs, and every pass of that collector walks all the work in flight.
+    settings = runtime_settings("concurrent")
+    publish(settings, range(20))
+
+    def tasks_alive() -> int:
+        return sum(1 for o in gc.get_objects() if type(o) is _Task)
+
+    gc.disable()
+    try:
+        with Harness(settings) as harness:
+            assert len(read_events(settings, SINK, 20, timeout_s=60)) == 20
+            wait_until(lambda: harness.worker.in_flight == 0, 30, message="every message handled")
+            wait_until(lambda: tasks_alive() == 0, 10, message="handled messages freed without gc")
+    finally:
+        gc.enable()
 
 
 def test_a_partition_with_too_much_in_flight_is_paused_then_resumed(runtime_settings):
