@@ -7,13 +7,19 @@ collection of an older generation walks all of them: measured on the submitter a
 28 % of its CPU went to `gc_collect_main`. Freezing what start-up built moves it out of every
 future collection; a larger first threshold makes collections rarer but no less complete
 (reference counting still frees everything without cycles at once).
+
+Each young collection walks every young object still alive, and in a busy submitter that is the
+work in flight (~96,000 objects: tasks, coroutines, messages), ~0.1 s per pass. With the
+per-message reference cycle gone (concurrent_worker._complete), what fills the young generation is
+long-lived growth (answer memory, per-seller state), not garbage: at 50,000 a 30,000-item
+pipeline run made 11 passes per submitter (0.9-1.2 s), at 200,000 one (0.14-0.23 s).
 """
 
 from __future__ import annotations
 
 import gc
 
-YOUNG_THRESHOLD = 50_000  # allocations between young collections (CPython: 700)
+YOUNG_THRESHOLD = 200_000  # allocations between young collections (CPython: 700)
 MIDDLE_THRESHOLD = 20     # young collections per middle one (CPython: 10)
 OLD_THRESHOLD = 100       # middle collections per full one (CPython: 10)
 
