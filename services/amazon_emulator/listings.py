@@ -74,7 +74,8 @@ class StoredListing:
     product_type: str
     requirements: str
     # Kept serialized: a 100,000-item run stores 100,000 listings, and as parsed trees (~50
-    # objects each) every pass of the garbage collector walked them: 27 % of the emulator's CPU.
+    # objects each) every pass of the garbage collector walked them. In a 30,000-item pipeline
+    # run the emulator's collections took 1.25-1.39 s of its 4.5 s of CPU; 0.16 s serialized.
     attributes_json: bytes
     submission_id: str
     issues: tuple = ()
