@@ -88,7 +88,7 @@ class Emulator:
         self.quotas = Quotas(self.config.plans, enabled=self.config.throttled)
         self.listings = ListingsBehaviour(required=self.config.required,
                                           product_type_required=self.config.product_type_required,
-                                          strict_sandbox=self.config.strict_sandbox, loads=orjson.loads)
+                                          strict_sandbox=self.config.strict_sandbox)
 
     # ---- in-process API for tests and benchmarks -------------------------------------------
     def requests(self, since: int = 0) -> list[dict]:

@@ -119,18 +119,12 @@ class ListingsBehaviour:
         required: Mapping[str, tuple[str, ...]] | None = None,
         product_type_required: Mapping[str, tuple[str, ...]] | None = None,
         strict_sandbox: bool = False,
-        loads=None,
     ) -> None:
         self.required = {**DEFAULT_REQUIRED, **(required or {})}
         # product type -> its schema's top-level `required`, when product type files are loaded.
         self.product_type_required = dict(product_type_required or {})
         self.strict_sandbox = strict_sandbox
         self.store: dict[tuple[str, str, str], StoredListing] = {}
-        if loads is None:
-            import json
-
-            loads = json.loads
-        self._loads = loads
 
     def reset(self) -> None:
         self.store.clear()
@@ -158,7 +152,7 @@ class ListingsBehaviour:
         if not req.content_type.startswith("application/json"):
             return errors(415, "UnsupportedMediaType", "The request payload is in an unsupported format.")
         try:
-            body = self._loads(req.body)
+            body = orjson.loads(req.body)  # what it parses, it can store again (StoredListing.of)
         except ValueError:
             return errors(400, "InvalidInput", "Request has missing or invalid parameters and cannot be parsed.",
                           "The request body is not valid JSON.")

@@ -84,6 +84,17 @@ def test_preview_validates_without_persisting(emulator, token):
     put(emulator, token)
     got, body, _ = put(emulator, token, body=None, method="GET")
     assert got.status == 200 and body["summaries"][0]["itemName"] == "Band"
+    _, body, _ = put(emulator, token, body=None, method="GET", query="marketplaceIds=ATVPDKIKX0DER&includedData=attributes")
+    assert body["attributes"] == GOOD["attributes"]
+
+
+def test_a_stored_listing_reads_back_even_with_a_number_beyond_64_bits(emulator, token):
+    # Stored listings keep their attributes serialized: whatever the parser accepted must store.
+    body = {**GOOD, "attributes": {**GOOD["attributes"], "quantity": [{"value": 2 ** 70}]}}
+    answer, _, _ = put(emulator, token, body=body)
+    assert answer.status == 200
+    _, got, _ = put(emulator, token, body=None, method="GET", query="marketplaceIds=ATVPDKIKX0DER&includedData=attributes")
+    assert got["attributes"]["quantity"] == [{"value": float(2 ** 70)}]
 
 
 @pytest.mark.parametrize(("kwargs", "status", "code"), [
