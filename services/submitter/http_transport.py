@@ -102,7 +102,18 @@ class _ResponseProtocol(asyncio.Protocol):
 
     @property
     def reusable(self) -> bool:
-        return not self.closed and self.complete and self.keep_alive
+        """Answered in full on a keep-alive connection that neither side has closed (a server
+        closes idle ones: uvicorn after 30 s, Amazon after its own timeout)."""
+        return not self.closed and not self.transport.is_closing() and self.complete and self.keep_alive
+
+
+def _still_open(idle: list[_ResponseProtocol]) -> _ResponseProtocol | None:
+    """The newest idle connection still usable; those closed while idle are dropped."""
+    while idle:
+        protocol = idle.pop()
+        if protocol.reusable:
+            return protocol
+    return None
 
 
 def origin_of(url: httpx.URL) -> tuple[str, str, int]:
@@ -151,11 +162,7 @@ class Http11Transport(httpx.AsyncBaseTransport):
 
         idle = self._idle.setdefault(origin, [])
         while True:
-            protocol = None
-            while idle and protocol is None:
-                protocol = idle.pop()
-                if protocol.closed or protocol.transport.is_closing():
-                    protocol = None  # the server closed it while idle (its keep-alive timeout)
+            protocol = _still_open(idle)
             reused = protocol is not None
             if protocol is None:
                 protocol = await self._connect(origin, timeouts.get("connect"))
