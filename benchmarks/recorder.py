@@ -64,15 +64,14 @@ def _batches(items: int):
 
 
 def _projection_rate(store) -> float:
-    from catalog_sync.runtime.gc_policy import MIDDLE_THRESHOLD, OLD_THRESHOLD, YOUNG_THRESHOLD
+    from catalog_sync.runtime.gc_policy import apply_worker_gc_policy
 
     store.migrate()
     batches = _batches(ITEMS)
     events = sum(len(b) for b in batches)
-    gc.collect()
-    gc.freeze()  # the generated input is not the worker's heap: keep it out of the GC's scans
     thresholds = gc.get_threshold()
-    gc.set_threshold(YOUNG_THRESHOLD, MIDDLE_THRESHOLD, OLD_THRESHOLD)  # as the recorder worker runs
+    # As the recorder worker runs; its freeze also keeps the generated input out of the GC's scans.
+    apply_worker_gc_policy()
     try:
         started = time.perf_counter()
         for batch in batches:
