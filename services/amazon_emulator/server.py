@@ -103,10 +103,9 @@ def make_server(emulator: Emulator, *, log_level: str = "warning"):
 
 
 def serve(emulator: Emulator, sock: socket.socket, *, log_level: str = "warning") -> None:
-    """Serve until SIGINT/SIGTERM (the command line). With the workers' collector settings: the
+    """Serve until SIGINT/SIGTERM (the command line), with the workers' collector settings: the
     emulator keeps every accepted listing (one tracked object each, attributes serialized), and
-    with CPython's defaults the collections walking that growing store took 32 % of the time
-    spent handling 100,000 puts of complete HAIRBAND listings in-process."""
+    the collector walks what it keeps."""
     apply_worker_gc_policy()
     make_server(emulator, log_level=log_level).run(sockets=[sock])
 
