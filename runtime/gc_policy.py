@@ -9,10 +9,11 @@ future collection; a larger first threshold makes collections rarer but no less 
 (reference counting still frees everything without cycles at once).
 
 Each young collection walks every young object still alive, and in a busy submitter that is the
-work in flight (~96,000 objects: tasks, coroutines, messages), ~0.1 s per pass. With the
+work in flight (84,000-96,000 objects: tasks, coroutines, messages), ~0.1 s per pass. With the
 per-message reference cycle gone (concurrent_worker._complete), what fills the young generation is
 long-lived growth (answer memory, per-seller state), not garbage: at 50,000 a 30,000-item
-pipeline run made 11 passes per submitter (0.9-1.2 s), at 200,000 one (0.14-0.23 s).
+pipeline run made 7-11 passes per submitter (0.82-1.30 s, three runs), at 200,000 one (0.14 and
+0.23 s, one run).
 """
 
 from __future__ import annotations
