@@ -30,7 +30,7 @@ ITEMS = 50_000          # items per projection run: 2 events each (change + outc
 BATCH_ITEMS = 1_000     # a 2,000-event poll: new changes plus the outcomes of the previous poll's items
 API_ITEMS = 1_000_000
 API_REQUESTS = 400
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://catalog_sync:catalog_sync@127.0.0.1:5432/test")
 
 
 def _batches(items: int):

@@ -134,7 +134,7 @@ def publish_raw(settings, topic: str, items: list[tuple[str | None, bytes]]) -> 
         producer.close()
 
 
-POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://postgres@127.0.0.1:5432/test")
+POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://catalog_sync:catalog_sync@127.0.0.1:5432/test")
 
 
 def postgres_answers(url: str = POSTGRES_URL) -> bool:
