@@ -7,7 +7,7 @@ import contextlib
 import sys
 from pathlib import Path
 
-from catalog_sync.runtime.contract import MODES
+from catalog_sync.runtime.sync_modes import MODES
 
 
 def register(subparsers) -> None:
@@ -152,10 +152,10 @@ def _changed_only(items: list[dict], mode: str) -> tuple[list[dict], int]:
     """`items` minus those whose content last finished at Amazon on `mode`'s endpoint (preview
     compares with production, where its run would land)."""
     from catalog_sync.publisher import drop_unchanged
-    from catalog_sync.runtime.events import endpoint_for_mode
+    from catalog_sync.runtime.sync_modes import recorded_endpoint
 
     with _read_model() as (model, default_seller):
-        return drop_unchanged(items, lambda keys: model.last_finished_hashes(keys, endpoint_for_mode(mode)),
+        return drop_unchanged(items, lambda keys: model.last_finished_hashes(keys, recorded_endpoint(mode)),
                               default_seller)
 
 

@@ -19,7 +19,8 @@ from catalog_sync.runtime.bus import BusProducer, ensure_topics
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.contract import ContractError, content_hash, parse_change
-from catalog_sync.runtime.events import endpoint_for_mode, item_key, new_header, utc_now
+from catalog_sync.runtime.events import item_key, new_header, utc_now
+from catalog_sync.runtime.sync_modes import recorded_endpoint
 
 
 @dataclass
@@ -149,7 +150,7 @@ class RunPublisher:
         run_id = run_id or f"run-{utc_now():%Y%m%dT%H%M%S}-{uuid.uuid4().hex[:6]}"
         run_topic = self.settings.topic(topics.CATALOG_RUN_EVENTS)
         item_topic = self.settings.topic(topics.CATALOG_ITEM_CHANGED)
-        opened = {**new_header(run_id), "mode": mode, "endpoint": endpoint_for_mode(mode),
+        opened = {**new_header(run_id), "mode": mode, "endpoint": recorded_endpoint(mode),
                   "started_at": utc_now(), "next_run_at": next_run_at, "source": source}
         # The run must be known before its items: flush the opening before the first item.
         self.producer.send(run_topic, run_id, self.codec.encode("RunOpened", opened))

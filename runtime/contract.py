@@ -16,7 +16,6 @@ import orjson
 ITEM_TYPES = ("category", "product", "variant")
 OPERATIONS = ("upsert", "delete")
 REQUIREMENTS = ("LISTING", "LISTING_PRODUCT_ONLY", "LISTING_OFFER_ONLY")
-MODES = ("test", "preview", "production")
 FIELDS = (
     "reference", "item_type", "operation", "seller_id", "marketplace_id", "product_type",
     "requirements", "parent_reference", "attributes", "changed_at",

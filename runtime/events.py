@@ -32,7 +32,3 @@ def item_key(seller_id: str | None, marketplace_id: str, reference: str) -> str:
     """Key of every per-item event: all events of one item stay in order on one partition."""
     return f"{seller_id or ''}|{marketplace_id}|{reference}"
 
-
-def endpoint_for_mode(mode: str) -> str:
-    """interfaces.md §2: test mode talks to the sandbox; preview and production to production."""
-    return "test" if mode == "test" else "production"

@@ -1,6 +1,6 @@
 import uuid
 
-from catalog_sync.runtime.events import endpoint_for_mode, item_key, new_event_id
+from catalog_sync.runtime.events import item_key, new_event_id
 
 
 def test_event_ids_are_distinct_version_4_uuids():
@@ -11,6 +11,5 @@ def test_event_ids_are_distinct_version_4_uuids():
         assert parsed.version == 4 and parsed.variant == uuid.RFC_4122 and str(parsed) == value
 
 
-def test_item_key_and_endpoints():
+def test_item_key():
     assert item_key("A1", "ATVPDKIKX0DER", "HB-1") == "A1|ATVPDKIKX0DER|HB-1"
-    assert [endpoint_for_mode(m) for m in ("test", "preview", "production")] == ["test", "production", "production"]

@@ -1,0 +1,132 @@
+"""What each sync mode may send to Amazon, and where: the one table every component reads.
+
+interfaces.md §2 names the modes; this table decides, for every (mode, SP-API operation), which
+host is called and with which `mode` query parameter, or that nothing is called at all. The
+submitter builds its requests from it, its HTTP client refuses any request that disagrees with it
+(`check_request`), the recorder words outcomes and decides what Amazon holds from it, and
+`publish --changed-only` compares against the endpoint it names.
+
+Amazon has no preview of deleteListingsItem, so a preview run never sends a delete: a preview must
+never change a live listing. A test run talks only to the sandbox, whatever the operation.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from urllib.parse import parse_qsl
+
+MODES = ("test", "preview", "production")
+OPERATIONS = ("upsert", "delete")  # of a catalog change (interfaces.md §1)
+
+PRODUCTION, SANDBOX = "production", "sandbox"  # SP-API hosts
+VALIDATION_PREVIEW = "VALIDATION_PREVIEW"
+
+# The catalog operation -> the Listings Items operation that carries it, and its HTTP method.
+SPAPI_OPERATION = {"upsert": "putListingsItem", "delete": "deleteListingsItem"}
+METHODS = {"putListingsItem": "PUT", "patchListingsItem": "PATCH", "deleteListingsItem": "DELETE",
+           "getListingsItem": "GET"}
+
+PREVIEW_NOT_SENT = "preview_not_sent"  # outcome of a change a preview cannot show without doing it
+
+
+@dataclass(frozen=True)
+class Route:
+    """Where one SP-API operation of a run in `mode` goes. `host` None: never sent; `why` says so."""
+
+    mode: str
+    operation: str            # SP-API operation: putListingsItem | patchListingsItem | ...
+    host: str | None          # PRODUCTION | SANDBOX | None
+    amazon_mode: str | None   # value of the `mode` query parameter, or None for no parameter
+    why: str = ""
+
+    @property
+    def sent(self) -> bool:
+        return self.host is not None
+
+    @property
+    def method(self) -> str:
+        return METHODS[self.operation]
+
+
+def _routes() -> dict[tuple[str, str], Route]:
+    table: dict[tuple[str, str], Route] = {}
+    for operation in METHODS:
+        table["production", operation] = Route("production", operation, PRODUCTION, None)
+        table["test", operation] = Route("test", operation, SANDBOX, None)
+    table["preview", "putListingsItem"] = Route("preview", "putListingsItem", PRODUCTION, VALIDATION_PREVIEW)
+    table["preview", "patchListingsItem"] = Route("preview", "patchListingsItem", PRODUCTION, VALIDATION_PREVIEW)
+    table["preview", "getListingsItem"] = Route("preview", "getListingsItem", PRODUCTION, None)  # reads only
+    table["preview", "deleteListingsItem"] = Route(
+        "preview", "deleteListingsItem", None, None,
+        "deletes cannot be previewed: Amazon has no preview for deleteListingsItem; nothing was changed")
+    return table
+
+
+ROUTES: dict[tuple[str, str], Route] = _routes()
+
+
+class UnknownMode(ValueError):
+    pass
+
+
+def route(mode: str, operation: str) -> Route:
+    """The route of an SP-API operation (putListingsItem, ...) in a run of `mode`."""
+    found = ROUTES.get((mode, operation))
+    if found is None:
+        if mode not in MODES:
+            raise UnknownMode(f"unknown sync mode {mode!r} (expected one of {', '.join(MODES)})")
+        raise ValueError(f"unknown SP-API operation {operation!r}")
+    return found
+
+
+def route_of_change(mode: str, catalog_operation: str) -> Route:
+    """The route of a catalog change's operation (upsert | delete) in a run of `mode`."""
+    if catalog_operation not in SPAPI_OPERATION:
+        raise ValueError(f"unknown operation {catalog_operation!r} (expected one of {', '.join(OPERATIONS)})")
+    return route(mode, SPAPI_OPERATION[catalog_operation])
+
+
+def recorded_endpoint(mode: str) -> str:
+    """interfaces.md §2: the endpoint a run's outcomes are recorded under: "test" for the
+    sandbox, "production" for preview and production runs."""
+    if mode not in MODES:
+        raise UnknownMode(f"unknown sync mode {mode!r} (expected one of {', '.join(MODES)})")
+    return "test" if mode == "test" else "production"
+
+
+def persists(mode: str) -> bool:
+    """Whether an accepted submission of a run in `mode` changes what its endpoint holds (and so
+    counts for `publish --changed-only`): not in preview, which validates only."""
+    return mode != "preview"
+
+
+def not_sent_message(outcome: str | None) -> str | None:
+    """Why nothing was sent, for an outcome that says so (the recorder shows it)."""
+    if outcome == PREVIEW_NOT_SENT:
+        return ROUTES["preview", "deleteListingsItem"].why
+    return None
+
+
+class ModeViolation(Exception):
+    """A request about to leave for Amazon that the table does not allow for its run's mode."""
+
+    dead_letter_reason = "mode_violation"
+
+
+def check_request(mode: str, method: str, host: str, query: str) -> None:
+    """Refuse (ModeViolation) a Listings request whose method, host or `mode` parameter does not
+    match what a run of `mode` may send: the last line of defence, at the wire."""
+    operation = next((op for op, m in METHODS.items() if m == method), None)
+    allowed = ROUTES.get((mode, operation)) if operation else None
+    amazon_mode = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "mode"]
+    if mode not in MODES:
+        raise ModeViolation(f"refused {method} to the {host} host: unknown sync mode {mode!r}")
+    if allowed is None or not allowed.sent:
+        why = allowed.why if allowed is not None else f"{method} is not a Listings Items operation"
+        raise ModeViolation(f"refused {method} to the {host} host in a {mode!r} run: {why}")
+    if host != allowed.host:
+        raise ModeViolation(f"refused {method} to the {host} host in a {mode!r} run: "
+                            f"{allowed.operation} of a {mode} run goes to the {allowed.host} host only")
+    if amazon_mode != ([allowed.amazon_mode] if allowed.amazon_mode else []):
+        raise ModeViolation(f"refused {method} with mode={','.join(amazon_mode) or '(none)'} in a {mode!r} run: "
+                            f"{allowed.operation} of a {mode} run needs mode={allowed.amazon_mode or '(none)'}")
