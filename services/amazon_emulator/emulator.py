@@ -14,7 +14,14 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
-from catalog_sync.amazon_emulator.listings import Answer, ListingRequest, ListingsBehaviour, errors, lane_of
+from catalog_sync.amazon_emulator.listings import (
+    OPERATIONS,
+    Answer,
+    ListingRequest,
+    ListingsBehaviour,
+    errors,
+    lane_of,
+)
 from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, UsagePlan
 from catalog_sync.amazon_emulator.tokens import TokenIssuer
 from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
@@ -22,8 +29,6 @@ from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, witho
 LISTINGS_PREFIX = "/listings/2021-08-01/items/"
 SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
 TOKEN_PATH = "/auth/o2/token"
-OPERATIONS = {"PUT": "putListingsItem", "DELETE": "deleteListingsItem", "GET": "getListingsItem",
-              "PATCH": "patchListingsItem"}
 FAULT_ERRORS = {
     400: ("InvalidInput", "Request has missing or invalid parameters and cannot be parsed."),
     403: ("Unauthorized", "Access to requested resource is denied."),

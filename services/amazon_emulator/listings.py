@@ -92,6 +92,10 @@ def errors(status: int, code: str, message: str, details: str = "") -> Answer:
     return Answer(status, {"errors": [error]})
 
 
+OPERATIONS = {"PUT": "putListingsItem", "DELETE": "deleteListingsItem", "GET": "getListingsItem",
+              "PATCH": "patchListingsItem"}  # Listings Items operations by HTTP method
+
+
 def lane_of(method: str, mode: str | None) -> str:
     if mode == "VALIDATION_PREVIEW":
         return "preview"
@@ -120,7 +124,8 @@ class ListingsBehaviour:
         # product type -> its schema's top-level `required`, when product type files are loaded.
         self.product_type_required = dict(product_type_required or {})
         self.strict_sandbox = strict_sandbox
-        self.store: dict[tuple[str, str, str], StoredListing] = {}
+        # Keyed (sandbox?, seller, marketplace, sku): the sandbox and production never share listings.
+        self.store: dict[tuple[bool, str, str, str], StoredListing] = {}
 
     def reset(self) -> None:
         self.store.clear()
@@ -134,6 +139,10 @@ class ListingsBehaviour:
             return errors(400, "InvalidInput", "Only one marketplaceId is allowed per request.")
         if req.mode not in (None, "VALIDATION_PREVIEW"):
             return errors(400, "InvalidInput", f"Invalid value for parameter mode: {req.mode}.")
+        if req.mode is not None and req.method in ("DELETE", "GET"):
+            # Amazon's model defines `mode` on putListingsItem and patchListingsItem only.
+            return errors(400, "InvalidInput", "Request has missing or invalid parameters and cannot be parsed.",
+                          f"{OPERATIONS[req.method]} does not take the parameter mode.")
         if req.method == "GET":
             return self._get(req)
         if req.method == "DELETE":
@@ -198,7 +207,7 @@ class ListingsBehaviour:
         if not isinstance(product_type, str) or not isinstance(patches, list) or not patches:
             return errors(400, "InvalidInput", "Request has missing or invalid parameters and cannot be parsed.",
                           "productType and patches are required.")
-        current = self.store.get((req.seller_id, req.marketplace_ids[0], req.sku))
+        current = self.store.get(_key(req, req.marketplace_ids[0]))
         attributes = current.attributes if current else {}
         for patch in patches:
             if not isinstance(patch, dict) or patch.get("op") not in ("add", "replace", "merge", "delete") \
@@ -227,7 +236,7 @@ class ListingsBehaviour:
             body["status"] = "INVALID"
         else:
             body["status"] = "ACCEPTED"
-            self.store[(req.seller_id, req.marketplace_ids[0], req.sku)] = StoredListing(
+            self.store[_key(req, req.marketplace_ids[0])] = StoredListing(
                 product_type, requirements, orjson.dumps(attributes), submission_id, tuple(issues))
         return Answer(200, body)
 
@@ -263,11 +272,11 @@ class ListingsBehaviour:
         if req.sku == SANDBOX_ACCEPTED_SKU:
             return Answer(200, {"sku": req.sku, "status": "ACCEPTED", "submissionId": SANDBOX_SUBMISSION_ID,
                                 "issues": []})
-        self.store.pop((req.seller_id, req.marketplace_ids[0], req.sku), None)
+        self.store.pop(_key(req, req.marketplace_ids[0]), None)
         return Answer(200, {"sku": req.sku, "status": "ACCEPTED", "submissionId": new_event_id(), "issues": []})
 
     def _get(self, req: ListingRequest) -> Answer:
-        found = [(m, self.store.get((req.seller_id, m, req.sku))) for m in req.marketplace_ids]
+        found = [(m, self.store.get(_key(req, m))) for m in req.marketplace_ids]
         found = [(m, s) for m, s in found if s is not None]
         if not found:
             return errors(404, "NOT_FOUND", f"SKU '{req.sku}' not found in marketplace "
@@ -285,6 +294,10 @@ class ListingsBehaviour:
         if "issues" in included:
             body["issues"] = [i for _, s in found for i in s.issues]
         return Answer(200, body)
+
+
+def _key(req: ListingRequest, marketplace_id: str) -> tuple[bool, str, str, str]:
+    return req.sandbox, req.seller_id, marketplace_id, req.sku
 
 
 def _first_value(values) -> str | None:

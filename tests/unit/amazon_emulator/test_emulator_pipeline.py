@@ -110,6 +110,25 @@ def test_malformed_requests(emulator, token, kwargs, status, code):
     assert answer.status == status and body["errors"][0]["code"] == code
 
 
+@pytest.mark.parametrize("method", ["DELETE", "GET"])
+def test_mode_is_refused_where_amazons_model_does_not_define_it(emulator, token, method):
+    put(emulator, token)
+    query = "marketplaceIds=ATVPDKIKX0DER&mode=VALIDATION_PREVIEW"
+    answer, body, _ = put(emulator, token, body=None, method=method, query=query)
+    assert answer.status == 400 and body["errors"][0]["code"] == "InvalidInput"
+    assert "does not take the parameter mode" in body["errors"][0]["details"]
+    assert put(emulator, token, body=None, method="GET")[0].status == 200  # the listing is still there
+
+
+def test_the_sandbox_and_production_never_share_listings(emulator, token):
+    put(emulator, token, sku="SHARED")
+    assert put(emulator, token, sku="SHARED", body=None, method="GET", prefix="/sandbox")[0].status == 404
+    put(emulator, token, sku="SHARED", body=None, method="DELETE", prefix="/sandbox")
+    assert put(emulator, token, sku="SHARED", body=None, method="GET")[0].status == 200
+    put(emulator, token, sku="SANDBOX-ONLY", prefix="/sandbox")
+    assert put(emulator, token, sku="SANDBOX-ONLY", body=None, method="GET")[0].status == 404
+
+
 def test_sandbox_static_patterns(emulator, token):
     emulator.configure(throttled=False)  # preview's plan is 1 request per second
     preview = "marketplaceIds=ATVPDKIKX0DER&mode=VALIDATION_PREVIEW&includedData=identifiers,issues"
