@@ -327,7 +327,8 @@ class ConcurrentWorker:
         if exc is not None:
             log.error("handler failed", topic=task.message.topic, partition=record.partition, offset=record.offset,
                       error=repr(exc))
-            self._dead_letter([(record, "handler_error", repr(exc))])
+            # An exception may name its own reason (e.g. sync_modes.ModeViolation: mode_violation).
+            self._dead_letter([(record, getattr(exc, "dead_letter_reason", "handler_error"), repr(exc))])
         else:
             try:
                 self._produce(future.result())

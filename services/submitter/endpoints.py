@@ -1,9 +1,12 @@
-"""Which SP-API host a call goes to: marketplace -> region -> production or sandbox base URL,
-chosen by the run's sync mode (interfaces.md §2), with the operator's overrides applied."""
+"""Which SP-API host a call goes to: marketplace -> region -> production or sandbox base URL (the
+sync mode's route in runtime/sync_modes.py chooses which), with the operator's overrides applied;
+and, back from a base URL, which of the two hosts it is (the HTTP client's mode guard asks)."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+
+from catalog_sync.runtime.sync_modes import PRODUCTION, SANDBOX
 
 # Amazon's marketplace ids by selling region (developer guide, "Marketplace IDs").
 MARKETPLACE_REGIONS: dict[str, str] = {
@@ -19,8 +22,6 @@ PRODUCTION_HOSTS = {r: f"https://sellingpartnerapi-{r}.amazon.com" for r in ("na
 SANDBOX_HOSTS = {r: f"https://sandbox.sellingpartnerapi-{r}.amazon.com" for r in ("na", "eu", "fe")}
 LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
 
-MODES = ("test", "preview", "production")
-
 
 class UnknownMarketplace(ValueError):
     pass
@@ -34,10 +35,13 @@ class Endpoints:
     sandbox_override: str | None = None
     token_url: str = LWA_TOKEN_URL
 
-    def base_url(self, marketplace_id: str, mode: str) -> str:
-        if mode not in MODES:
-            raise ValueError(f"unknown sync mode {mode!r}")
-        sandbox = mode == "test"
+    def __post_init__(self) -> None:
+        if self.production_override and self.sandbox_override and \
+                self.production_override.rstrip("/") == self.sandbox_override.rstrip("/"):
+            raise ValueError("SPAPI_SANDBOX_ENDPOINT equals SPAPI_ENDPOINT: test runs would reach the production "
+                             "host; point the sandbox at its own URL (the emulator serves it under /sandbox)")
+
+    def base_url(self, marketplace_id: str, *, sandbox: bool) -> str:
         override = self.sandbox_override if sandbox else self.production_override
         if override:
             return override.rstrip("/")
@@ -46,7 +50,15 @@ class Endpoints:
             raise UnknownMarketplace(f"marketplace {marketplace_id!r} is not a known Amazon marketplace id")
         return (SANDBOX_HOSTS if sandbox else PRODUCTION_HOSTS)[region]
 
-
-def recorded_endpoint(mode: str) -> str:
-    """interfaces.md §2: test -> "test" (sandbox host); preview and production -> "production"."""
-    return "test" if mode == "test" else "production"
+    def host_kind(self, base_url: str) -> str | None:
+        """PRODUCTION or SANDBOX for a base URL this configuration sends to; None for any other."""
+        base_url = base_url.rstrip("/")
+        if self.sandbox_override and base_url == self.sandbox_override.rstrip("/"):
+            return SANDBOX
+        if self.production_override and base_url == self.production_override.rstrip("/"):
+            return PRODUCTION
+        if base_url in SANDBOX_HOSTS.values():
+            return SANDBOX
+        if base_url in PRODUCTION_HOSTS.values():
+            return PRODUCTION
+        return None

@@ -1,5 +1,6 @@
 """From a ListingReady event to the exact SP-API call: operation, method, path (SKU
-percent-encoded once, as UTF-8), query, body, and the usage-plan lane it draws on."""
+percent-encoded once, as UTF-8), query, body, and the usage-plan lane it draws on; or, where the
+run's mode may not send the change (runtime/sync_modes.py), why nothing is sent."""
 
 from __future__ import annotations
 
@@ -7,6 +8,8 @@ from dataclasses import dataclass
 from urllib.parse import quote, urlencode
 
 import orjson
+
+from catalog_sync.runtime.sync_modes import PREVIEW_NOT_SENT, SANDBOX, VALIDATION_PREVIEW, route_of_change
 
 API_PATH = "/listings/2021-08-01/items"
 
@@ -20,11 +23,20 @@ class ListingCall:
     body: bytes | None
     lane: str
     mode: str  # sync mode of the run: test | preview | production
+    sandbox: bool  # the route's host: the sandbox, or production
 
     @property
     def path_and_query(self) -> str:
         """Encoded once here, so the HTTP client does not re-parse and re-encode parameters."""
         return f"{self.path}?{urlencode(self.params)}"
+
+
+@dataclass(frozen=True)
+class NotSent:
+    """The run's mode forbids this change at Amazon: it ends with `outcome`, nothing is called."""
+
+    outcome: str
+    message: str
 
 
 class InvalidReadyEvent(ValueError):
@@ -36,13 +48,16 @@ def encode_path_segment(value: str) -> str:
     return quote(value, safe="")
 
 
-def build_call(event: dict) -> ListingCall:
-    mode = event.get("mode") or "production"
-    operation = event.get("operation") or "upsert"
+def build_call(event: dict) -> ListingCall | NotSent:
+    mode = event["mode"]
+    route = route_of_change(mode, event["operation"])
+    if not route.sent:
+        return NotSent(PREVIEW_NOT_SENT, route.why)
+    sandbox = route.host == SANDBOX
     path = f"{API_PATH}/{encode_path_segment(event['seller_id'])}/{encode_path_segment(event['reference'])}"
     params: list[tuple[str, str]] = [("marketplaceIds", event["marketplace_id"])]
-    if operation == "delete":
-        return ListingCall("deleteListingsItem", "DELETE", path, tuple(params), None, "delete", mode)
+    if route.method == "DELETE":
+        return ListingCall(route.operation, "DELETE", path, tuple(params), None, "delete", mode, sandbox)
     if not event.get("product_type"):
         raise InvalidReadyEvent("product_type is required to submit a listing")
     try:
@@ -52,12 +67,12 @@ def build_call(event: dict) -> ListingCall:
     if not isinstance(attributes, dict):
         raise InvalidReadyEvent("attributes_json must hold a JSON object")
     lane = "put"
-    if mode == "preview":
-        params += [("mode", "VALIDATION_PREVIEW"), ("includedData", "issues,identifiers")]
+    if route.amazon_mode == VALIDATION_PREVIEW:
+        params += [("mode", VALIDATION_PREVIEW), ("includedData", "issues,identifiers")]
         lane = "preview"
     else:
         params.append(("includedData", "issues"))
     params.append(("issueLocale", "en_US"))
     body = {"productType": event["product_type"], "requirements": event.get("requirements") or "LISTING",
             "attributes": attributes}
-    return ListingCall("putListingsItem", "PUT", path, tuple(params), orjson.dumps(body), lane, mode)
+    return ListingCall(route.operation, route.method, path, tuple(params), orjson.dumps(body), lane, mode, sandbox)

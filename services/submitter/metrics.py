@@ -22,6 +22,9 @@ class SpApiMetrics:
         self.duration = Histogram("spapi_request_duration_seconds", "Duration of one SP-API HTTP attempt.",
                                   ["operation"], buckets=REQUEST_BUCKETS, registry=registry)
         self.in_flight_gauge = Gauge("spapi_in_flight_requests", "SP-API requests on the wire.", registry=registry)
+        self.mode_violations = Counter(
+            "spapi_mode_violations_total", "Listings requests refused before the wire: their host or mode "
+            "parameter is not what the run's sync mode allows (each is dead-lettered).", registry=registry)
 
     def request(self, operation: str, status: str, seconds: float) -> None:
         self.requests.labels(operation, status).inc()
@@ -39,3 +42,6 @@ class SpApiMetrics:
 
     def in_flight(self, delta: int) -> None:
         self.in_flight_gauge.inc(delta)
+
+    def mode_violation(self, _refused: Exception) -> None:
+        self.mode_violations.inc()

@@ -1,7 +1,7 @@
-"""SubmissionCompleted events (schemas/submission_completed.v1.avsc) from submission results.
+"""SubmissionCompleted events (schemas/submission_completed.v2.avsc) from submission results.
 
-Outcome -> item status (interfaces.md §2): accepted, valid, deleted, not_sent, unchanged ->
-finished; invalid (Amazon status INVALID), rejected (final HTTP error), failed (retries
+Outcome -> item status (interfaces.md §2): accepted, valid, deleted, not_sent, unchanged,
+preview_not_sent (a delete in a preview run, never sent: runtime/sync_modes.py) -> finished; invalid (Amazon status INVALID), rejected (final HTTP error), failed (retries
 exhausted or a local reason) -> error, which the recorder shows as error type amazon_response."""
 
 from __future__ import annotations
@@ -9,8 +9,9 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 
 from catalog_sync.runtime.events import item_key, new_header
+from catalog_sync.runtime.sync_modes import PREVIEW_NOT_SENT
 
-FINISHED_OUTCOMES = frozenset({"accepted", "valid", "deleted", "not_sent", "unchanged"})
+FINISHED_OUTCOMES = frozenset({"accepted", "valid", "deleted", "not_sent", "unchanged", PREVIEW_NOT_SENT})
 
 
 @dataclass

@@ -35,14 +35,15 @@ def outputs_of(submitted: Submitted) -> list[Outgoing | RawOutgoing]:
 def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
                  stop: StopSignal | None = None) -> tuple[ConcurrentWorker, Submitter, HttpxSpApi, object]:
     registry = registry or CollectorRegistry()
-    client = HttpxSpApi(settings.client)
+    metrics = SpApiMetrics(registry)
+    client = HttpxSpApi(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
     hashes = None
     if settings.unchanged_check == "kafka":
         from catalog_sync.submitter.accepted_hashes import KafkaHashTable
 
         hashes = KafkaHashTable(settings.runtime)
     submitter = Submitter(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
-                          hashes=hashes, policy=settings.policy, observer=SpApiMetrics(registry))
+                          hashes=hashes, policy=settings.policy, observer=metrics)
     answered = AnsweredEvents()
 
     async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:

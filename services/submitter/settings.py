@@ -47,7 +47,10 @@ class SubmitterSettings:
         except AccountsError as exc:
             raise ConfigError(str(exc)) from None
         token_url = env_str(env, "LWA_TOKEN_URL", LWA_TOKEN_URL)
-        endpoints = Endpoints(env_str(env, "SPAPI_ENDPOINT"), env_str(env, "SPAPI_SANDBOX_ENDPOINT"), token_url)
+        try:
+            endpoints = Endpoints(env_str(env, "SPAPI_ENDPOINT"), env_str(env, "SPAPI_SANDBOX_ENDPOINT"), token_url)
+        except ValueError as exc:
+            raise ConfigError(str(exc)) from None
         for name in ("SPAPI_ENDPOINT", "SPAPI_SANDBOX_ENDPOINT", "LWA_TOKEN_URL"):
             value = env_str(env, name)
             if value and not value.startswith(("http://", "https://")):

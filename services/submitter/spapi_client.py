@@ -14,6 +14,8 @@
   Request and Response objects too (~80 µs more): the same bytes go onto the wire through
   `Http11Transport.exchange`. Any other transport gets an `httpx.Request`. Login keeps the client.
 - Timeouts and connection errors become answers (`failure`), not exceptions: the domain decides.
+- Mode guard: `send` refuses (sync_modes.ModeViolation) any Listings request whose host, method or
+  `mode` parameter its run's mode does not allow, whatever built it; the worker dead-letters it.
 """
 
 from __future__ import annotations
@@ -30,8 +32,10 @@ import httpx
 import orjson
 
 from catalog_sync import __version__
+from catalog_sync.runtime.sync_modes import ModeViolation, check_request
 from catalog_sync.submitter.accounts import Account
 from catalog_sync.submitter.classification import Answer
+from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.http_transport import Http11Transport, origin_of
 from catalog_sync.submitter.listing_requests import ListingCall
 from catalog_sync.submitter.submission import LoginFailed
@@ -60,9 +64,12 @@ class _Token:
 
 
 class HttpxSpApi:
-    def __init__(self, settings: ClientSettings, *, clock: Callable[[], float] = time.monotonic,
-                 transport: httpx.AsyncBaseTransport | None = None) -> None:
+    def __init__(self, settings: ClientSettings, *, endpoints: Endpoints,
+                 clock: Callable[[], float] = time.monotonic, transport: httpx.AsyncBaseTransport | None = None,
+                 on_refused: Callable[[ModeViolation], None] | None = None) -> None:
         self.settings = settings
+        self._endpoints = endpoints  # which host a base URL is, for the mode guard
+        self._on_refused = on_refused
         self._clock = clock
         self._timeout = httpx.Timeout(connect=settings.connect_timeout_s, read=settings.read_timeout_s,
                                       write=settings.write_timeout_s, pool=settings.pool_timeout_s)
@@ -155,6 +162,7 @@ class HttpxSpApi:
 
     async def send(self, transport: httpx.AsyncBaseTransport, account: Account, base_url: str,
                    call: ListingCall) -> Answer:
+        self._guard(base_url, call)
         token = await self._access_token(account)
         try:
             if isinstance(transport, Http11Transport):
@@ -179,6 +187,16 @@ class HttpxSpApi:
                 rate_limit = value.decode("latin-1")
         return Answer(status, request_id=request_id, body=_json(content), rate_limit=rate_limit,
                       token_generation=token.generation)
+
+    def _guard(self, base_url: str, call: ListingCall) -> None:
+        """Check what is about to go on the wire (method, host, query) against the run's mode."""
+        try:
+            check_request(call.mode, call.method, self._endpoints.host_kind(base_url) or f"unknown ({base_url})",
+                          call.path_and_query.partition("?")[2])
+        except ModeViolation as refused:
+            if self._on_refused is not None:
+                self._on_refused(refused)
+            raise
 
     async def _exchange(self, transport: Http11Transport, base_url: str, call: ListingCall,
                         token: str) -> tuple[int, list[tuple[bytes, bytes]], bytes]:

@@ -21,10 +21,11 @@ from dataclasses import dataclass
 from typing import Protocol, TypeVar
 
 from catalog_sync.runtime.events import item_key
+from catalog_sync.runtime.sync_modes import recorded_endpoint
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import Answer, Decision, RetryPolicy, classify, first_error
-from catalog_sync.submitter.endpoints import Endpoints, UnknownMarketplace, recorded_endpoint
-from catalog_sync.submitter.listing_requests import InvalidReadyEvent, ListingCall, build_call
+from catalog_sync.submitter.endpoints import Endpoints, UnknownMarketplace
+from catalog_sync.submitter.listing_requests import InvalidReadyEvent, ListingCall, NotSent, build_call
 from catalog_sync.submitter.outcomes import SubmissionResult, parse_issues
 from catalog_sync.submitter.rate import RateLimiter
 
@@ -163,7 +164,7 @@ class Submitter:
     async def in_turn(self, ready: dict, work: Callable[[], Awaitable[T]]) -> T:
         """Run `work` for this item once earlier messages of the same item, and of its parent,
         are done: Amazon must see an item's changes in order, and a child after its parent."""
-        if ready.get("item_type") == "category":  # never sent: no order to keep
+        if ready["item_type"] == "category":  # never sent: no order to keep
             return await work()
         seller, marketplace = ready["seller_id"], ready["marketplace_id"]
         own = item_key(seller, marketplace, ready["reference"])
@@ -172,8 +173,8 @@ class Submitter:
 
     async def submit_now(self, ready: dict) -> Submitted:
         """`submit` without waiting for the item's turn (the caller holds it: `in_turn`)."""
-        endpoint = recorded_endpoint(ready.get("mode") or "production")
-        if ready.get("item_type") == "category":
+        endpoint = recorded_endpoint(ready["mode"])
+        if ready["item_type"] == "category":
             return Submitted(ready, endpoint, SubmissionResult("not_sent"))
         key = item_key(ready["seller_id"], ready["marketplace_id"], ready["reference"])
         return await self._submit(ready, endpoint, key)
@@ -187,7 +188,9 @@ class Submitter:
                               "(SELLER_ID/LWA_* or SPAPI_ACCOUNTS_FILE)"))
         try:
             call = build_call(ready)
-            base_url = self.endpoints.base_url(ready["marketplace_id"], call.mode)
+            if isinstance(call, NotSent):
+                return Submitted(ready, endpoint, SubmissionResult(call.outcome))
+            base_url = self.endpoints.base_url(ready["marketplace_id"], sandbox=call.sandbox)
         except (InvalidReadyEvent, UnknownMarketplace, ValueError) as exc:
             return Submitted(ready, endpoint, SubmissionResult("failed", error_code="invalid_request",
                                                                error_message=str(exc)))

@@ -28,7 +28,7 @@ from catalog_sync.submitter.spapi_client import ClientSettings, HttpxSpApi
 from catalog_sync.submitter.submission import Submitter
 
 CODEC = AvroCodec()
-OUTCOMES = {"accepted", "valid", "deleted", "invalid", "rejected", "failed"}
+OUTCOMES = {"accepted", "valid", "deleted", "invalid", "rejected", "failed", "preview_not_sent"}
 TOKEN_OK = json.dumps({"access_token": "Atza|fuzz", "expires_in": 3600, "token_type": "bearer"}).encode()
 HTML_502 = b"<html><head><title>502 Bad Gateway</title></head><body><center><h1>502 Bad Gateway</h1></center></body></html>"
 Action = bytes | str  # raw response bytes, or "reset" | "close" | "hang"
@@ -122,9 +122,9 @@ def submit(amazon: FakeAmazon, event: dict | None = None):
     """One submission through the real client: at most 2 attempts, 0.5 s read timeout."""
     async def main():
         client = HttpxSpApi(ClientSettings(token_url=f"{amazon.url}/auth/o2/token", connect_timeout_s=2.0,
-                                           read_timeout_s=0.5))
+                                           read_timeout_s=0.5), endpoints=Endpoints(amazon.url, amazon.url + "/sandbox"))
         submitter = Submitter(accounts=Accounts({"A3SELLER": Account("A3SELLER", "app", "secret", "Atzr|r")}),
-                              transport=client, endpoints=Endpoints(amazon.url, amazon.url),
+                              transport=client, endpoints=Endpoints(amazon.url, amazon.url + "/sandbox"),
                               policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02))
         try:
             return await submitter.submit(event or ready())
@@ -186,6 +186,9 @@ extra_headers = st.lists(st.tuples(st.sampled_from(["x-amzn-RequestId", "x-amzn-
        operation=st.sampled_from(["upsert", "delete"]), mode=st.sampled_from(["production", "preview", "test"]))
 def test_any_http_answer_becomes_an_outcome(amazon, status, body, content_type, headers, operation, mode):
     amazon.listings = lambda: response(status, body, headers, content_type)
+    if (mode, operation) == ("preview", "delete"):  # never sent, whatever Amazon would answer
+        assert submit(amazon, ready(mode, operation)).outcome == "preview_not_sent"
+        return
     result = submit(amazon, ready(mode, operation))
     if status != 200:
         assert result.status == "error" and result.http_status == status

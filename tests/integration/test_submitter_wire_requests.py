@@ -11,6 +11,7 @@ import orjson
 import pytest
 
 from catalog_sync.submitter.accounts import Account
+from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.http_transport import Http11Transport
 from catalog_sync.submitter.listing_requests import build_call
 from catalog_sync.submitter.spapi_client import ClientSettings, HttpxSpApi
@@ -71,21 +72,27 @@ class RecordingServer:
         await writer.wait_closed()
 
 
+def local_hosts(port: int) -> Endpoints:
+    return Endpoints(f"http://127.0.0.1:{port}", f"http://127.0.0.1:{port}/sandbox")
+
+
 def ready(**fields) -> dict:
     return {"seller_id": "A1/SELLER", "reference": "HB 100%/é", "marketplace_id": "ATVPDKIKX0DER",
-            "product_type": "HAIRBAND", "mode": "production",
+            "product_type": "HAIRBAND", "mode": "production", "operation": "upsert",
             "attributes_json": '{"item_name":[{"value":"Satin — “Headband”"}]}', **fields}
 
 
-@pytest.mark.parametrize("prefix", ["", "/sandbox"])
-@pytest.mark.parametrize("event", [ready(), ready(operation="delete"), ready(mode="preview")],
-                         ids=["put", "delete", "preview"])
-def test_the_wire_request_is_what_httpx_would_send(prefix, event):
+@pytest.mark.parametrize("event", [ready(), ready(operation="delete"), ready(mode="preview"), ready(mode="test"),
+                                   ready(mode="test", operation="delete")],
+                         ids=["put", "delete", "preview", "sandbox-put", "sandbox-delete"])
+def test_the_wire_request_is_what_httpx_would_send(event):
+    prefix = "/sandbox" if event["mode"] == "test" else ""  # a base path, as behind a proxy
+
     async def scenario():
         server = RecordingServer()
         port = await server.start()
         base = f"http://127.0.0.1:{port}{prefix}"
-        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"), endpoints=local_hosts(port))
         account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
         call = build_call(event)
         transports = [Http11Transport(), httpx.AsyncHTTPTransport()]  # ours, httpx's own (httpcore)
@@ -108,7 +115,7 @@ def test_the_answer_reads_the_same_on_both_wire_layers():
     async def scenario():
         server = RecordingServer()
         port = await server.start()
-        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"), endpoints=local_hosts(port))
         account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
         call = build_call(ready())
         transports = [Http11Transport(), httpx.AsyncHTTPTransport()]
@@ -132,7 +139,7 @@ def test_one_keep_alive_connection_carries_call_after_call(chunked):
     async def scenario():
         server = RecordingServer(chunked=chunked)
         port = await server.start()
-        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"))
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token"), endpoints=local_hosts(port))
         account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
         transport = Http11Transport()
         answers = [await client.send(transport, account, f"http://127.0.0.1:{port}", build_call(ready(reference=f"HB-{n}")))
@@ -160,7 +167,7 @@ def test_a_connection_the_server_closed_while_idle_is_not_used_again():
     async def scenario():
         server = RecordingServer(close_after_answer=True)
         port = await server.start()
-        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token", read_timeout_s=5))
+        client = HttpxSpApi(ClientSettings(token_url=f"http://127.0.0.1:{port}/auth/o2/token", read_timeout_s=5), endpoints=local_hosts(port))
         account = Account("A1/SELLER", "app", "secret", "Atzr|refresh")
         transport = Http11Transport()
         answers = []

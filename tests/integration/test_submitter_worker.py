@@ -12,7 +12,7 @@ from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header
 from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread
-from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED
+from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED, dead_letter_topic
 from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.submitter.service import build_worker
 from catalog_sync.submitter.settings import SubmitterSettings
@@ -137,3 +137,27 @@ def test_a_replayed_event_is_answered_again_without_a_second_call(runtime_settin
     assert first["outcome"] == "rejected" and second == first
     calls = [r for r in emulator.requests() if r.get("sku") == "BadSKU"]
     assert len(calls) == 1, f"the replay called Amazon again: {len(calls)} calls"
+
+
+def test_a_request_that_forgot_the_mode_table_is_dead_lettered_not_sent(runtime_settings, kafka_env, emulator,
+                                                                         monkeypatch):
+    # A future code path that builds its call without the table: a preview run's delete as the
+    # first version sent it (production host, no mode). The client refuses it at the wire.
+    from catalog_sync.submitter import listing_requests, submission
+
+    def forgetful(event):
+        return listing_requests.ListingCall(
+            "deleteListingsItem", "DELETE", f"{listing_requests.API_PATH}/{event['seller_id']}/{event['reference']}",
+            (("marketplaceIds", event["marketplace_id"]),), None, "delete", event["mode"], False)
+
+    monkeypatch.setattr(submission, "build_call", forgetful)
+    settings = runtime_settings("submitter")
+    codec = AvroCodec()
+    gone = ready("SKU-LIVE", mode="preview", operation="delete")
+    publish_raw(settings, LISTING_READY, [(gone["seller_id"], codec.encode("ListingReady", gone))])
+    with RunningSubmitter(submitter_env(kafka_env, emulator)) as running:
+        (dead,) = [event for _, _, event in read_events(settings, dead_letter_topic("submitter"), 1, timeout_s=60)]
+        refused = running.registry.get_sample_value("spapi_mode_violations_total")
+    assert dead["reason"] == "mode_violation" and "preview" in dead["error"]
+    assert refused == 1
+    assert not [r for r in emulator.requests() if r.get("sku") == "SKU-LIVE"], "the refused request reached Amazon"

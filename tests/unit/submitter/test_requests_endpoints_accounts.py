@@ -6,7 +6,7 @@ import pytest
 
 from catalog_sync.submitter.accounts import Accounts, AccountsError
 from catalog_sync.submitter.endpoints import Endpoints, UnknownMarketplace
-from catalog_sync.submitter.listing_requests import InvalidReadyEvent, build_call
+from catalog_sync.submitter.listing_requests import InvalidReadyEvent, NotSent, build_call
 
 
 def ready(**fields):
@@ -36,6 +36,18 @@ def test_delete_has_no_body():
     assert (call.operation, call.method, call.body, call.lane) == ("deleteListingsItem", "DELETE", None, "delete")
 
 
+def test_a_delete_in_a_preview_run_is_never_a_call():
+    not_sent = build_call(ready(mode="preview", operation="delete"))
+    assert isinstance(not_sent, NotSent) and not_sent.outcome == "preview_not_sent"
+    assert "nothing was changed" in not_sent.message
+
+
+@pytest.mark.parametrize("operation", ["upsert", "delete"])
+def test_a_test_run_goes_to_the_sandbox_whatever_the_operation(operation):
+    call = build_call(ready(mode="test", operation=operation))
+    assert call.sandbox and ("mode", "VALIDATION_PREVIEW") not in call.params
+
+
 def test_bad_ready_events_are_refused():
     with pytest.raises(InvalidReadyEvent):
         build_call(ready(product_type=None))
@@ -43,22 +55,31 @@ def test_bad_ready_events_are_refused():
         build_call(ready(attributes_json="[1]"))
 
 
-@pytest.mark.parametrize(("marketplace", "mode", "url"), [
-    ("ATVPDKIKX0DER", "production", "https://sellingpartnerapi-na.amazon.com"),
-    ("A1PA6795UKMFR9", "preview", "https://sellingpartnerapi-eu.amazon.com"),
-    ("A1VC38T7YXB528", "test", "https://sandbox.sellingpartnerapi-fe.amazon.com"),
-    ("A21TJRUUN4KGV", "test", "https://sandbox.sellingpartnerapi-eu.amazon.com"),
+@pytest.mark.parametrize(("marketplace", "sandbox", "url"), [
+    ("ATVPDKIKX0DER", False, "https://sellingpartnerapi-na.amazon.com"),
+    ("A1PA6795UKMFR9", False, "https://sellingpartnerapi-eu.amazon.com"),
+    ("A1VC38T7YXB528", True, "https://sandbox.sellingpartnerapi-fe.amazon.com"),
+    ("A21TJRUUN4KGV", True, "https://sandbox.sellingpartnerapi-eu.amazon.com"),
 ])
-def test_endpoint_by_region_and_mode(marketplace, mode, url):
-    assert Endpoints().base_url(marketplace, mode) == url
+def test_endpoint_by_region_and_host(marketplace, sandbox, url):
+    endpoints = Endpoints()
+    assert endpoints.base_url(marketplace, sandbox=sandbox) == url
+    assert endpoints.host_kind(url) == ("sandbox" if sandbox else "production")
+
+
+def test_a_sandbox_override_equal_to_production_is_refused():
+    with pytest.raises(ValueError, match="SPAPI_SANDBOX_ENDPOINT equals SPAPI_ENDPOINT"):
+        Endpoints("http://emu:1", "http://emu:1/")
 
 
 def test_overrides_replace_every_region():
     endpoints = Endpoints("http://emu:1/", "http://emu:1/sandbox")
-    assert endpoints.base_url("A1VC38T7YXB528", "production") == "http://emu:1"
-    assert endpoints.base_url("ATVPDKIKX0DER", "test") == "http://emu:1/sandbox"
+    assert endpoints.base_url("A1VC38T7YXB528", sandbox=False) == "http://emu:1"
+    assert endpoints.base_url("ATVPDKIKX0DER", sandbox=True) == "http://emu:1/sandbox"
+    assert [endpoints.host_kind(u) for u in ("http://emu:1", "http://emu:1/sandbox", "http://other")] == \
+        ["production", "sandbox", None]
     with pytest.raises(UnknownMarketplace):
-        Endpoints().base_url("NOPE", "production")
+        Endpoints().base_url("NOPE", sandbox=False)
 
 
 def test_one_account_from_the_environment():
