@@ -15,7 +15,7 @@ from fastapi import Depends, FastAPI, HTTPException, Query, Request
 from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from .metrics import ApiMetrics
 from .read_model import DEFAULT_PAGE, MAX_PAGE, BadQuery, ItemFilters, ReadModel
@@ -80,6 +80,10 @@ class Item(BaseModel):
     submission_id: str | None
     error: ItemError | None
     issues: list[dict[str, Any]]
+    outcome: str | None = Field(None, description="How the latest sync ended at the submitter: accepted, valid, "
+                                "deleted, unchanged, not_sent, preview_not_sent, invalid, rejected, failed")
+    note: str | None = Field(None, description="Why nothing reached Amazon, when nothing did (e.g. a delete in "
+                             "a preview run)")
 
 
 class Items(BaseModel):

@@ -233,4 +233,9 @@ MIGRATIONS: tuple[Migration, ...] = (
             "DROP INDEX ix_items_reference",
         )),
     )),
+    # The outcome of the final event (accepted, deleted, preview_not_sent, ...): the item table
+    # words what happened from it, e.g. a delete a preview run did not send. Older rows: NULL.
+    Migration(7, "outcome of the final event in the item row", (
+        "ALTER TABLE items ADD COLUMN outcome TEXT",
+    )),
 )

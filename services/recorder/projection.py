@@ -22,6 +22,8 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from catalog_sync.runtime.sync_modes import persists, recorded_endpoint
+
 CHANGED = "CatalogItemChanged"
 VALIDATION_FAILED = "ValidationFailed"
 SUBMISSION_COMPLETED = "SubmissionCompleted"
@@ -40,8 +42,8 @@ RUN_STATUSES = (RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INT
 NO_RUN = ""  # counter key of items synced outside any run
 MINUTE_MS = 60_000  # bucket of the per-minute item counters
 # Outcomes after which Amazon holds the submitted content. Not `valid`: VALIDATION_PREVIEW persists
-# nothing (and any preview-mode outcome is ignored for the same reason); not `not_sent`: categories
-# never reach Amazon.
+# nothing (and no outcome of a mode that does not persist counts, sync_modes.persists); not
+# `not_sent` nor `preview_not_sent`: nothing reached Amazon.
 PERSISTED_OUTCOMES = frozenset({"accepted", "deleted", "unchanged"})
 
 
@@ -65,9 +67,8 @@ def to_ms(value: datetime | int | None) -> int | None:
 
 
 def endpoint_for_mode(mode: str | None) -> str | None:
-    if mode is None:
-        return None
-    return "test" if mode == "test" else "production"
+    """The endpoint a mode records under (sync_modes), or None while the mode is unknown."""
+    return recorded_endpoint(mode) if mode else None
 
 
 # -- item events, normalised ----------------------------------------------------------------
@@ -163,7 +164,7 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
         "latency_ms": event.get("latency_ms") or 0.0,
         "source_event_id": event.get("source_event_id"),
     }
-    persisted = status == FINISHED and details["outcome"] in PERSISTED_OUTCOMES and mode != "preview"
+    persisted = status == FINISHED and details["outcome"] in PERSISTED_OUTCOMES and persists(mode)
     return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
                      event.get("endpoint") or endpoint_for_mode(mode), status, details,
                      finished_hash=event.get("content_hash") if persisted else None)
@@ -230,6 +231,7 @@ class ItemState:
     submission_id: str | None = None
     error: dict | None = None
     issues: list = field(default_factory=list)
+    outcome: str | None = None         # of the final SubmissionCompleted (None after a validation failure)
 
     @property
     def status(self) -> str:
@@ -260,6 +262,7 @@ class ItemState:
         if not details:
             return
         sc = e.kind == SUBMISSION_COMPLETED
+        self.outcome = e.details["outcome"] if sc else None
         if sc and was_finished and e.details["outcome"] == "unchanged" and self.request_id:
             # Amazon already has this content (typically a redelivered ready event after a crash
             # finding its own accepted hash): the acceptance that put it there stays the item's request.

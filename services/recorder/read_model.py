@@ -17,6 +17,8 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from catalog_sync.runtime.sync_modes import SPAPI_OPERATION, not_sent_message
+
 from .marketplaces import describe
 from .projection import (
     ITEM_STATUSES,
@@ -42,7 +44,7 @@ API_VERSION = "2021-08-01"
 _RUN_COLS = ("run_id, mode, endpoint, source, started_at, next_run_at, opened, closed_at, item_count, "
              "changes_received, total, pending, error, finished, last_event_at, finished_at, status")
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
-              "request_id, submission_id, error_json, issues_json")
+              "request_id, submission_id, error_json, issues_json, outcome")
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -431,7 +433,7 @@ def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], li
 
 def _item_json(row: tuple) -> dict:
     (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
-     submission_id, error_json, issues_json) = row
+     submission_id, error_json, issues_json, outcome) = row
     final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
     return {
         "reference": reference,
@@ -446,6 +448,8 @@ def _item_json(row: tuple) -> dict:
         "submission_id": submission_id if final else None,
         "error": orjson.loads(error_json) if final and error_json else None,
         "issues": orjson.loads(issues_json) if final and issues_json else [],
+        "outcome": outcome if final else None,
+        "note": not_sent_message(outcome) if final else None,  # why nothing reached Amazon, if so
     }
 
 
@@ -467,7 +471,7 @@ def _submission_json(row: tuple) -> dict:
         "seller_id": seller or None,
         "marketplace_id": marketplace,
         "country": describe(marketplace)["country"],
-        "operation": "deleteListingsItem" if d.get("operation") == "delete" else "putListingsItem",
+        "operation": SPAPI_OPERATION.get(d.get("operation") or "upsert"),
         "time": iso_from_ms(event_time),
         "request_id": d.get("request_id"),
         "attempt_request_ids": request_ids,

@@ -354,7 +354,7 @@ _ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_t
                  "synced_at", "latest_event_id", "change_time", "final_time", "final_event_id", "final_status",
                  "endpoint", "request_id", "submission_id", "error_json", "issues_json",
                  # the membership of the current run (run_id), where it differs from the item's own fold
-                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status")
+                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome")
 _RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
                      "final_time", "final_event_id", "final_status")
 _RUN_COLUMNS = ("run_id", "mode", "endpoint", "source", "started_at", "next_run_at", "opened", "closed_at",
@@ -614,7 +614,7 @@ class ReadStore:
                     i.endpoint, i.request_id, i.submission_id,
                     dumps(i.error).decode() if i.error is not None else None,
                     dumps(i.issues).decode() if i.issues else None,
-                    m.change_time, m.final_time, m.final_event_id, m.final_status))
+                    m.change_time, m.final_time, m.final_event_id, m.final_status, i.outcome))
             s.append("items", _ITEM_COLUMNS, new)
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
@@ -710,11 +710,11 @@ def _item_from_row(row: tuple) -> tuple[ItemState, ItemState | None]:
     event is the item's latest, so only the change and final fields are the run's own."""
     (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
      final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json,
-     run_change_time, run_final_time, run_final_event_id, run_final_status) = row
+     run_change_time, run_final_time, run_final_event_id, run_final_status, outcome) = row
     item = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
                      orjson.loads(error_json) if error_json else None,
-                     orjson.loads(issues_json) if issues_json else [])
+                     orjson.loads(issues_json) if issues_json else [], outcome)
     member = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                        run_change_time, run_final_time, run_final_event_id, run_final_status) if run_id else None
     return item, member

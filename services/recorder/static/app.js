@@ -121,6 +121,8 @@ function itemRow(item) {
     el("td", null, shortTime(item.synced_at)),
     el("td", { className: "mono" }, item.request_id || "–"),
     el("td"));
+  // Nothing reached Amazon (e.g. a delete in a preview run): say so, never let it read as done there.
+  if (item.note) row.lastChild.append(el("span", { className: "note", "data-testid": "item-note" }, item.note));
   if (item.error) {
     let open = null;
     const button = el("button", {

@@ -263,3 +263,16 @@ def test_the_newest_persisted_outcome_wins_and_unchanged_or_deleted_count():
         p = project(Loaded(), item_events(run, *order), [])
         assert p.finished_hashes[(f"{SELLER}|{US}|HB-1", "production")].finished_hash == "h-2"
         assert p.finished_hashes[(f"{SELLER}|{US}|HB-2", "production")].finished_hash == "h-delete"
+
+
+def test_a_delete_a_preview_run_did_not_send_finishes_as_not_sent_and_changes_nothing_amazon_holds():
+    live = SampleRun(mode="production")
+    preview = SampleRun(mode="preview")
+    accepted = hashed(live.submitted("HB-1"), "h-live")
+    not_sent = hashed(preview.submitted("HB-1", at=accepted[1]["event_time"] + timedelta(seconds=1)), "h-gone")
+    not_sent[1].update(outcome="preview_not_sent", operation="delete", http_status=None, amazon_status=None,
+                       request_id=None, attempt_request_ids=[], submission_id=None, attempts=0)
+    p = project(Loaded(), item_events(None, accepted, not_sent), [])
+    item = p.items[f"{SELLER}|{US}|HB-1"]
+    assert (item.status, item.outcome, item.request_id) == ("finished", "preview_not_sent", None)
+    assert p.finished_hashes[(f"{SELLER}|{US}|HB-1", "production")].finished_hash == "h-live"
