@@ -17,9 +17,9 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from catalog_sync.runtime.marketplaces import describe
 from catalog_sync.runtime.sync_modes import SPAPI_OPERATION, not_sent_message
 
-from .marketplaces import describe
 from .projection import (
     ITEM_STATUSES,
     ITEM_TYPES,

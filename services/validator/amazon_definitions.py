@@ -22,26 +22,12 @@ import httpx
 import structlog
 
 from catalog_sync import __version__
+from catalog_sync.runtime.marketplaces import PRODUCTION_HOSTS, UnknownMarketplace, region_of
 
 from .schema_sources import LoadedSchema, SchemaUnavailable
 
 log = structlog.get_logger()
 
-DEFAULT_LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"
-REGION_ENDPOINTS = {
-    "NA": "https://sellingpartnerapi-na.amazon.com",
-    "EU": "https://sellingpartnerapi-eu.amazon.com",
-    "FE": "https://sellingpartnerapi-fe.amazon.com",
-}
-# Marketplace → SP-API region (Amazon's marketplace table).
-MARKETPLACE_REGIONS = {
-    **dict.fromkeys(("A2EUQ1WTGCTBG2", "ATVPDKIKX0DER", "A1AM78C64UM0Y8", "A2Q3Y263D00KWC"), "NA"),
-    **dict.fromkeys(("A28R8C7NBKEWEA", "A1RKKUPIHCS9HS", "A1F83G8C2ARO7P", "A13V1IB3VIYZZH", "AMEN7PMS3EDWL",
-                     "A1805IZSGTT6HS", "A1PA6795UKMFR9", "APJ6JRA9NG5V4", "A2NODRKZP88ZB9", "AE08WJ6YKNBMC",
-                     "A1C3SOZRARQ6R3", "ARBP9OOSHTCHU", "A33AVAJ2PDY3EV", "A17E79C6D8DWNP", "A2VIGQ35RCS4UG",
-                     "A21TJRUUN4KGV"), "EU"),
-    **dict.fromkeys(("A19VAU5U5O7RUS", "A39IBJ37TRP1C6", "A1VC38T7YXB528"), "FE"),
-}
 USER_AGENT = f"catalog-sync/{__version__} (Language=Python)"
 # Refresh the access token this long before Amazon says it expires.
 TOKEN_MARGIN_S = 60.0
@@ -138,10 +124,11 @@ class AmazonDefinitionsSource:
     def _endpoint_for(self, marketplace_id: str) -> str:
         if self._endpoint:
             return self._endpoint
-        region = MARKETPLACE_REGIONS.get(marketplace_id)
-        if region is None:
-            raise SchemaUnavailable("product_type.unavailable", f"marketplace {marketplace_id} is not a known Amazon marketplace")
-        return REGION_ENDPOINTS[region]
+        try:
+            return PRODUCTION_HOSTS[region_of(marketplace_id)]
+        except UnknownMarketplace:
+            raise SchemaUnavailable("product_type.unavailable",
+                                    f"marketplace {marketplace_id} is not a known Amazon marketplace") from None
 
     def _cached(self, checksum: str) -> Path | None:
         path = self._cache_dir / "schemas" / f"{_safe(checksum)}.json"

@@ -8,8 +8,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from catalog_sync.runtime.config import ConfigError, env_choice, env_float, env_str
-
-from .amazon_definitions import DEFAULT_LWA_TOKEN_URL
+from catalog_sync.runtime.marketplaces import LWA_TOKEN_URL
 
 
 @dataclass(frozen=True)
@@ -22,7 +21,7 @@ class ValidatorSettings:
     product_types_max_age_s: float = 24 * 3600
     default_seller_id: str | None = None
     spapi_endpoint: str | None = None
-    lwa_token_url: str = DEFAULT_LWA_TOKEN_URL
+    lwa_token_url: str = LWA_TOKEN_URL
     lwa_client_id: str | None = None
     lwa_client_secret: str | None = None
     lwa_refresh_token: str | None = None
@@ -39,7 +38,7 @@ class ValidatorSettings:
             product_types_max_age_s=env_float(env, "PRODUCT_TYPES_MAX_AGE_S", 24 * 3600, minimum=0),
             default_seller_id=env_str(env, "SELLER_ID"),
             spapi_endpoint=env_str(env, "SPAPI_ENDPOINT"),
-            lwa_token_url=env_str(env, "LWA_TOKEN_URL", DEFAULT_LWA_TOKEN_URL),
+            lwa_token_url=env_str(env, "LWA_TOKEN_URL", LWA_TOKEN_URL),
             lwa_client_id=env_str(env, "LWA_CLIENT_ID"),
             lwa_client_secret=env_str(env, "LWA_CLIENT_SECRET"),
             lwa_refresh_token=env_str(env, "LWA_REFRESH_TOKEN"),

@@ -1,5 +1,6 @@
-"""Amazon marketplaces by ID, from Amazon's public SP-API marketplace list: what a support case
-needs (country) and what a person recognises (the store's domain)."""
+"""Amazon's marketplaces and SP-API hosts, in one place: marketplace ID -> country (what a support
+case needs), the store's domain (what a person recognises) and the selling region, whose
+production and sandbox hosts every SP-API call goes to (Amazon's developer guide)."""
 
 from __future__ import annotations
 
@@ -42,6 +43,22 @@ _ALL = (
 )
 
 MARKETPLACES: dict[str, Marketplace] = {m.marketplace_id: m for m in _ALL}
+
+PRODUCTION_HOSTS = {r: f"https://sellingpartnerapi-{r.lower()}.amazon.com" for r in ("NA", "EU", "FE")}
+SANDBOX_HOSTS = {r: f"https://sandbox.sellingpartnerapi-{r.lower()}.amazon.com" for r in ("NA", "EU", "FE")}
+LWA_TOKEN_URL = "https://api.amazon.com/auth/o2/token"  # Login with Amazon, the same for every region
+
+
+class UnknownMarketplace(ValueError):
+    pass
+
+
+def region_of(marketplace_id: str) -> str:
+    """NA, EU or FE; UnknownMarketplace for an ID Amazon does not list."""
+    m = MARKETPLACES.get(marketplace_id)
+    if m is None:
+        raise UnknownMarketplace(f"marketplace {marketplace_id!r} is not a known Amazon marketplace id")
+    return m.region
 
 
 def describe(marketplace_id: str) -> dict:
