@@ -1,7 +1,13 @@
-"""The catalog change contract (interfaces.md §1): one JSON object per item and marketplace.
+"""The product contract in one place: its vocabulary and the catalog change (interfaces.md §1-2).
 
-Shared by `catalog-sync publish` (checks every line before publishing) and the validator (which
-reports these problems together with the schema errors). Pure: no I/O.
+- Vocabulary: sync modes, item types, operations, requirements, submission outcomes and statuses,
+  read from the Avro schemas (schemas/*.avsc) where the wire defines them, and the status rules:
+  which outcome finishes an item, and when an item is pending.
+- The catalog change: one JSON object per item and marketplace, checked by `catalog-sync publish`
+  (every line before publishing) and by the validator (with the schema errors); its content hash.
+
+Where a sync mode sends what is the mode table's (runtime/sync_modes.py); marketplaces and
+Amazon's hosts are runtime/marketplaces.py.
 """
 
 from __future__ import annotations
@@ -10,12 +16,58 @@ import hashlib
 import json
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from importlib import resources
 
 import orjson
 
-ITEM_TYPES = ("category", "product", "variant")
-OPERATIONS = ("upsert", "delete")
-REQUIREMENTS = ("LISTING", "LISTING_PRODUCT_ONLY", "LISTING_OFFER_ONLY")
+
+def _wire_symbols(enum_name: str) -> tuple[str, ...]:
+    """The symbols of an Avro enum in the newest schema file that defines it: the wire's own list."""
+    found: dict[int, tuple[str, ...]] = {}
+
+    def walk(node, version: int) -> None:
+        if isinstance(node, dict):
+            if node.get("type") == "enum" and node.get("name") == enum_name:
+                found[version] = tuple(node["symbols"])
+            for child in node.values():
+                walk(child, version)
+        elif isinstance(node, list):
+            for child in node:
+                walk(child, version)
+
+    for entry in resources.files("catalog_sync.schemas").iterdir():
+        if entry.name.endswith(".avsc"):
+            version = int(entry.name.rsplit(".v", 1)[1].split(".")[0])
+            walk(json.loads(entry.read_text(encoding="utf-8")), version)
+    if not found:
+        raise LookupError(f"no Avro enum {enum_name} in schemas/")
+    return found[max(found)]
+
+
+MODES = _wire_symbols("SyncMode")              # test | preview | production
+ITEM_TYPES = _wire_symbols("ItemType")         # category | product | variant
+OPERATIONS = _wire_symbols("Operation")        # upsert | delete
+REQUIREMENTS = _wire_symbols("Requirements")   # LISTING | LISTING_PRODUCT_ONLY | LISTING_OFFER_ONLY
+OUTCOMES = _wire_symbols("SubmissionOutcome")  # how a submission ended
+
+PENDING, ERROR, FINISHED = "pending", "error", "finished"
+ITEM_STATUSES = (PENDING, ERROR, FINISHED)     # the wire carries the final two (ItemStatus)
+RUN_STATUSES = ("in_progress", "finished", "finished_with_errors", "interrupted")
+# Outcomes that finish an item (interfaces.md §2); every other outcome is an error.
+FINISHED_OUTCOMES = frozenset({"accepted", "valid", "deleted", "not_sent", "unchanged", "preview_not_sent"})
+
+
+def status_of_outcome(outcome: str) -> str:
+    return FINISHED if outcome in FINISHED_OUTCOMES else ERROR
+
+
+def item_status(change_time: int | None, final_time: int | None, final_status: str | None) -> str:
+    """An item is pending until a final event arrives, and again once a newer change arrives."""
+    if final_time is None or (change_time is not None and change_time > final_time):
+        return PENDING
+    return final_status
+
+
 FIELDS = (
     "reference", "item_type", "operation", "seller_id", "marketplace_id", "product_type",
     "requirements", "parent_reference", "attributes", "changed_at",
@@ -109,8 +161,8 @@ def content_hash(operation: str, product_type: str | None, requirements: str, at
 
 
 def parse_time(value: str) -> datetime:
-    """ISO-8601 with Z or offset; a naive time is taken as UTC."""
-    parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    """ISO-8601 with Z or offset; a naive time is taken as UTC. ValueError when it is none."""
+    parsed = datetime.fromisoformat(value.replace("Z", "+00:00").replace("z", "+00:00"))
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 

@@ -32,3 +32,9 @@ def item_key(seller_id: str | None, marketplace_id: str, reference: str) -> str:
     """Key of every per-item event: all events of one item stay in order on one partition."""
     return f"{seller_id or ''}|{marketplace_id}|{reference}"
 
+
+def split_item_key(key: str) -> tuple[str, str, str]:
+    """(seller_id, marketplace_id, reference) of an item key; the reference may itself hold '|'."""
+    seller_id, marketplace_id, reference = key.split("|", 2)
+    return seller_id, marketplace_id, reference
+

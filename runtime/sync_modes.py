@@ -15,8 +15,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from urllib.parse import parse_qsl
 
-MODES = ("test", "preview", "production")
-OPERATIONS = ("upsert", "delete")  # of a catalog change (interfaces.md §1)
+from .contract import MODES, OPERATIONS
+
+__all__ = ["MODES", "OPERATIONS", "ModeViolation", "Route", "check_request", "not_sent_message", "persists",
+           "recorded_endpoint", "route", "route_of_change"]
 
 PRODUCTION, SANDBOX = "production", "sandbox"  # SP-API hosts
 VALIDATION_PREVIEW = "VALIDATION_PREVIEW"

@@ -9,6 +9,8 @@ from __future__ import annotations
 import argparse
 import sys
 
+from catalog_sync.runtime.contract import ITEM_TYPES
+
 
 def register(subparsers: argparse._SubParsersAction) -> None:
     worker = subparsers.add_parser(
@@ -31,7 +33,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
                     "Filters are those of GET /api/items.")
     status.add_argument("--reference", help="items whose reference contains this text")
     status.add_argument("--status", default="all", choices=("all", "error", "pending", "finished"))
-    status.add_argument("--type", dest="item_type", choices=("category", "product", "variant"))
+    status.add_argument("--type", dest="item_type", choices=ITEM_TYPES)
     status.add_argument("--since", help="ISO-8601 time: items synced at or after it, across runs")
     status.add_argument("--run-id", help="a run id, or 'all' (default: the last run)")
     status.add_argument("--limit", type=int, default=25, help="items to show (default 25)")

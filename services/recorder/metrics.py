@@ -8,7 +8,8 @@ import structlog
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram
 from prometheus_client.core import GaugeMetricFamily
 
-from .projection import RUN_STATUSES
+from catalog_sync.runtime.contract import RUN_STATUSES
+
 from .read_model import ReadModel
 
 log = structlog.get_logger()

@@ -22,6 +22,14 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
 
+from catalog_sync.runtime.contract import (
+    ERROR,
+    FINISHED,
+    ITEM_TYPES,
+    RUN_STATUSES,
+    item_status,
+)
+from catalog_sync.runtime.events import item_key
 from catalog_sync.runtime.sync_modes import persists, recorded_endpoint
 
 CHANGED = "CatalogItemChanged"
@@ -33,12 +41,7 @@ ITEM_EVENTS = (CHANGED, VALIDATION_FAILED, SUBMISSION_COMPLETED)
 RUN_EVENTS = (RUN_OPENED, RUN_CLOSED)
 PROJECTED_EVENTS = ITEM_EVENTS + RUN_EVENTS
 
-PENDING, ERROR, FINISHED = "pending", "error", "finished"
-ITEM_STATUSES = (PENDING, ERROR, FINISHED)
-ITEM_TYPES = ("category", "product", "variant")
-RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED = (
-    "in_progress", "finished", "finished_with_errors", "interrupted")
-RUN_STATUSES = (RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED)
+RUN_IN_PROGRESS, RUN_FINISHED, RUN_FINISHED_WITH_ERRORS, RUN_INTERRUPTED = RUN_STATUSES
 NO_RUN = ""  # counter key of items synced outside any run
 MINUTE_MS = 60_000  # bucket of the per-minute item counters
 # Outcomes after which Amazon holds the submitted content. Not `valid`: VALIDATION_PREVIEW persists
@@ -119,7 +122,7 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
     if item_type not in ITEM_TYPES:
         raise InvalidEvent(f"{kind} with unknown item_type {item_type!r}")
     mode = event.get("mode")
-    key = f"{seller}|{marketplace}|{reference}"
+    key = item_key(seller, marketplace, reference)
     if kind == CHANGED:
         attributes = event.get("attributes_json") or "{}"
         changed_ms = to_ms(event.get("changed_at"))
@@ -235,9 +238,7 @@ class ItemState:
 
     @property
     def status(self) -> str:
-        if self.final_time is None or (self.change_time is not None and self.change_time > self.final_time):
-            return PENDING
-        return self.final_status
+        return item_status(self.change_time, self.final_time, self.final_status)
 
     @classmethod
     def empty(cls, e: ItemEvent) -> ItemState:

@@ -17,18 +17,16 @@ from datetime import UTC, datetime, timedelta
 
 import orjson
 
+from catalog_sync.runtime.contract import ITEM_STATUSES, ITEM_TYPES, PENDING, RUN_STATUSES, parse_time
+from catalog_sync.runtime.events import split_item_key
 from catalog_sync.runtime.marketplaces import describe
 from catalog_sync.runtime.sync_modes import SPAPI_OPERATION, not_sent_message
 
 from .projection import (
-    ITEM_STATUSES,
-    ITEM_TYPES,
     MINUTE_MS,
-    PENDING,
     RUN_FINISHED,
     RUN_FINISHED_WITH_ERRORS,
     RUN_IN_PROGRESS,
-    RUN_STATUSES,
     SUBMISSION_COMPLETED,
     RunState,
     effective_run_status,
@@ -62,17 +60,14 @@ def _check_text(**values: str | None) -> None:
             raise BadQuery(f"{name} must not contain NUL characters")
 
 
-def parse_time(value: str | None) -> int | None:
-    """ISO-8601 (a trailing Z, or no zone meaning UTC) -> epoch ms."""
+def since_ms(value: str | None) -> int | None:
+    """The `since` filter (ISO-8601; a trailing Z, or no zone meaning UTC) -> epoch ms."""
     if value is None or value == "":
         return None
     try:
-        parsed = datetime.fromisoformat(value.strip().replace("Z", "+00:00").replace("z", "+00:00"))
+        return int(parse_time(value.strip()).timestamp() * 1000)
     except ValueError:
         raise BadQuery(f"since={value!r} is not an ISO-8601 time") from None
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=UTC)
-    return int(parsed.timestamp() * 1000)
 
 
 @dataclass(frozen=True)
@@ -93,7 +88,7 @@ class ItemFilters:
         if not 1 <= self.limit <= MAX_PAGE:
             raise BadQuery(f"limit={self.limit} must be between 1 and {MAX_PAGE}")
         _check_text(reference=self.reference, run_id=self.run_id, since=self.since, cursor=self.cursor)
-        parse_time(self.since)
+        since_ms(self.since)
         if self.cursor:
             decode_cursor(self.cursor)
         return self
@@ -198,7 +193,7 @@ class ReadModel:
 
     def items(self, filters: ItemFilters) -> dict:
         f = filters.checked()
-        since = parse_time(f.since)
+        since = since_ms(f.since)
         with self.store.read() as s:
             run_id = f.run_id
             if run_id is None and since is None:
@@ -392,7 +387,7 @@ class RunPayloads:
 
 def _payload_fields(item_key: str, row: tuple) -> dict:
     item_type, operation, product_type, requirements, parent_reference, attributes_json, changed_at = row
-    seller, marketplace, reference = item_key.split("|", 2)
+    seller, marketplace, reference = split_item_key(item_key)
     return {
         "reference": reference,
         "item_type": item_type,
@@ -461,7 +456,7 @@ def _history_json(row: tuple) -> dict:
 
 def _submission_json(row: tuple) -> dict:
     event_id, item_key, event_time, details_json = row
-    seller, marketplace, reference = item_key.split("|", 2)
+    seller, marketplace, reference = split_item_key(item_key)
     d = orjson.loads(details_json)
     request_ids = d.get("attempt_request_ids") or ([d["request_id"]] if d.get("request_id") else [])
     if d.get("request_id") and d["request_id"] not in request_ids:

@@ -23,6 +23,8 @@ from urllib.parse import urlsplit
 import orjson
 import structlog
 
+from catalog_sync.runtime.events import split_item_key
+
 from .migrations import MIGRATIONS
 from .projection import (
     ITEM_EVENTS,
@@ -723,7 +725,7 @@ def _item_from_row(row: tuple) -> tuple[ItemState, ItemState | None]:
 def _run_item_from_row(row: tuple) -> ItemState:
     (run_id, item_key, item_type, _status, synced_at, latest_event_id, change_time, final_time, final_event_id,
      final_status) = row
-    seller, marketplace, reference = item_key.split("|", 2)
+    seller, marketplace, reference = split_item_key(item_key)
     return ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status)
 

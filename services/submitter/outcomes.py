@@ -8,10 +8,10 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
+from catalog_sync.runtime.contract import FINISHED_OUTCOMES, status_of_outcome
 from catalog_sync.runtime.events import item_key, new_header
-from catalog_sync.runtime.sync_modes import PREVIEW_NOT_SENT
 
-FINISHED_OUTCOMES = frozenset({"accepted", "valid", "deleted", "not_sent", "unchanged", PREVIEW_NOT_SENT})
+__all__ = ["FINISHED_OUTCOMES", "SubmissionResult", "completed_event", "outcome_key", "parse_issues"]
 
 
 @dataclass
@@ -29,7 +29,7 @@ class SubmissionResult:
 
     @property
     def status(self) -> str:
-        return "finished" if self.outcome in FINISHED_OUTCOMES else "error"
+        return status_of_outcome(self.outcome)
 
 
 def parse_issues(raw) -> list[dict]:

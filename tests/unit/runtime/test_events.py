@@ -13,3 +13,10 @@ def test_event_ids_are_distinct_version_4_uuids():
 
 def test_item_key():
     assert item_key("A1", "ATVPDKIKX0DER", "HB-1") == "A1|ATVPDKIKX0DER|HB-1"
+
+
+def test_an_item_key_splits_back_even_when_the_reference_holds_the_separator():
+    from catalog_sync.runtime.events import split_item_key
+
+    assert split_item_key(item_key("A1", "ATVPDKIKX0DER", "HB|1|x")) == ("A1", "ATVPDKIKX0DER", "HB|1|x")
+    assert split_item_key(item_key(None, "ATVPDKIKX0DER", "HB-1")) == ("", "ATVPDKIKX0DER", "HB-1")
