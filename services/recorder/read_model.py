@@ -32,15 +32,14 @@ from .projection import (
     effective_run_status,
     iso_from_ms,
 )
-from .store import RUN_MEMBERS, ReadStore, Session
+from .store import RUN_COLUMNS, RUN_MEMBERS, ReadStore, Session
 
 DEFAULT_PAGE = 25
 MAX_PAGE = 500
 ALL_RUNS = "all"
 API_NAME = "Listings Items API"
 API_VERSION = "2021-08-01"
-_RUN_COLS = ("run_id, mode, endpoint, source, started_at, next_run_at, opened, closed_at, item_count, "
-             "changes_received, total, pending, error, finished, last_event_at, finished_at, status")
+_RUN_COLS = ", ".join(RUN_COLUMNS)  # in RunState's field order
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
               "request_id, submission_id, error_json, issues_json, outcome")
 

@@ -16,7 +16,7 @@ import time
 from collections import Counter
 from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from pathlib import Path
 from urllib.parse import urlsplit
 
@@ -359,9 +359,7 @@ _ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_t
                  "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome")
 _RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
                      "final_time", "final_event_id", "final_status")
-_RUN_COLUMNS = ("run_id", "mode", "endpoint", "source", "started_at", "next_run_at", "opened", "closed_at",
-                "item_count", "changes_received", "total", "pending", "error", "finished", "last_event_at",
-                "finished_at", "status")
+RUN_COLUMNS = tuple(f.name for f in fields(RunState))  # a runs row is a RunState: RunState(*row)
 _HISTORY_COLUMNS = ("event_id", "item_key", "event_type", "event_time", "run_id", "recorded_at", "details_json")
 _REF_COLUMNS = ("item_key", "reference")  # reference lower-cased: what substring search matches
 _PAYLOAD_COLUMNS = ("item_key", "item_type", "operation", "product_type", "requirements", "parent_reference",
@@ -391,7 +389,7 @@ def _upsert_tail(columns: Sequence[str], key: Sequence[str], fixed: Sequence[str
 
 _ITEMS_UPSERT = _upsert_tail(_ITEM_COLUMNS, ("item_key",), ("seller_id", "marketplace_id", "reference"))
 _RUN_ITEMS_UPSERT = _upsert_tail(_RUN_ITEM_COLUMNS, ("run_id", "item_key"))
-_RUNS_UPSERT = _upsert_tail(_RUN_COLUMNS, ("run_id",))
+_RUNS_UPSERT = _upsert_tail(RUN_COLUMNS, ("run_id",))
 # Latest-wins rows: a stored row is replaced only by a newer event (out-of-order delivery).
 _PAYLOADS_UPSERT = (_upsert_tail(_PAYLOAD_COLUMNS, ("item_key",))
                     + " WHERE (excluded.event_time, excluded.event_id) > (item_payloads.event_time, item_payloads.event_id)")
@@ -594,7 +592,7 @@ class ReadStore:
                 archived.add((row[0], row[1]))
                 loaded.run_items[(row[0], row[1])] = _run_item_from_row(row)
         if run_ids:
-            for row in s.select_in(f"SELECT {', '.join(_RUN_COLUMNS)} FROM runs WHERE run_id", sorted(run_ids)):
+            for row in s.select_in(f"SELECT {', '.join(RUN_COLUMNS)} FROM runs WHERE run_id", sorted(run_ids)):
                 run = RunState(*row)
                 run.opened = bool(run.opened)
                 loaded.runs[run.run_id] = run
@@ -658,7 +656,7 @@ class ReadStore:
             rows = [(r.run_id, r.mode, r.endpoint, r.source, r.started_at, r.next_run_at, int(r.opened), r.closed_at,
                      r.item_count, r.changes_received, r.total, r.pending, r.error, r.finished, r.last_event_at,
                      r.finished_at, r.status) for r in p.runs.values()]
-            s.insert_rows("runs", _RUN_COLUMNS, rows,
+            s.insert_rows("runs", RUN_COLUMNS, rows,
                           _RUNS_UPSERT)
         if p.item_count_deltas:
             rows = [(run_id, item_type, status, n) for (run_id, item_type, status), n in
@@ -730,4 +728,4 @@ def _run_item_from_row(row: tuple) -> ItemState:
                      change_time, final_time, final_event_id, final_status)
 
 
-__all__ = ["DEFAULT_URL", "NO_RUN", "RUN_MEMBERS", "ApplyResult", "ReadStore", "Session", "StoreError", "StoreUnavailable"]
+__all__ = ["DEFAULT_URL", "NO_RUN", "RUN_COLUMNS", "RUN_MEMBERS", "ApplyResult", "ReadStore", "Session", "StoreError", "StoreUnavailable"]
