@@ -118,7 +118,7 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
     seller = event.get("seller_id") or default_seller_id or ""
     marketplace = _required(event, "marketplace_id", kind)
     reference = _required(event, "reference", kind)
-    item_type = event.get("item_type") or "product"
+    item_type = event["item_type"]
     if item_type not in ITEM_TYPES:
         raise InvalidEvent(f"{kind} with unknown item_type {item_type!r}")
     mode = event.get("mode")
@@ -127,7 +127,7 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
         attributes = event.get("attributes_json") or "{}"
         changed_ms = to_ms(event.get("changed_at"))
         details = {
-            "operation": event.get("operation") or "upsert",
+            "operation": event["operation"],
             "mode": mode,
             "product_type": event.get("product_type"),
             "requirements": event.get("requirements"),
@@ -152,7 +152,7 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
         raise InvalidEvent(f"{kind} with status {status!r} (expected error or finished)")
     details = {
         "mode": mode,
-        "operation": event.get("operation") or "upsert",
+        "operation": event["operation"],
         "outcome": event.get("outcome"),
         "status": status,
         "http_status": event.get("http_status"),

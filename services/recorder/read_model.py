@@ -465,7 +465,7 @@ def _submission_json(row: tuple) -> dict:
         "seller_id": seller or None,
         "marketplace_id": marketplace,
         "country": describe(marketplace)["country"],
-        "operation": SPAPI_OPERATION.get(d.get("operation") or "upsert"),
+        "operation": SPAPI_OPERATION[d["operation"]],
         "time": iso_from_ms(event_time),
         "request_id": d.get("request_id"),
         "attempt_request_ids": request_ids,

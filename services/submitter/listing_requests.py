@@ -73,6 +73,6 @@ def build_call(event: dict) -> ListingCall | NotSent:
     else:
         params.append(("includedData", "issues"))
     params.append(("issueLocale", "en_US"))
-    body = {"productType": event["product_type"], "requirements": event.get("requirements") or "LISTING",
+    body = {"productType": event["product_type"], "requirements": event["requirements"],
             "attributes": attributes}
     return ListingCall(route.operation, route.method, path, tuple(params), orjson.dumps(body), lane, mode, sandbox)

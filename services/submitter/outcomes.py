@@ -59,12 +59,12 @@ def _strings(raw) -> list[str]:
 def completed_event(ready: dict, result: SubmissionResult, endpoint: str) -> dict:
     return {
         **new_header(ready.get("run_id")),
-        "mode": ready.get("mode") or "production",
+        "mode": ready["mode"],
         "endpoint": endpoint,
         "source_event_id": ready["event_id"],
         "reference": ready["reference"],
-        "item_type": ready.get("item_type") or "product",
-        "operation": ready.get("operation") or "upsert",
+        "item_type": ready["item_type"],
+        "operation": ready["operation"],
         "seller_id": ready["seller_id"],
         "marketplace_id": ready["marketplace_id"],
         "outcome": result.outcome,

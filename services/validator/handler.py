@@ -36,10 +36,10 @@ def handle_change(event: dict, *, validator: ItemValidator, default_seller_id: s
     verdict = validator.validate(event, seller_id=seller_id)
     common = {
         **header(event.get("run_id")),
-        "mode": event.get("mode") or "production",
+        "mode": event["mode"],
         "source_event_id": event["event_id"],
         "reference": event["reference"],
-        "item_type": event.get("item_type") or "product",
+        "item_type": event["item_type"],
         "seller_id": seller_id,
         "marketplace_id": event["marketplace_id"],
     }
@@ -47,8 +47,8 @@ def handle_change(event: dict, *, validator: ItemValidator, default_seller_id: s
         failed = {**common, "errors": [issue.as_dict() for issue in verdict.issues]}
         key = item_key(seller_id, event["marketplace_id"], event["reference"])
         return [Emission(LISTING_VALIDATION_FAILED, key, "ValidationFailed", failed)]
-    operation = event.get("operation") or "upsert"
-    requirements = event.get("requirements") or "LISTING"
+    operation = event["operation"]
+    requirements = event["requirements"]
     ready = {
         **common,
         "operation": operation,

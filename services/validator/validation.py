@@ -37,8 +37,8 @@ class ItemValidator:
         """All issues of `change`, deterministic order. `seller_id` is the effective seller (the
         change's own or the configured default)."""
         reference = change.get("reference") or ""
-        item_type = change.get("item_type") or "product"
-        operation = change.get("operation") or "upsert"
+        item_type = change["item_type"]
+        operation = change["operation"]
         marketplace_id = change.get("marketplace_id") or ""
         issues = reference_issues(reference, item_type)
         if not seller_id:
@@ -51,7 +51,7 @@ class ItemValidator:
             return Verdict(finalize(issues), attributes)
 
         product_type = change.get("product_type")
-        requirements = change.get("requirements") or "LISTING"
+        requirements = change["requirements"]
         if not product_type:
             what = "the Amazon product type it maps to" if item_type == "category" else "the Amazon product type"
             issues.append(ValidationIssue("product_type.required", f"product_type is required: {what}", "/product_type"))

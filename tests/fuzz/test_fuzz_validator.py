@@ -119,17 +119,18 @@ def test_attributes_of_any_shape_on_a_known_product_type(raw):
 def test_attributes_nested_beyond_reason_are_a_validation_error():
     for raw in (nested(300), nested(1000), "{\"item_name\":[" + nested(900) + "]}"):
         for item_type, operation in (("product", "upsert"), ("category", "upsert"), ("product", "delete")):
-            change = {**new_header(None), "event_id": "e", "reference": "HB-1", "item_type": item_type,
-                      "operation": operation, "marketplace_id": "ATVPDKIKX0DER", "product_type": "HAIRBAND",
-                      "attributes_json": raw}
+            change = {**new_header(None), "event_id": "e", "mode": "production", "reference": "HB-1",
+                      "item_type": item_type, "operation": operation, "marketplace_id": "ATVPDKIKX0DER",
+                      "product_type": "HAIRBAND", "requirements": "LISTING", "attributes_json": raw}
             emission = answer_of(change)
             assert emission.schema == "ValidationFailed"
             assert [e["code"] for e in emission.event["errors"]] == ["attributes.too_deep"]
 
 
 def test_unicode_digits_in_attribute_names_do_not_break_the_error_order():
-    change = {**new_header(None), "reference": "HB-1", "item_type": "product", "operation": "upsert",
-              "marketplace_id": "ATVPDKIKX0DER", "product_type": "HAIRBAND",
+    change = {**new_header(None), "mode": "production", "reference": "HB-1", "item_type": "product",
+              "operation": "upsert", "marketplace_id": "ATVPDKIKX0DER", "product_type": "HAIRBAND",
+              "requirements": "LISTING",
               "attributes_json": json.dumps({"²": [{"value": 1}], "١": 1, "10": 2, "9": 3})}
     emission = answer_of(change)
     assert emission.schema == "ValidationFailed"

@@ -79,6 +79,7 @@ def local_hosts(port: int) -> Endpoints:
 def ready(**fields) -> dict:
     return {"seller_id": "A1/SELLER", "reference": "HB 100%/é", "marketplace_id": "ATVPDKIKX0DER",
             "product_type": "HAIRBAND", "mode": "production", "operation": "upsert",
+            "item_type": "product", "requirements": "LISTING",
             "attributes_json": '{"item_name":[{"value":"Satin — “Headband”"}]}', **fields}
 
 
