@@ -235,7 +235,13 @@ MIGRATIONS: tuple[Migration, ...] = (
     )),
     # The outcome of the final event (accepted, deleted, preview_not_sent, ...): the item table
     # words what happened from it, e.g. a delete a preview run did not send. Older rows: NULL.
-    Migration(7, "outcome of the final event in the item row", (
+    # The status of the item in its current run, as the projection computed it: queries read it
+    # instead of repeating the status rule in SQL (this backfill is the rule's last copy there).
+    Migration(7, "outcome of the final event and status in the current run, in the item row", (
         "ALTER TABLE items ADD COLUMN outcome TEXT",
+        "ALTER TABLE items ADD COLUMN run_status TEXT",
+        "UPDATE items SET run_status = CASE WHEN run_id IS NULL THEN NULL "
+        "WHEN run_final_time IS NULL OR run_change_time > run_final_time THEN 'pending' "
+        "ELSE run_final_status END",
     )),
 )

@@ -356,7 +356,7 @@ _ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_t
                  "synced_at", "latest_event_id", "change_time", "final_time", "final_event_id", "final_status",
                  "endpoint", "request_id", "submission_id", "error_json", "issues_json",
                  # the membership of the current run (run_id), where it differs from the item's own fold
-                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome")
+                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome", "run_status")
 _RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
                      "final_time", "final_event_id", "final_status")
 RUN_COLUMNS = tuple(f.name for f in fields(RunState))  # a runs row is a RunState: RunState(*row)
@@ -373,8 +373,7 @@ _OFFSET_COLUMNS = ("consumer_group", "topic", "partition_id", "next_offset", "up
 # The members of one run (both `?`: the run id) as (item_key, status, final_time, final_event_id):
 # item rows whose current run it is, plus the memberships of items that have left it.
 RUN_MEMBERS = (
-    "(SELECT item_key, CASE WHEN run_final_time IS NULL OR run_change_time > run_final_time THEN 'pending' "
-    "ELSE run_final_status END AS status, run_final_time AS final_time, run_final_event_id AS final_event_id "
+    "(SELECT item_key, run_status AS status, run_final_time AS final_time, run_final_event_id AS final_event_id "
     "FROM items WHERE run_id = ? "
     "UNION ALL SELECT ri.item_key, ri.status, ri.final_time, ri.final_event_id FROM run_items ri WHERE ri.run_id = ? "
     "AND NOT EXISTS (SELECT 1 FROM items i WHERE i.item_key = ri.item_key AND i.run_id = ri.run_id))")
@@ -614,7 +613,8 @@ class ReadStore:
                     i.endpoint, i.request_id, i.submission_id,
                     dumps(i.error).decode() if i.error is not None else None,
                     dumps(i.issues).decode() if i.issues else None,
-                    m.change_time, m.final_time, m.final_event_id, m.final_status, i.outcome))
+                    m.change_time, m.final_time, m.final_event_id, m.final_status, i.outcome,
+                    m.status if i.run_id else None))
             s.append("items", _ITEM_COLUMNS, new)
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
@@ -710,7 +710,7 @@ def _item_from_row(row: tuple) -> tuple[ItemState, ItemState | None]:
     event is the item's latest, so only the change and final fields are the run's own."""
     (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
      final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json,
-     run_change_time, run_final_time, run_final_event_id, run_final_status, outcome) = row
+     run_change_time, run_final_time, run_final_event_id, run_final_status, outcome, _run_status) = row
     item = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
                      orjson.loads(error_json) if error_json else None,

@@ -635,6 +635,23 @@ def test_a_version_4_store_moves_current_memberships_into_the_item_rows(store):
         {"total": 1, "pending": 0, "error": 0, "finished": 1}, "finished")
 
 
+def test_a_version_6_store_gets_each_items_run_status_from_its_recorded_times(store):
+    first, second = SampleRun(), SampleRun()
+    second.start = first.start + timedelta(hours=1)
+    partitions = Partitions()
+    store.apply(GROUP, partitions.messages(one_run(first, n=6) + [second.opened(), second.changed("HB-000")]))
+    expected = run_view(store, first, second)
+    with store.write() as s:  # as a version-6 store kept them: no outcome, no stored run status
+        s.execute("DELETE FROM schema_migrations WHERE version = 7")
+        for column in ("outcome", "run_status"):
+            s.execute(f"ALTER TABLE items DROP COLUMN {column}")
+    assert store.migrate() == [7]
+    assert run_view(store, first, second) == expected
+    store.apply(GROUP, partitions.messages([second.submitted("HB-000"), second.closed(1)]))
+    assert run_view(store, first, second)["second"][:2] == (
+        {"total": 1, "pending": 0, "error": 0, "finished": 1}, "finished")
+
+
 def test_items_moving_between_runs_give_the_same_runs_in_any_order_and_batching(store_factory):
     import random
 
