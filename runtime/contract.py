@@ -166,11 +166,30 @@ def parse_time(value: str) -> datetime:
     return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
 
 
+# Contract errors after which the item can still be checked against its product type: the
+# validator then reports them together with every schema and rule error (all errors at once).
+_CHECKABLE_DESPITE = frozenset({"/parent_reference", "/changed_at", "/seller_id"})
+
+
 def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, list[ContractError]]:
     """Fields of a CatalogItemChanged event (without header and mode), or the contract errors.
 
     All contract errors are reported, not only the first. `line_no` only shapes messages.
     """
+    fields, errors = change_to_check(obj, line_no)
+    return (None, errors) if errors else (fields, errors)
+
+
+def change_to_check(obj: object, line_no: int | None = None) -> tuple[dict | None, list[ContractError]]:
+    """Like parse_change, but the fields also come with contract errors that leave the item
+    checkable (a missing parent_reference, a bad changed_at, unknown fields): `catalog-sync
+    validate` reports those and the product type's errors together."""
+    fields, errors = _read_change(obj, line_no)
+    blocking = [e for e in errors if e.path not in _CHECKABLE_DESPITE and e.code != "contract.unknown_field"]
+    return (None if blocking or fields is None else fields), errors
+
+
+def _read_change(obj: object, line_no: int | None) -> tuple[dict | None, list[ContractError]]:
     where = f" (line {line_no})" if line_no is not None else ""
     if not isinstance(obj, dict):
         return None, [ContractError("contract.not_object", f"an item must be a JSON object{where}", "")]
@@ -227,9 +246,8 @@ def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, 
             changed_at.astimezone(UTC)  # year 1 at +14:00 is before year 1 in UTC: no event can carry it
         except (ValueError, OverflowError):
             errors.append(ContractError("contract.time", f"'changed_at' must be an ISO-8601 time, got {raw_time!r}"[:300], "/changed_at"))
+            changed_at = None
 
-    if errors:
-        return None, errors
     return {
         "reference": reference,
         "item_type": item_type,
@@ -241,4 +259,4 @@ def parse_change(obj: object, line_no: int | None = None) -> tuple[dict | None, 
         "parent_reference": parent_reference,
         "attributes_json": attributes_json,
         "changed_at": changed_at,
-    }, []
+    }, errors

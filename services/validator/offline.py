@@ -13,7 +13,7 @@ from typing import TextIO
 
 import orjson
 
-from catalog_sync.runtime.contract import parse_change
+from catalog_sync.runtime.contract import change_to_check
 
 from .validation import ItemValidator
 
@@ -63,14 +63,14 @@ def validate_file(path: Path, validator: ItemValidator, default_seller_id: str |
 
 
 def validate_object(obj: object, line_no: int | None, validator: ItemValidator, default_seller_id: str | None) -> dict:
-    fields, contract_errors = parse_change(obj, line_no)
+    fields, contract_errors = change_to_check(obj, line_no)
     reference = obj.get("reference") if isinstance(obj, dict) else None
     marketplace_id = obj.get("marketplace_id") if isinstance(obj, dict) else None
-    if fields is None:
-        errors = [e.as_dict() for e in contract_errors]
-    else:
+    errors = [e.as_dict() for e in contract_errors]
+    if fields is not None:  # still checkable: every schema and rule error too, each place once
+        reported = {e.path for e in contract_errors}
         seller_id = fields.get("seller_id") or default_seller_id
-        errors = [i.as_dict() for i in validator.validate(fields, seller_id=seller_id).issues]
+        errors += [i.as_dict() for i in validator.validate(fields, seller_id=seller_id).issues if i.path not in reported]
     return {"reference": reference, "marketplace_id": marketplace_id, "valid": not errors, "errors": errors}
 
 

@@ -51,6 +51,26 @@ def test_one_line_per_input_in_order_with_all_errors(tmp_path, bundled_validator
     assert [e["code"] for e in results[2]["errors"]] == ["contract.enum"]
 
 
+def test_a_contract_error_comes_with_the_product_types_errors_when_the_item_can_still_be_checked(
+        tmp_path, bundled_validator):
+    # A variant without parent_reference, also missing a required attribute: both, in one run.
+    broken = complete_hairband()
+    del broken["brand"]
+    code, (result,) = run(tmp_path, [line(item_type="variant", attributes=broken, changed_at="soon", colour=1)],
+                          bundled_validator)
+    assert code == 1
+    found = [(e["code"], e["path"]) for e in result["errors"]]
+    assert ("contract.required", "/parent_reference") in found and ("contract.time", "/changed_at") in found
+    assert ("contract.unknown_field", "/colour") in found
+    assert ("schema.required", "/attributes/brand") in found
+    assert [path for _, path in found].count("/parent_reference") == 1  # not again as a variant rule
+
+
+def test_an_item_that_cannot_be_checked_reports_its_contract_errors_only(tmp_path, bundled_validator):
+    code, (result,) = run(tmp_path, [line(product_type=None, reference=7)], bundled_validator)
+    assert code == 1 and {e["code"] for e in result["errors"]} <= {"contract.required", "contract.type"}
+
+
 def test_unreadable_lines_are_named_and_nothing_is_validated(tmp_path, bundled_validator):
     path = tmp_path / "items.jsonl"
     path.write_text(line() + "\n{not json\n" + line() + "\n[1,\n")
