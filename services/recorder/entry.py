@@ -42,6 +42,16 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
     status.set_defaults(func=status_command)
 
+    prune = subparsers.add_parser(
+        "prune", help="apply the read store's retention now",
+        description="Deletes history and runs older than RECORDER_RETENTION_DAYS (default 90), keeping the newest "
+                    "RECORDER_KEEP_RUNS runs (default 500), runs still in progress or still some item's current run, "
+                    "every item, its latest payload and its last finished content hash. The recorder does the "
+                    "same in the background every RECORDER_PRUNE_EVERY_S seconds.")
+    prune.add_argument("--days", type=float, default=None, help="history horizon in days (default RECORDER_RETENTION_DAYS)")
+    prune.add_argument("--keep-runs", type=int, default=None, help="newest runs to keep (default RECORDER_KEEP_RUNS)")
+    prune.set_defaults(func=prune_command)
+
 
 def recorder_command(args: argparse.Namespace) -> int:
     from catalog_sync.runtime.config import RuntimeSettings
@@ -53,6 +63,32 @@ def recorder_command(args: argparse.Namespace) -> int:
     runtime = RuntimeSettings.from_env(SERVICE)
     configure_logging(SERVICE, runtime.log_format, runtime.log_level)
     run(runtime, RecorderSettings.from_env())
+    return 0
+
+
+def prune_command(args: argparse.Namespace) -> int:
+    from catalog_sync.runtime.config import ConfigError
+
+    from .retention import Pruner
+    from .service import open_store
+    from .settings import RecorderSettings
+
+    overrides = {k: v for k, v in (("retention_days", args.days), ("keep_runs", args.keep_runs)) if v is not None}
+    try:
+        settings = RecorderSettings.from_env(**overrides)  # flags get the variables' checks
+    except ConfigError as exc:
+        print(f"catalog-sync prune: {exc}", file=sys.stderr)
+        return 2
+    if settings.retention is None:
+        print("catalog-sync prune: retention is off (RECORDER_RETENTION_DAYS=0); nothing to do", file=sys.stderr)
+        return 0
+    store = open_store(settings)
+    try:
+        pruned = Pruner(store, settings.retention).run()
+    finally:
+        store.close()
+    print(f"pruned {pruned.runs} run(s), {pruned.memberships} run membership(s), {pruned.events} history event(s) "
+          f"older than {settings.retention_days:g} days (newest {settings.keep_runs} runs kept)")
     return 0
 
 

@@ -9,6 +9,7 @@ event by event_id.
 
 from __future__ import annotations
 
+import threading
 import time
 
 import structlog
@@ -26,6 +27,7 @@ from catalog_sync.runtime.worker import Incoming, Outgoing, RetryableError, Stop
 from .metrics import RecorderMetrics
 from .projection import PROJECTED_EVENTS
 from .read_model import ReadModel
+from .retention import Pruned, Pruner
 from .settings import RecorderSettings
 from .store import ReadStore, StoreUnavailable
 
@@ -87,10 +89,35 @@ def build_worker(runtime: RuntimeSettings, settings: RecorderSettings, store: Re
                   registry=registry, on_assign=recorder.on_assign, stop=stop)
 
 
+def prune_in_background(store: ReadStore, settings: RecorderSettings, stop: threading.Event) -> threading.Thread:
+    """Retention beside the projection: one small batch at a time, so the write lock is held
+    briefly; a failing store (it may be restarting) is tried again at the next interval."""
+    pruner = Pruner(store, settings.retention)
+
+    def loop() -> None:
+        while not stop.wait(settings.prune_every_s):
+            try:
+                total = Pruned()
+                while not stop.is_set() and (done := pruner.step()):
+                    total.add(done)
+                if total:
+                    log.info("read store pruned", runs=total.runs, memberships=total.memberships, events=total.events)
+            except Exception as exc:  # the projection reports store trouble; pruning waits for the next round
+                log.warning("read store pruning failed; trying again later", error=str(exc))
+
+    thread = threading.Thread(target=loop, name="read-store-retention", daemon=True)
+    thread.start()
+    return thread
+
+
 def run(runtime: RuntimeSettings, settings: RecorderSettings) -> None:
     log.info("recorder starting", settings=mask_secrets(settings), runtime=mask_secrets(runtime))
     store = open_store(settings)
+    stop_pruning = threading.Event()
+    if settings.retention is not None:
+        prune_in_background(store, settings, stop_pruning)
     try:
         build_worker(runtime, settings, store).run()
     finally:
+        stop_pruning.set()
         store.close()
