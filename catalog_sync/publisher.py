@@ -19,7 +19,7 @@ from catalog_sync.runtime.bus import BusProducer, ensure_topics
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.contract import ContractError, content_hash, parse_change
-from catalog_sync.runtime.events import item_key, new_header, utc_now
+from catalog_sync.runtime.events import family_key, item_key, new_header, utc_now
 from catalog_sync.runtime.sync_modes import recorded_endpoint
 
 
@@ -128,6 +128,18 @@ def drop_unchanged(items: list[dict], last_finished: Callable[[list[str]], dict[
     return kept, len(items) - len(kept)
 
 
+def family_order(items: Iterable[dict]) -> list[dict]:
+    """A run's items in the order Amazon needs them: variant deletes first (children go before
+    their parent), then categories and products, then variant upserts (a parent before its
+    children); file order within each group."""
+    def group(fields: dict) -> int:
+        if fields["item_type"] != "variant":
+            return 1
+        return 0 if fields["operation"] == "delete" else 2
+
+    return sorted(items, key=group)  # stable
+
+
 class RunPublisher:
     """Publishes runs on one producer; `publish_run` returns the run id."""
 
@@ -156,9 +168,10 @@ class RunPublisher:
         self.producer.send(run_topic, run_id, self.codec.encode("RunOpened", opened))
         self.producer.flush()
         count = 0
-        for fields in items:
+        for fields in family_order(items):
             event = {**new_header(run_id), "mode": mode, **fields}
-            key = item_key(fields["seller_id"], fields["marketplace_id"], fields["reference"])
+            key = family_key(fields["seller_id"], fields["marketplace_id"], fields["reference"],
+                             fields["parent_reference"])
             self.producer.send(item_topic, key, self.codec.encode("CatalogItemChanged", event))
             count += 1
             if count % 5000 == 0:

@@ -33,6 +33,12 @@ def item_key(seller_id: str | None, marketplace_id: str, reference: str) -> str:
     return f"{seller_id or ''}|{marketplace_id}|{reference}"
 
 
+def family_key(seller_id: str | None, marketplace_id: str, reference: str, parent_reference: str | None) -> str:
+    """Key of catalog changes: a variant travels with its parent (the parent's item key), so one
+    validator sees a whole family in publishing order, parents first, and each item stays in order."""
+    return item_key(seller_id, marketplace_id, parent_reference or reference)
+
+
 def split_item_key(key: str) -> tuple[str, str, str]:
     """(seller_id, marketplace_id, reference) of an item key; the reference may itself hold '|'."""
     seller_id, marketplace_id, reference = key.split("|", 2)

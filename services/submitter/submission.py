@@ -25,6 +25,7 @@ from catalog_sync.runtime.sync_modes import recorded_endpoint
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import Answer, Decision, RetryPolicy, classify, first_error
 from catalog_sync.submitter.endpoints import Endpoints, UnknownMarketplace
+from catalog_sync.submitter.families import ParentOutcomes
 from catalog_sync.submitter.listing_requests import InvalidReadyEvent, ListingCall, NotSent, build_call
 from catalog_sync.submitter.outcomes import SubmissionResult, parse_issues
 from catalog_sync.submitter.rate import RateLimiter
@@ -155,6 +156,7 @@ class Submitter:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._sequencer = _Sequencer()
+        self._parents = ParentOutcomes()
 
     async def submit(self, ready: dict) -> Submitted:
         """The final outcome of one ListingReady event. Never raises for Amazon's or the
@@ -176,8 +178,14 @@ class Submitter:
         endpoint = recorded_endpoint(ready["mode"])
         if ready["item_type"] == "category":
             return Submitted(ready, endpoint, SubmissionResult("not_sent"))
+        family = ready["operation"] == "upsert"  # deletes: children go first, nothing to hold back
+        if family and ready["item_type"] == "variant" and (refused := self._parents.refusal(ready)):
+            return Submitted(ready, endpoint, refused)
         key = item_key(ready["seller_id"], ready["marketplace_id"], ready["reference"])
-        return await self._submit(ready, endpoint, key)
+        submitted = await self._submit(ready, endpoint, key)
+        if family and ready["item_type"] == "product":
+            self._parents.record(ready, submitted.result)
+        return submitted
 
     async def _submit(self, ready: dict, endpoint: str, key: str) -> Submitted:
         account = self.accounts.get(ready["seller_id"])

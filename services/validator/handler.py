@@ -14,7 +14,8 @@ from catalog_sync.runtime.contract import content_hash
 from catalog_sync.runtime.events import item_key, new_header
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_VALIDATION_FAILED
 
-from .validation import ItemValidator
+from .families import FailedParents
+from .validation import ItemValidator, Verdict
 
 __all__ = ["Emission", "content_hash", "handle_change"]
 
@@ -30,10 +31,18 @@ class Emission:
 
 
 def handle_change(event: dict, *, validator: ItemValidator, default_seller_id: str | None,
-                  header: Callable[[str | None], dict] = new_header) -> list[Emission]:
-    """The events for one change: always exactly one, ListingReady or ValidationFailed."""
+                  header: Callable[[str | None], dict] = new_header,
+                  failed_parents: FailedParents | None = None) -> list[Emission]:
+    """The events for one change: always exactly one, ListingReady or ValidationFailed.
+    `failed_parents`: this validator's memory of products that failed in their run, which fails
+    their variants too (deletes are not held back: children go before their parent there)."""
     seller_id = event.get("seller_id") or default_seller_id
     verdict = validator.validate(event, seller_id=seller_id)
+    if failed_parents is not None and event["operation"] == "upsert":
+        if event["item_type"] == "product":
+            failed_parents.record(event, seller_id, verdict.issues)
+        elif event["item_type"] == "variant" and (parent_failed := failed_parents.issue_for(event, seller_id)):
+            verdict = Verdict([*verdict.issues, parent_failed], verdict.attributes)
     common = {
         **header(event.get("run_id")),
         "mode": event["mode"],

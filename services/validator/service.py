@@ -12,6 +12,7 @@ from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED
 from catalog_sync.runtime.worker import Incoming, Outgoing, StopSignal, Worker
 
+from .families import FailedParents
 from .handler import handle_change
 from .metrics import ValidatorMetrics
 from .product_type import CompiledProductType
@@ -62,6 +63,7 @@ class ValidatorBatchHandler:
         self._validator = validator
         self._default_seller_id = default_seller_id
         self._metrics = metrics
+        self._failed_parents = FailedParents()
 
     def __call__(self, batch: list[Incoming]) -> list[Outgoing]:
         out: list[Outgoing] = []
@@ -69,7 +71,7 @@ class ValidatorBatchHandler:
         for message in batch:
             started = time.perf_counter()
             emissions = handle_change(message.event, validator=self._validator,
-                                      default_seller_id=self._default_seller_id)
+                                      default_seller_id=self._default_seller_id, failed_parents=self._failed_parents)
             metrics.duration.observe(time.perf_counter() - started)
             for emission in emissions:
                 if emission.schema == "ValidationFailed":

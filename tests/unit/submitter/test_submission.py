@@ -218,3 +218,25 @@ def test_a_second_cancel_drops_a_call_that_does_not_answer():
     submitter, transport, _ = make()
     outcome = asyncio.run(_cancel_during(submitter, transport, wait_for_call=True, cancels=2, release=False))
     assert outcome == "cancelled" and len(transport.calls) == 1
+
+
+def test_variants_of_a_parent_amazon_turned_down_in_the_run_are_not_sent_and_name_it():
+    submitter, transport, _ = make([error(400, "InvalidInput")])
+    parent = submit(submitter, ready("P-1"))
+    children = submit(submitter, ready("P-1-A", item_type="variant", parent_reference="P-1"),
+                      ready("P-1-B", item_type="variant", parent_reference="P-1"))
+    assert parent.result.status == "error"
+    assert [c.result.error_code for c in children] == ["parent_not_accepted"] * 2
+    assert all("P-1" in c.result.error_message and "not sent" in c.result.error_message for c in children)
+    assert [path.rsplit("/", 1)[1] for path, _, _ in transport.calls] == ["P-1"]  # no child reached Amazon
+
+
+def test_variants_go_when_their_parent_was_accepted_or_is_not_in_the_run():
+    submitter, transport, _ = make()
+    submit(submitter, ready("P-1"))
+    accepted, orphan_of_this_run, other_run = submit(
+        submitter, ready("P-1-A", item_type="variant", parent_reference="P-1"),
+        ready("Q-1-A", item_type="variant", parent_reference="Q-1"),
+        ready("P-1-B", item_type="variant", parent_reference="P-1", run_id="run-2"))
+    assert [r.result.outcome for r in (accepted, orphan_of_this_run, other_run)] == ["accepted"] * 3
+    assert len(transport.calls) == 4
