@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -31,6 +31,7 @@ from .projection import (
     RunState,
     effective_run_status,
     iso_from_ms,
+    search_text,
 )
 from .store import RUN_COLUMNS, RUN_MEMBERS, ReadStore, Session
 
@@ -41,14 +42,23 @@ API_NAME = "Listings Items API"
 API_VERSION = "2021-08-01"
 _RUN_COLS = ", ".join(RUN_COLUMNS)  # in RunState's field order
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
-              "request_id, submission_id, error_json, issues_json, outcome")
+              "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time")
+EXPORT_PAGE = 1_000  # rows per query of an export: memory stays flat however many items match
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NEXT_RUN_GRACE_MS = 60_000  # a scheduled run's opening reaches the store within this of its announced time
+RETRY_OF = "retry of "  # the source `catalog-sync retry` gives its runs
+# Outcomes of a run that sent the item nothing: content Amazon already had, a category, a preview's delete.
+_NOT_SENT = frozenset({"unchanged", "not_sent", "preview_not_sent"})
 
 
 class BadQuery(ValueError):
     """A filter value the API answers with 400."""
+
+
+class NotFound(LookupError):
+    """Something the request names (a run) is not in the read store: the API answers 404."""
 
 
 def _check_text(**values: str | None) -> None:
@@ -110,7 +120,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 
 
 def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = search_text(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -118,7 +128,7 @@ def _candidate_pattern(text: str) -> str:
     """A LIKE pattern with no escape character (FTS5 uses its trigram index only for plain
     two-argument LIKE): `%`, `_` and `\\` become `_`, which matches them too, so the candidates are a
     superset that the escaped pattern then narrows. Fewer than 3 characters cannot use trigrams."""
-    return "%" + "".join("_" if c in "%_\\" else c for c in text.lower()) + "%"
+    return "%" + "".join("_" if c in "%_\\" else c for c in search_text(text)) + "%"
 
 
 class ReadModel:
@@ -133,11 +143,12 @@ class ReadModel:
     # -- runs -------------------------------------------------------------------------------
     def _run_json(self, row: tuple, now_ms: int) -> dict:
         run = RunState(*row)
+        status = effective_run_status(run, now_ms, self.stall_ms)
         return {
             "run_id": run.run_id,
             "mode": run.mode,
             "endpoint": run.endpoint,
-            "status": effective_run_status(run, now_ms, self.stall_ms),
+            "status": status,
             "started_at": iso_from_ms(run.started_at),
             "finished_at": iso_from_ms(run.finished_at),
             "counts": {"total": run.total, "pending": run.pending, "error": run.error, "finished": run.finished},
@@ -146,7 +157,18 @@ class ReadModel:
             "next_run_at": iso_from_ms(run.next_run_at),
             "last_event_at": iso_from_ms(run.last_event_at),
             "source": run.source,
+            **_trigger(run),
+            "duration_s": _duration_s(run, now_ms if status == RUN_IN_PROGRESS else run.last_event_at),
         }
+
+    def run(self, run_id: str) -> dict:
+        _check_text(run_id=run_id)
+        now = self._now_ms()
+        with self.store.read() as s:
+            row = s.one(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in the read store")
+        return self._run_json(row, now)
 
     def runs(self, limit: int = 20) -> dict:
         if not 1 <= limit <= 500:
@@ -168,8 +190,13 @@ class ReadModel:
         current = next((r for r in runs if r["status"] == RUN_IN_PROGRESS), None)
         ended = [r for r in runs if r["status"] != RUN_IN_PROGRESS] + [self._run_json(r, now) for r in done]
         last = max(ended, key=lambda r: (r["started_at"] or "", r["run_id"]), default=None)
+        # The newest announcement of a scheduled run. Once it is well past and no scheduled run
+        # started after it (that run would announce a later one), the scheduler has stopped: the
+        # time moves to `missed_run_at` instead of reading as a run still to come.
+        missed = next_run is not None and now - next_run > NEXT_RUN_GRACE_MS
         return {"in_progress": current is not None, "current_run": current, "last_run": last,
-                "next_run_at": iso_from_ms(next_run)}
+                "next_run_at": None if missed else iso_from_ms(next_run),
+                "missed_run_at": iso_from_ms(next_run) if missed else None}
 
     def run_gauges(self) -> tuple[dict[str, int], int]:
         """Runs by effective status and items pending (latest state): the recorder's gauges."""
@@ -192,40 +219,61 @@ class ReadModel:
 
     def items(self, filters: ItemFilters) -> dict:
         f = filters.checked()
-        since = since_ms(f.since)
         with self.store.read() as s:
-            run_id = f.run_id
-            if run_id is None and since is None:
-                run_id = self._last_run_id(s)
-            if run_id == ALL_RUNS:
-                run_id = None
-            where, params = _equality_filters(run_id, f)
-            if since is not None:
-                where.append("synced_at >= ?")
-                params.append(since)
-            if f.reference:
-                # Candidates from the trigram index (SQLite FTS5 / pg_trgm) on item_refs, then the
-                # exact, escaped match on the item itself.
-                where.append("item_key IN (SELECT item_key FROM item_refs WHERE reference LIKE ?)")
-                params.append(_candidate_pattern(f.reference))
-                where.append("LOWER(reference) LIKE ? ESCAPE '\\'")
-                params.append(_like_pattern(f.reference))
-            summary = self._summary(s, where, params, run_id, f, since)
-            page_where, page_params = list(where), list(params)
-            if f.cursor:
-                page_where.append("(synced_at, item_key) < (?, ?)")
-                page_params.extend(decode_cursor(f.cursor))
-            clause = f"WHERE {' AND '.join(page_where)}" if page_where else ""
-            rows = s.execute(f"SELECT {_ITEM_COLS} FROM items {clause} ORDER BY synced_at DESC, item_key DESC LIMIT ?",
-                             (*page_params, f.limit + 1))
+            query = self._item_query(s, f)
+            summary = self._summary(s, query.where, query.params, query.run_id, f, query.since)
+            rows = _item_page(s, query, decode_cursor(f.cursor) if f.cursor else None, f.limit + 1)
         more = len(rows) > f.limit
         rows = rows[:f.limit]
         return {
             "summary": summary,
             "items": [_item_json(r) for r in rows],
             "next_cursor": encode_cursor(rows[-1][7], rows[-1][0]) if more else None,
-            "run_id": run_id,
+            "run_id": query.run_id,
         }
+
+    def export_items(self, filters: ItemFilters) -> Iterator[dict]:
+        """Every item the filters select (from the cursor on; `limit` does not apply), newest first,
+        read in pages from one snapshot. A bad filter or an unknown run raises here, before the
+        first item, so the API can still answer 400 or 404."""
+        f = filters.checked()
+        with self.store.read() as s:
+            self._item_query(s, f)
+
+        def rows() -> Iterator[dict]:
+            with self.store.read() as s:
+                query = self._item_query(s, f)
+                after = decode_cursor(f.cursor) if f.cursor else None
+                while True:
+                    page = _item_page(s, query, after, EXPORT_PAGE)
+                    yield from (_item_json(r) for r in page)
+                    if len(page) < EXPORT_PAGE:
+                        return
+                    after = (page[-1][7], page[-1][0])
+
+        return rows()
+
+    def _item_query(self, s: Session, f: ItemFilters) -> _ItemQuery:
+        """The run the filters resolve to (None: every run) and their WHERE conditions."""
+        since = since_ms(f.since)
+        run_id = f.run_id
+        if run_id is None and since is None:
+            run_id = self._last_run_id(s)
+        elif run_id not in (None, ALL_RUNS) and s.one("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) is None:
+            raise NotFound(f"no run {run_id!r} in the read store")
+        if run_id == ALL_RUNS:
+            run_id = None
+        where, params = _equality_filters(run_id, f)
+        if since is not None:
+            where.append("synced_at >= ?")
+            params.append(since)
+        if f.reference:
+            # Candidates from the trigram index (SQLite FTS5 / pg_trgm) on item_refs, narrowed by the
+            # escaped pattern on the same folded text (search_text: Unicode, not SQL's ASCII LOWER).
+            where.append("item_key IN (SELECT item_key FROM item_refs WHERE reference LIKE ? "
+                         "AND reference LIKE ? ESCAPE '\\')")
+            params.extend((_candidate_pattern(f.reference), _like_pattern(f.reference)))
+        return _ItemQuery(run_id, since, where, params)
 
     @staticmethod
     def _summary(s: Session, where: list[str], params: list, run_id: str | None, f: ItemFilters,
@@ -373,6 +421,39 @@ class ReadModel:
         return sorted(rows, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
 
 
+def _trigger(run: RunState) -> dict:
+    """What started a run: `retry` (of `retry_of`), `schedule` (it announced its successor) or `publish`."""
+    if run.source and run.source.startswith(RETRY_OF):
+        return {"trigger": "retry", "retry_of": run.source[len(RETRY_OF):]}
+    return {"trigger": "schedule" if run.next_run_at is not None else "publish", "retry_of": None}
+
+
+def _duration_s(run: RunState, open_end: int | None) -> float | None:
+    """Start to finish; `open_end` ends a run that has not finished (now while it is in progress,
+    its last event once it is interrupted)."""
+    end = run.finished_at if run.finished_at is not None else open_end
+    return None if run.started_at is None or end is None else max(0, end - run.started_at) / 1000
+
+
+@dataclass(frozen=True)
+class _ItemQuery:
+    run_id: str | None  # the run the filters resolved to; None: every run
+    since: int | None
+    where: list[str]
+    params: list
+
+
+def _item_page(s: Session, query: _ItemQuery, after: tuple[int, str] | None, limit: int) -> list[tuple]:
+    """Up to `limit` item rows newest first, after the keyset position `after` (synced_at, item_key)."""
+    where, params = list(query.where), list(query.params)
+    if after is not None:
+        where.append("(synced_at, item_key) < (?, ?)")
+        params.extend(after)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return s.execute(f"SELECT {_ITEM_COLS} FROM items {clause} ORDER BY synced_at DESC, item_key DESC LIMIT ?",
+                     (*params, limit))
+
+
 @dataclass
 class RunPayloads:
     """A run's items of one status with their latest recorded catalog payloads (for `retry`)."""
@@ -427,7 +508,7 @@ def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], li
 
 def _item_json(row: tuple) -> dict:
     (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
-     submission_id, error_json, issues_json, outcome) = row
+     submission_id, error_json, issues_json, outcome, request_run_id, request_time) = row
     final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
     return {
         "reference": reference,
@@ -444,7 +525,20 @@ def _item_json(row: tuple) -> dict:
         "issues": orjson.loads(issues_json) if final and issues_json else [],
         "outcome": outcome if final else None,
         "note": not_sent_message(outcome) if final else None,  # why nothing reached Amazon, if so
+        # The submission request_id belongs to: an item this run skipped as unchanged shows the
+        # request of the run that sent it (None there when that run was not recorded: an old row).
+        "request_run_id": request_run_id if final and request_id else None,
+        "request_at": iso_from_ms(request_time) if final and request_id else None,
+        "resent": _resent(outcome) if final else None,
     }
+
+
+def _resent(outcome: str | None) -> bool | None:
+    """Whether the item's latest run sent it to Amazon: False when it skipped it as unchanged or
+    sent nothing (not_sent, preview_not_sent); None when no submission outcome is known."""
+    if outcome is None:
+        return None
+    return outcome not in _NOT_SENT
 
 
 def _history_json(row: tuple) -> dict:
