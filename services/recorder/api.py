@@ -119,7 +119,9 @@ class ItemWithHistory(Item):
 class SupportCase(BaseModel):
     api: str
     api_version: str
-    operation: str
+    operation: str = Field(description="the SP-API operations of the submissions, e.g. putListingsItem")
+    endpoints: list[tuple[str, str | None]] = Field(
+        [], description="(sandbox | production, the region's default host) of the submissions")
     reference: str | None
     run_id: str | None
     marketplace_id: str | None
@@ -244,9 +246,12 @@ def create_app(model: ReadModel, *, api_token: str | None = None,
              summary="What to paste into an Amazon support case")
     def support_case(reference: str | None = None, marketplace_id: str | None = None,
                      seller_id: str | None = None, run_id: str | None = None,
+                     item: Annotated[list[str] | None, Query(
+                         description="item keys seller_id|marketplace_id|reference (repeat for several items)")] = None,
                      limit: int = Query(50, ge=1, le=500)) -> Response:
         case = model.support_case(reference=reference or None, marketplace_id=marketplace_id or None,
-                                  seller_id=seller_id or None, run_id=run_id or None, limit=limit)
+                                  seller_id=seller_id or None, run_id=run_id or None,
+                                  items=[i for i in item or () if i], limit=limit)
         if case is None:
             raise HTTPException(404, "nothing recorded for that reference or run")
         return _json(case)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,8 +19,8 @@ import orjson
 
 from catalog_sync.runtime.contract import ITEM_STATUSES, ITEM_TYPES, PENDING, RUN_STATUSES, parse_time
 from catalog_sync.runtime.events import split_item_key
-from catalog_sync.runtime.marketplaces import describe
-from catalog_sync.runtime.sync_modes import SPAPI_OPERATION, not_sent_message
+from catalog_sync.runtime.marketplaces import PRODUCTION_HOSTS, SANDBOX_HOSTS, describe
+from catalog_sync.runtime.sync_modes import SANDBOX, SPAPI_OPERATION, not_sent_message, route_of_change
 
 from .projection import (
     MINUTE_MS,
@@ -363,16 +363,26 @@ class ReadModel:
 
     # -- support ------------------------------------------------------------------------------
     def support_case(self, *, reference: str | None = None, marketplace_id: str | None = None,
-                     seller_id: str | None = None, run_id: str | None = None, limit: int = 50) -> dict | None:
-        """What Amazon support asks for: marketplace and country, API and operation, the
-        x-amzn-RequestId of every attempt, submission IDs and times (newest first)."""
-        if not reference and not run_id:
-            raise BadQuery("give reference (and marketplace_id) or run_id")
-        _check_text(reference=reference, marketplace_id=marketplace_id, seller_id=seller_id, run_id=run_id)
+                     seller_id: str | None = None, run_id: str | None = None, items: Sequence[str] = (),
+                     limit: int = 50) -> dict | None:
+        """What Amazon support asks for: marketplace and country, API, operation and endpoint, the
+        x-amzn-RequestId of every attempt, submission IDs and times (newest first). `items`: item
+        keys (seller_id|marketplace_id|reference), e.g. the error items a user selected."""
+        if not reference and not run_id and not items:
+            raise BadQuery("give reference (and marketplace_id), run_id or item")
+        _check_text(reference=reference, marketplace_id=marketplace_id, seller_id=seller_id, run_id=run_id,
+                    item="".join(items))
         if not 1 <= limit <= 500:
             raise BadQuery(f"limit={limit} must be between 1 and 500")
+        if len(items) > MAX_PAGE:
+            raise BadQuery(f"at most {MAX_PAGE} items per support case")
         with self.store.read() as s:
-            if reference:
+            if items:
+                keys = [r[0] for r in s.select_in("SELECT item_key FROM items WHERE item_key", sorted(set(items)))]
+                if not keys:
+                    return None
+                events = self._submissions_of_items(s, keys, limit)
+            elif reference:
                 where, params = _reference_filters(s, reference, marketplace_id, seller_id)
                 keys = [r[0] for r in s.execute(f"SELECT item_key FROM items WHERE {' AND '.join(where)}", params)]
                 if not keys:
@@ -395,10 +405,12 @@ class ReadModel:
         submissions = [_submission_json(e) for e in events]
         marketplaces = sorted({sub["marketplace_id"] for sub in submissions} | ({marketplace_id} if marketplace_id else set()))
         described = [describe(m) for m in marketplaces]
+        operations = sorted({sub["operation"] for sub in submissions}) or ["putListingsItem"]
         case = {
             "api": API_NAME,
             "api_version": API_VERSION,
-            "operation": "putListingsItem",
+            "operation": ", ".join(operations),
+            "endpoints": sorted({(sub["endpoint"], sub["endpoint_url"]) for sub in submissions if sub["endpoint"]}),
             "reference": reference,
             "run_id": run_id,
             "marketplace_id": described[0]["marketplace_id"] if len(described) == 1 else None,
@@ -560,6 +572,7 @@ def _submission_json(row: tuple) -> dict:
         "marketplace_id": marketplace,
         "country": describe(marketplace)["country"],
         "operation": SPAPI_OPERATION[d["operation"]],
+        **_endpoint_of(d.get("mode"), d["operation"], marketplace),
         "time": iso_from_ms(event_time),
         "request_id": d.get("request_id"),
         "attempt_request_ids": request_ids,
@@ -574,9 +587,24 @@ def _submission_json(row: tuple) -> dict:
     }
 
 
+def _endpoint_of(mode: str | None, operation: str, marketplace_id: str) -> dict:
+    """Which SP-API host a submission went to: `sandbox` or `production` (the sync-mode table) and
+    the region's default URL (SPAPI_ENDPOINT may have pointed the workers elsewhere)."""
+    try:
+        found = route_of_change(mode or "", operation)
+    except ValueError:
+        return {"endpoint": None, "endpoint_url": None, "amazon_mode": None}
+    region = describe(marketplace_id)["region"]
+    hosts = SANDBOX_HOSTS if found.host == SANDBOX else PRODUCTION_HOSTS
+    return {"endpoint": found.host, "endpoint_url": hosts.get(region) if found.host else None,
+            "amazon_mode": found.amazon_mode}
+
+
 def support_text(case: dict) -> str:
     """Plain text to paste into a Seller Central / developer support case."""
-    lines = [f"API: {case['api']} ({case['api_version']})"]
+    lines = [f"API: {case['api']} ({case['api_version']})", f"Operation: {case['operation']}"]
+    for endpoint, url in case.get("endpoints", ()):
+        lines.append(f"Endpoint: {endpoint}" + (f" ({url})" if url else ""))
     for m in case["marketplaces"]:
         lines.append(f"Marketplace: {m['marketplace_id']} ({m['country']})")
     if case["run_id"]:

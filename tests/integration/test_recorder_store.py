@@ -761,3 +761,26 @@ def test_an_unknown_run_is_not_found_and_an_export_reads_every_matching_item(sto
     exported = [i["reference"] for i in model.export_items(ItemFilters(reference="hb-1"))]
     assert len(exported) == 1_000 and len(set(exported)) == 1_000  # HB-1000..HB-1999, across export pages
     assert len(list(model.export_items(ItemFilters(limit=5)))) == 2_345
+
+
+def test_a_support_case_for_selected_items_names_endpoint_and_operation(store):
+    test_run, production = SampleRun(mode="test"), SampleRun(mode="production")
+    production.start = test_run.start + timedelta(hours=1)
+    partitions = Partitions()
+    sandbox_answer = test_run.submitted("HB-1", accepted=False, request_id="req-sandbox-1")
+    store.apply(GROUP, partitions.messages([test_run.opened(), test_run.changed("HB-1"), sandbox_answer]))
+    live = production.submitted("HB-2", accepted=False, marketplace_id="A1PA6795UKMFR9", request_id="req-live-2")
+    store.apply(GROUP, partitions.messages([production.opened(), production.changed("HB-2", marketplace_id="A1PA6795UKMFR9"),
+                                            live, production.changed("HB-3"), production.submitted("HB-3")]))
+    model = ReadModel(store)
+    sandbox = model.support_case(items=[f"{SELLER}|{US}|HB-1"])
+    assert sandbox["endpoints"] == [("sandbox", "https://sandbox.sellingpartnerapi-na.amazon.com")]
+    assert sandbox["request_ids"] == ["req-sandbox-1"] and sandbox["operation"] == "putListingsItem"
+    assert "Endpoint: sandbox (https://sandbox.sellingpartnerapi-na.amazon.com)" in sandbox["text"]
+    both = model.support_case(items=[f"{SELLER}|{US}|HB-1", f"{SELLER}|A1PA6795UKMFR9|HB-2"])
+    assert both["request_ids"] == ["req-live-2", "req-sandbox-1"]
+    assert both["endpoints"] == [("production", "https://sellingpartnerapi-eu.amazon.com"),
+                                 ("sandbox", "https://sandbox.sellingpartnerapi-na.amazon.com")]
+    assert {m["country"] for m in both["marketplaces"]} == {"United States", "Germany"}
+    assert "Marketplace: A1PA6795UKMFR9 (Germany)" in both["text"] and "Operation: putListingsItem" in both["text"]
+    assert model.support_case(items=["nobody|nowhere|nothing"]) is None
