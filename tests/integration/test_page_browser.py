@@ -279,7 +279,7 @@ def test_filters_come_from_and_go_to_the_url_and_the_overview_counts_them(browse
     # The CSV link carries the same filters and downloads every matching item.
     with pg.expect_download() as download:
         pg.click("#export-csv")
-    text = open(download.value.path(), encoding="utf-8").read()
+    text = download.value.path().read_text(encoding="utf-8")
     assert text.splitlines()[0].startswith("reference,item_type") and sorted(
         line.split(",")[0] for line in text.splitlines()[1:]) == ["SCR-1", "SCR-2"]
     context.close()
