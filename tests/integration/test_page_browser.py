@@ -259,6 +259,8 @@ def test_search_finds_items_of_earlier_runs_and_non_ascii_references(browser, hi
     pg.select_option("#f-run", "run-a-finished")
     pg.fill("#f-reference", "")
     expect(rows(pg).locator("td.ref")).to_have_text(["ÜBER-1", "HB-1001"])  # HB-2000 has moved on to run C
+    expect(pg.locator("[data-testid=items-summary]")).to_contain_text(
+        "1 more of this run's items were synced again by later runs")
     context.close()
 
 

@@ -481,10 +481,20 @@ function showPage(page, rows) {
   $("overview-scope").textContent = describeFilters(page);
   $("items-summary").textContent =
     `${s.total} matching (${s.finished} finished, ${s.error} error, ${s.pending} pending) · showing ${rows}` +
-    (page.run_id ? ` · run ${page.run_id}` : " · all runs");
+    (page.run_id ? ` · run ${page.run_id}` : " · all runs") + movedOn(page);
   $("no-items").hidden = rows > 0;
   state.cursor = page.next_cursor;
   $("view-more").hidden = !page.next_cursor;
+}
+
+// The table shows each item once, under the run of its latest sync: say how many of a run's items
+// later runs synced again, so an older run's short list does not read as all it did.
+function movedOn(page) {
+  const f = filters();
+  const run = state.runs.find((r) => r.run_id === page.run_id);
+  if (!run || f.reference || f.status || f.type || f.since || run.counts.total <= page.summary.total) return "";
+  return ` · ${run.counts.total - page.summary.total} more of this run's items were synced again by later runs ` +
+    "(they show under those runs; each item's timeline has every run)";
 }
 
 async function offerAllRuns(page) {
