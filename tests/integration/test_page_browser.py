@@ -171,14 +171,6 @@ def test_markup_in_references_and_amazon_messages_is_shown_as_text(page):
 
 
 # -- runs, search across runs, support case, phone width, links, docs ---------------------------------
-def unchanged(run: SampleRun, reference: str) -> tuple[str, dict]:
-    """The submitter's answer for content Amazon already holds: finished, nothing sent, no request."""
-    kind, event = run.submitted(reference)
-    event.update(outcome="unchanged", amazon_status=None, http_status=None, request_id=None,
-                 attempt_request_ids=[], submission_id=None)
-    return kind, event
-
-
 @pytest.fixture(scope="module")
 def history(tmp_path_factory):
     """Three runs, the newest last: A (finished) synced HB-1001 and ÜBER-1; B was interrupted; C
@@ -200,7 +192,7 @@ def history(tmp_path_factory):
     store.apply("recorder", partitions.messages([
         c.opened(next_run_at=c.start + timedelta(minutes=15), source="retry of run-a-finished"),
         *[c.changed(r) for r in ("HB-2000", "HB-3000", "HB-3001", "SCR-1", "SCR-2")],
-        unchanged(c, "HB-2000"),
+        c.unchanged("HB-2000"),
         c.submitted("HB-3000", accepted=False, request_id="11111111-2222-4333-8444-555555555555"),
         c.submitted("HB-3001", accepted=False, request_id="req-c-3001"),
         c.validation_failed("SCR-1"), c.submitted("SCR-2", request_id="req-c-scr2"), c.closed(5)]))

@@ -720,14 +720,6 @@ def test_a_version_7_store_gets_its_references_folded_for_search(store):
     assert [i["reference"] for i in model.items(ItemFilters(reference="PLAIN", run_id="all"))["items"]] == ["Plain-1"]
 
 
-def unchanged(run: SampleRun, reference: str) -> tuple[str, dict]:
-    """The submitter's answer for content Amazon already holds: finished, nothing sent, no request."""
-    kind, event = run.submitted(reference)
-    event.update(outcome="unchanged", amazon_status=None, http_status=None, request_id=None,
-                 attempt_request_ids=[], submission_id=None)
-    return kind, event
-
-
 def test_an_item_skipped_as_unchanged_shows_the_request_of_the_run_that_sent_it(store):
     first, second = SampleRun(mode="production"), SampleRun(mode="production")
     second.start = first.start + timedelta(hours=1)
@@ -736,7 +728,7 @@ def test_an_item_skipped_as_unchanged_shows_the_request_of_the_run_that_sent_it(
                                             first.submitted("HB-1", request_id="req-first-hb1"),
                                             first.submitted("HB-2", request_id="req-first-hb2"), first.closed(2)]))
     store.apply(GROUP, partitions.messages([second.opened(), second.changed("HB-1"), second.changed("HB-2"),
-                                            unchanged(second, "HB-1"),
+                                            second.unchanged("HB-1"),
                                             second.submitted("HB-2", request_id="req-second-hb2"), second.closed(2)]))
     items = {i["reference"]: i for i in ReadModel(store).items(ItemFilters())["items"]}
     skipped, resent = items["HB-1"], items["HB-2"]
