@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import shlex
 import shutil
 import signal
 import sys
@@ -192,6 +193,13 @@ def _summary(stack: DemoStack, run: dict) -> str:
     return "\n".join(lines)
 
 
+def export_line(stack: DemoStack) -> str:
+    """`export ...` of what a command in another shell needs to reach this demo's broker and store."""
+    env = stack.env()
+    names = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_API_VERSION", "READ_STORE_URL")
+    return "export " + " ".join(f"{name}={shlex.quote(env[name])}" for name in names if env.get(name))
+
+
 def run_demo(args: argparse.Namespace) -> int:
     catalog = args.catalog or sample_catalog()
     temporary = args.data_dir is None
@@ -207,6 +215,11 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"read API:   {stack.api_url}/api/activity  (OpenAPI at {stack.api_url}/docs)", flush=True)
         print(f"emulator:   {stack.emulator_url}/_emulator/requests", flush=True)
         print(f"terminal:   READ_STORE_URL=sqlite:///{data_dir / 'catalog-sync.db'} catalog-sync status", flush=True)
+        print(f"broker:     {stack.env()['KAFKA_BOOTSTRAP_SERVERS']} (embedded; Kafka protocol "
+              f"{stack.env().get('KAFKA_API_VERSION') or 'negotiated'})", flush=True)
+        # One line to paste into another shell: then `catalog-sync publish FILE --mode test` adds a
+        # run to this demo, and a Kafka tool can attach to the same broker.
+        print(f"to publish more runs or attach a Kafka tool, in another shell:\n  {export_line(stack)}", flush=True)
         if args.once:
             run = stack.wait_for_run(run_id, args.timeout)
             print(_summary(stack, run), flush=True)

@@ -1,24 +1,29 @@
 """The read API (interfaces.md §5) and the web page, served by FastAPI; OpenAPI at /docs.
 
 Handlers are plain `def`s: FastAPI runs them on its thread pool, and the store's small
-connection pool bounds the database connections they use.
+connection pool bounds the database connections they use. Every error answers one shape,
+{"detail": "<text>"}: 400 for a bad parameter (FastAPI's own validation included), 401, 404, 503.
 """
 
 from __future__ import annotations
 
 import hmac
+from dataclasses import replace
 from pathlib import Path
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 import orjson
 from fastapi import Depends, FastAPI, HTTPException, Query, Request
-from fastapi.responses import FileResponse, Response
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import FileResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
+from fastapi_offline import FastAPIOffline
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, ProcessCollector, generate_latest
 from pydantic import BaseModel, Field
 
+from .csv_export import csv_chunks
 from .metrics import ApiMetrics
-from .read_model import DEFAULT_PAGE, MAX_PAGE, BadQuery, ItemFilters, ReadModel
+from .read_model import DEFAULT_PAGE, MAX_PAGE, BadQuery, ItemFilters, NotFound, ReadModel
 from .store import StoreUnavailable
 
 STATIC_DIR = Path(__file__).resolve().parent / "static"
@@ -46,14 +51,22 @@ class Run(BaseModel):
     closed_at: str | None = None
     next_run_at: str | None = None
     last_event_at: str | None = None
-    source: str | None = None
+    source: str | None = Field(None, description="the catalog file, or 'retry of <run_id>'")
+    trigger: Literal["publish", "schedule", "retry"] | None = Field(
+        None, description="what started the run: `catalog-sync publish`, `schedule` (it announced the next run) "
+                          "or `retry` of run `retry_of`")
+    retry_of: str | None = None
+    duration_s: float | None = Field(None, description="start to finish; to now while in progress, to the last "
+                                                        "event once interrupted")
 
 
 class Activity(BaseModel):
     in_progress: bool
     current_run: Run | None
     last_run: Run | None
-    next_run_at: str | None
+    next_run_at: str | None = Field(description="the next scheduled run, while its time is to come")
+    missed_run_at: str | None = Field(None, description="a scheduled run announced for this time never started "
+                                                        "(the scheduler stopped)")
 
 
 class Runs(BaseModel):
@@ -84,6 +97,11 @@ class Item(BaseModel):
                                 "deleted, unchanged, not_sent, preview_not_sent, invalid, rejected, failed")
     note: str | None = Field(None, description="Why nothing reached Amazon, when nothing did (e.g. a delete in "
                              "a preview run)")
+    request_run_id: str | None = Field(None, description="the run whose submission request_id belongs to: an earlier "
+                                       "run when this one skipped the item as unchanged")
+    request_at: str | None = Field(None, description="when that submission was answered")
+    resent: bool | None = Field(None, description="whether the item's latest run sent it to Amazon (false: "
+                                "unchanged, or nothing to send)")
 
 
 class Items(BaseModel):
@@ -101,7 +119,9 @@ class ItemWithHistory(Item):
 class SupportCase(BaseModel):
     api: str
     api_version: str
-    operation: str
+    operation: str = Field(description="the SP-API operations of the submissions, e.g. putListingsItem")
+    endpoints: list[tuple[str, str | None]] = Field(
+        [], description="(sandbox | production, the region's default host) of the submissions")
     reference: str | None
     run_id: str | None
     marketplace_id: str | None
@@ -117,13 +137,37 @@ def _json(data: Any, status_code: int = 200) -> Response:
     return Response(orjson.dumps(data), status_code=status_code, media_type="application/json")
 
 
+def _validation_text(error: dict) -> str:
+    """One of FastAPI's validation errors as text: `limit: Input should be greater than or equal to 1`."""
+    where = [str(part) for part in error.get("loc", ()) if part not in ("query", "path", "body")]
+    return f"{'.'.join(where)}: {error.get('msg', 'invalid')}" if where else str(error.get("msg", "invalid"))
+
+
+# Module level, not inside create_app: FastAPI resolves the Annotated dependency by name in the module.
+def item_filters(
+    reference: str | None = Query(None, description="matches any part of the reference, case-insensitive "
+                                  "(Unicode)"),
+    status: str = Query("all", description="all | error | pending | finished"),
+    type: str | None = Query(None, description="category | product | variant"),
+    since: str | None = Query(None, description="ISO-8601: items synced at or after it, across runs"),
+    run_id: str | None = Query(None, description="default: the last run; 'all': every run; an unknown run: 404"),
+    cursor: str | None = Query(None, description="next_cursor of the previous page"),
+) -> ItemFilters:
+    return ItemFilters(reference=reference or None, status=status or "all", item_type=type or None,
+                       since=since or None, run_id=run_id or None, cursor=cursor or None)
+
+
 def create_app(model: ReadModel, *, api_token: str | None = None,
                registry: CollectorRegistry | None = None) -> FastAPI:
     """`registry`: where the app's metrics live (a fresh one by default: one app, one registry)."""
-    app = FastAPI(
+    # /docs and /redoc load Swagger UI and ReDoc from assets fastapi-offline ships, not from a CDN:
+    # the docs work on a machine without Internet access.
+    app: FastAPI = FastAPIOffline(
         title="catalog-sync read API",
         version="1",
-        description="Sync runs and item statuses recorded from the catalog-sync pipeline (interfaces.md §5).",
+        description="Sync runs and item statuses recorded from the catalog-sync pipeline (interfaces.md §5). "
+                    'Every error answers {"detail": "..."}.',
+        static_url="/docs-assets",
     )
     registry = registry if registry is not None else CollectorRegistry()
     metrics = ApiMetrics(registry, model)
@@ -145,6 +189,20 @@ def create_app(model: ReadModel, *, api_token: str | None = None,
     def bad_query(_request: Request, exc: BadQuery) -> Response:
         return _json({"detail": str(exc)}, 400)
 
+    @app.exception_handler(RequestValidationError)
+    def invalid_parameter(_request: Request, exc: RequestValidationError) -> Response:
+        # FastAPI's default is a 422 with a list; a bad parameter is a 400 with one text like the others.
+        return _json({"detail": "; ".join(_validation_text(e) for e in exc.errors())}, 400)
+
+    @app.exception_handler(NotFound)
+    def not_found(_request: Request, exc: NotFound) -> Response:
+        return _json({"detail": str(exc)}, 404)
+
+    @app.exception_handler(Exception)
+    def internal_error(_request: Request, _exc: Exception) -> Response:
+        # Same shape as every other error; the server still logs the exception with its traceback.
+        return _json({"detail": "internal error (the API's log has the cause)"}, 500)
+
     @app.exception_handler(StoreUnavailable)
     def unavailable(_request: Request, exc: StoreUnavailable) -> Response:
         return _json({"detail": "the read store is unavailable; retry shortly"}, 503)
@@ -158,20 +216,23 @@ def create_app(model: ReadModel, *, api_token: str | None = None,
     def runs(limit: int = Query(20, ge=1, le=500)) -> Response:
         return _json(model.runs(limit))
 
+    @app.get("/api/runs/{run_id}", response_model=Run, dependencies=guard, summary="One run (404 when unknown)")
+    def run(run_id: str) -> Response:
+        return _json(model.run(run_id))
+
     @app.get("/api/items", response_model=Items, dependencies=guard,
              summary="Item statuses with filters, a summary of the whole filtered set and cursor pagination")
-    def items(
-        reference: str | None = Query(None, description="matches any part of the reference"),
-        status: str = Query("all", description="all | error | pending | finished"),
-        type: str | None = Query(None, description="category | product | variant"),
-        since: str | None = Query(None, description="ISO-8601: items synced at or after it, across runs"),
-        run_id: str | None = Query(None, description="default: the last run; 'all': every run"),
-        limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE),
-        cursor: str | None = Query(None, description="next_cursor of the previous page"),
-    ) -> Response:
-        filters = ItemFilters(reference=reference or None, status=status or "all", item_type=type or None,
-                              since=since or None, run_id=run_id or None, limit=limit, cursor=cursor or None)
-        return _json(model.items(filters))
+    def items(filters: Annotated[ItemFilters, Depends(item_filters)],
+              limit: int = Query(DEFAULT_PAGE, ge=1, le=MAX_PAGE)) -> Response:
+        return _json(model.items(replace(filters, limit=limit)))
+
+    @app.get("/api/items.csv", dependencies=guard, response_class=StreamingResponse,
+             summary="Every item the filters select, as CSV (same filters as /api/items; no page limit)",
+             responses={200: {"content": {"text/csv": {}}}})
+    def items_csv(filters: Annotated[ItemFilters, Depends(item_filters)]) -> StreamingResponse:
+        rows = model.export_items(filters)  # raises 400/404 here, before the answer starts
+        return StreamingResponse(csv_chunks(rows), media_type="text/csv; charset=utf-8",
+                                 headers={"Content-Disposition": 'attachment; filename="catalog-sync-items.csv"'})
 
     @app.get("/api/items/{reference:path}", response_model=ItemWithHistory, dependencies=guard,
              summary="One item and every event of it, oldest first")
@@ -185,9 +246,12 @@ def create_app(model: ReadModel, *, api_token: str | None = None,
              summary="What to paste into an Amazon support case")
     def support_case(reference: str | None = None, marketplace_id: str | None = None,
                      seller_id: str | None = None, run_id: str | None = None,
+                     item: Annotated[list[str] | None, Query(
+                         description="item keys seller_id|marketplace_id|reference (repeat for several items)")] = None,
                      limit: int = Query(50, ge=1, le=500)) -> Response:
         case = model.support_case(reference=reference or None, marketplace_id=marketplace_id or None,
-                                  seller_id=seller_id or None, run_id=run_id or None, limit=limit)
+                                  seller_id=seller_id or None, run_id=run_id or None,
+                                  items=[i for i in item or () if i], limit=limit)
         if case is None:
             raise HTTPException(404, "nothing recorded for that reference or run")
         return _json(case)

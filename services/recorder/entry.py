@@ -39,7 +39,10 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     status.add_argument("--limit", type=int, default=25, help="items to show (default 25)")
     status.add_argument("--cursor", help="next page (printed under the table)")
     status.add_argument("--runs", type=int, default=5, help="recent runs to list (default 5; 0 hides them)")
-    status.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    output = status.add_mutually_exclusive_group()
+    output.add_argument("--json", action="store_true", help="print one JSON object instead of tables")
+    output.add_argument("--csv", action="store_true",
+                        help="print every item the filters select as CSV (no page limit; what GET /api/items.csv gives)")
     status.set_defaults(func=status_command)
 
     prune = subparsers.add_parser(
@@ -139,7 +142,7 @@ def status_command(args: argparse.Namespace) -> int:
 
     import orjson
 
-    from .read_model import BadQuery, ItemFilters, ReadModel
+    from .read_model import BadQuery, ItemFilters, NotFound, ReadModel
     from .settings import RecorderSettings
     from .store import ReadStore, StoreUnavailable
     from .terminal import render_status
@@ -156,10 +159,16 @@ def status_command(args: argparse.Namespace) -> int:
         model = ReadModel(store, stall_seconds=settings.stall_seconds)
         filters = ItemFilters(reference=args.reference, status=args.status, item_type=args.item_type,
                               since=args.since, run_id=args.run_id, limit=args.limit, cursor=args.cursor)
+        if args.csv:
+            from .csv_export import csv_chunks
+
+            for chunk in csv_chunks(model.export_items(filters)):
+                sys.stdout.write(chunk)
+            return 0
         activity = model.activity()
         runs = model.runs(args.runs)["runs"] if args.runs > 0 else []
         items = model.items(filters)
-    except BadQuery as exc:
+    except (BadQuery, NotFound) as exc:
         print(f"catalog-sync status: {exc}", file=sys.stderr)
         return 2
     except StoreUnavailable as exc:

@@ -6,7 +6,10 @@ Never edit a released version: add a new one.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+
+from .projection import search_text
 
 
 @dataclass(frozen=True)
@@ -20,11 +23,33 @@ class Migration:
     # an index that needs an extension the database may not offer. `{trgm}` names the schema of
     # pg_trgm (the store finds or creates it, or skips these statements).
     optional: tuple[tuple[str, tuple[str, ...]], ...] = ()
+    # Run after the statements, in the same transaction, for a data change SQL cannot express
+    # (Python's Unicode case folding). Receives the store's session.
+    rewrite: Callable | None = None
 
     def for_dialect(self, name: str) -> tuple[tuple[str, ...], tuple[str, ...]]:
         """(statements, optional statements) this dialect runs."""
         extra = dict(self.dialect_statements).get(name, ())
         return self.statements + extra, dict(self.optional).get(name, ())
+
+
+def _refold_references(s) -> None:
+    """item_refs holds each reference as search_text() folds it: the read model folds the searched
+    text the same way. Migration 2 filled it in SQL: SQLite kept each reference's case, PostgreSQL's
+    LOWER follows the database's locale (ASCII only under the C locale). Both fold ASCII as Python
+    does, so only references with other characters are rewritten."""
+    if s.dialect_name == "sqlite":  # an FTS5 table: its rowid is the only way to one row
+        rows = s.execute("SELECT rowid, reference FROM item_refs "
+                         "WHERE length(CAST(reference AS BLOB)) <> length(reference)")
+        for rowid, reference in rows:
+            if search_text(reference) != reference:
+                s.execute("UPDATE item_refs SET reference = ? WHERE rowid = ?", (search_text(reference), rowid))
+        return
+    rows = s.execute("SELECT item_key, reference FROM item_refs WHERE octet_length(reference) <> char_length(reference)")
+    for key, reference in rows:
+        if search_text(reference) != reference:  # through the index on reference (migration 6)
+            s.execute("UPDATE item_refs SET reference = ? WHERE reference = ? AND item_key = ?",
+                      (search_text(reference), reference, key))
 
 
 MIGRATIONS: tuple[Migration, ...] = (
@@ -243,5 +268,18 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE items SET run_status = CASE WHEN run_id IS NULL THEN NULL "
         "WHEN run_final_time IS NULL OR run_change_time > run_final_time THEN 'pending' "
         "ELSE run_final_status END",
+    )),
+    # Reference search folds case in Python on both dialects (SQLite's LOWER and LIKE fold ASCII
+    # only): the rows written before are folded again the same way.
+    Migration(8, "references in item_refs folded by Python's Unicode case folding", (), rewrite=_refold_references),
+    # The run and time of the submission whose x-amzn-RequestId an item shows: an item a later run
+    # skipped as unchanged keeps that request, and the page must not show it as this run's. Rows
+    # from before: the item's own run and final time, except where the last outcome was unchanged
+    # (that run is not known; the page says "an earlier run").
+    Migration(9, "run and time of the request an item shows", (
+        "ALTER TABLE items ADD COLUMN request_run_id TEXT",
+        "ALTER TABLE items ADD COLUMN request_time BIGINT",
+        "UPDATE items SET request_run_id = run_id, request_time = final_time "
+        "WHERE request_id IS NOT NULL AND (outcome IS NULL OR outcome <> 'unchanged')",
     )),
 )

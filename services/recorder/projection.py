@@ -183,6 +183,13 @@ def _issue(issue: dict) -> dict:
     }
 
 
+def search_text(text: str) -> str:
+    """References as reference search compares them (the item_refs rows and the searched text):
+    Unicode case folding done in Python, the same on SQLite, whose LOWER and LIKE fold ASCII only,
+    and on PostgreSQL, whose LOWER follows the database's locale."""
+    return text.casefold()
+
+
 @lru_cache(maxsize=4096)  # a run's changes mostly share their changed_at: format it once
 def iso_from_ms(ms: int | None) -> str | None:
     if ms is None:
@@ -235,6 +242,8 @@ class ItemState:
     error: dict | None = None
     issues: list = field(default_factory=list)
     outcome: str | None = None         # of the final SubmissionCompleted (None after a validation failure)
+    request_run_id: str | None = None  # run and time of the submission request_id belongs to: an
+    request_time: int | None = None    # unchanged outcome keeps an earlier run's request
 
     @property
     def status(self) -> str:
@@ -269,6 +278,7 @@ class ItemState:
             # finding its own accepted hash): the acceptance that put it there stays the item's request.
             return
         self.request_id = e.details["request_id"] if sc else None
+        self.request_run_id, self.request_time = (e.run_id, e.time) if self.request_id else (None, None)
         self.submission_id = e.details["submission_id"] if sc else None
         self.issues = e.details["issues"] if sc else []
         self.error = error_of(e)

@@ -11,7 +11,7 @@ from __future__ import annotations
 import base64
 import binascii
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
@@ -19,8 +19,8 @@ import orjson
 
 from catalog_sync.runtime.contract import ITEM_STATUSES, ITEM_TYPES, PENDING, RUN_STATUSES, parse_time
 from catalog_sync.runtime.events import split_item_key
-from catalog_sync.runtime.marketplaces import describe
-from catalog_sync.runtime.sync_modes import SPAPI_OPERATION, not_sent_message
+from catalog_sync.runtime.marketplaces import PRODUCTION_HOSTS, SANDBOX_HOSTS, describe
+from catalog_sync.runtime.sync_modes import SANDBOX, SPAPI_OPERATION, not_sent_message, route_of_change
 
 from .projection import (
     MINUTE_MS,
@@ -31,6 +31,7 @@ from .projection import (
     RunState,
     effective_run_status,
     iso_from_ms,
+    search_text,
 )
 from .store import RUN_COLUMNS, RUN_MEMBERS, ReadStore, Session
 
@@ -41,14 +42,23 @@ API_NAME = "Listings Items API"
 API_VERSION = "2021-08-01"
 _RUN_COLS = ", ".join(RUN_COLUMNS)  # in RunState's field order
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
-              "request_id, submission_id, error_json, issues_json, outcome")
+              "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time")
+EXPORT_PAGE = 1_000  # rows per query of an export: memory stays flat however many items match
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
+NEXT_RUN_GRACE_MS = 60_000  # a scheduled run's opening reaches the store within this of its announced time
+RETRY_OF = "retry of "  # the source `catalog-sync retry` gives its runs
+# Outcomes of a run that sent the item nothing: content Amazon already had, a category, a preview's delete.
+_NOT_SENT = frozenset({"unchanged", "not_sent", "preview_not_sent"})
 
 
 class BadQuery(ValueError):
     """A filter value the API answers with 400."""
+
+
+class NotFound(LookupError):
+    """Something the request names (a run) is not in the read store: the API answers 404."""
 
 
 def _check_text(**values: str | None) -> None:
@@ -110,7 +120,7 @@ def decode_cursor(cursor: str) -> tuple[int, str]:
 
 
 def _like_pattern(text: str) -> str:
-    escaped = text.lower().replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+    escaped = search_text(text).replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
     return f"%{escaped}%"
 
 
@@ -118,7 +128,7 @@ def _candidate_pattern(text: str) -> str:
     """A LIKE pattern with no escape character (FTS5 uses its trigram index only for plain
     two-argument LIKE): `%`, `_` and `\\` become `_`, which matches them too, so the candidates are a
     superset that the escaped pattern then narrows. Fewer than 3 characters cannot use trigrams."""
-    return "%" + "".join("_" if c in "%_\\" else c for c in text.lower()) + "%"
+    return "%" + "".join("_" if c in "%_\\" else c for c in search_text(text)) + "%"
 
 
 class ReadModel:
@@ -133,11 +143,12 @@ class ReadModel:
     # -- runs -------------------------------------------------------------------------------
     def _run_json(self, row: tuple, now_ms: int) -> dict:
         run = RunState(*row)
+        status = effective_run_status(run, now_ms, self.stall_ms)
         return {
             "run_id": run.run_id,
             "mode": run.mode,
             "endpoint": run.endpoint,
-            "status": effective_run_status(run, now_ms, self.stall_ms),
+            "status": status,
             "started_at": iso_from_ms(run.started_at),
             "finished_at": iso_from_ms(run.finished_at),
             "counts": {"total": run.total, "pending": run.pending, "error": run.error, "finished": run.finished},
@@ -146,7 +157,18 @@ class ReadModel:
             "next_run_at": iso_from_ms(run.next_run_at),
             "last_event_at": iso_from_ms(run.last_event_at),
             "source": run.source,
+            **_trigger(run),
+            "duration_s": _duration_s(run, now_ms if status == RUN_IN_PROGRESS else run.last_event_at),
         }
+
+    def run(self, run_id: str) -> dict:
+        _check_text(run_id=run_id)
+        now = self._now_ms()
+        with self.store.read() as s:
+            row = s.one(f"SELECT {_RUN_COLS} FROM runs WHERE run_id = ?", (run_id,))
+        if row is None:
+            raise NotFound(f"no run {run_id!r} in the read store")
+        return self._run_json(row, now)
 
     def runs(self, limit: int = 20) -> dict:
         if not 1 <= limit <= 500:
@@ -168,8 +190,13 @@ class ReadModel:
         current = next((r for r in runs if r["status"] == RUN_IN_PROGRESS), None)
         ended = [r for r in runs if r["status"] != RUN_IN_PROGRESS] + [self._run_json(r, now) for r in done]
         last = max(ended, key=lambda r: (r["started_at"] or "", r["run_id"]), default=None)
+        # The newest announcement of a scheduled run. Once it is well past and no scheduled run
+        # started after it (that run would announce a later one), the scheduler has stopped: the
+        # time moves to `missed_run_at` instead of reading as a run still to come.
+        missed = next_run is not None and now - next_run > NEXT_RUN_GRACE_MS
         return {"in_progress": current is not None, "current_run": current, "last_run": last,
-                "next_run_at": iso_from_ms(next_run)}
+                "next_run_at": None if missed else iso_from_ms(next_run),
+                "missed_run_at": iso_from_ms(next_run) if missed else None}
 
     def run_gauges(self) -> tuple[dict[str, int], int]:
         """Runs by effective status and items pending (latest state): the recorder's gauges."""
@@ -192,40 +219,61 @@ class ReadModel:
 
     def items(self, filters: ItemFilters) -> dict:
         f = filters.checked()
-        since = since_ms(f.since)
         with self.store.read() as s:
-            run_id = f.run_id
-            if run_id is None and since is None:
-                run_id = self._last_run_id(s)
-            if run_id == ALL_RUNS:
-                run_id = None
-            where, params = _equality_filters(run_id, f)
-            if since is not None:
-                where.append("synced_at >= ?")
-                params.append(since)
-            if f.reference:
-                # Candidates from the trigram index (SQLite FTS5 / pg_trgm) on item_refs, then the
-                # exact, escaped match on the item itself.
-                where.append("item_key IN (SELECT item_key FROM item_refs WHERE reference LIKE ?)")
-                params.append(_candidate_pattern(f.reference))
-                where.append("LOWER(reference) LIKE ? ESCAPE '\\'")
-                params.append(_like_pattern(f.reference))
-            summary = self._summary(s, where, params, run_id, f, since)
-            page_where, page_params = list(where), list(params)
-            if f.cursor:
-                page_where.append("(synced_at, item_key) < (?, ?)")
-                page_params.extend(decode_cursor(f.cursor))
-            clause = f"WHERE {' AND '.join(page_where)}" if page_where else ""
-            rows = s.execute(f"SELECT {_ITEM_COLS} FROM items {clause} ORDER BY synced_at DESC, item_key DESC LIMIT ?",
-                             (*page_params, f.limit + 1))
+            query = self._item_query(s, f)
+            summary = self._summary(s, query.where, query.params, query.run_id, f, query.since)
+            rows = _item_page(s, query, decode_cursor(f.cursor) if f.cursor else None, f.limit + 1)
         more = len(rows) > f.limit
         rows = rows[:f.limit]
         return {
             "summary": summary,
             "items": [_item_json(r) for r in rows],
             "next_cursor": encode_cursor(rows[-1][7], rows[-1][0]) if more else None,
-            "run_id": run_id,
+            "run_id": query.run_id,
         }
+
+    def export_items(self, filters: ItemFilters) -> Iterator[dict]:
+        """Every item the filters select (from the cursor on; `limit` does not apply), newest first,
+        read in pages from one snapshot. A bad filter or an unknown run raises here, before the
+        first item, so the API can still answer 400 or 404."""
+        f = filters.checked()
+        with self.store.read() as s:
+            self._item_query(s, f)
+
+        def rows() -> Iterator[dict]:
+            with self.store.read() as s:
+                query = self._item_query(s, f)
+                after = decode_cursor(f.cursor) if f.cursor else None
+                while True:
+                    page = _item_page(s, query, after, EXPORT_PAGE)
+                    yield from (_item_json(r) for r in page)
+                    if len(page) < EXPORT_PAGE:
+                        return
+                    after = (page[-1][7], page[-1][0])
+
+        return rows()
+
+    def _item_query(self, s: Session, f: ItemFilters) -> _ItemQuery:
+        """The run the filters resolve to (None: every run) and their WHERE conditions."""
+        since = since_ms(f.since)
+        run_id = f.run_id
+        if run_id is None and since is None:
+            run_id = self._last_run_id(s)
+        elif run_id not in (None, ALL_RUNS) and s.one("SELECT 1 FROM runs WHERE run_id = ?", (run_id,)) is None:
+            raise NotFound(f"no run {run_id!r} in the read store")
+        if run_id == ALL_RUNS:
+            run_id = None
+        where, params = _equality_filters(run_id, f)
+        if since is not None:
+            where.append("synced_at >= ?")
+            params.append(since)
+        if f.reference:
+            # Candidates from the trigram index (SQLite FTS5 / pg_trgm) on item_refs, narrowed by the
+            # escaped pattern on the same folded text (search_text: Unicode, not SQL's ASCII LOWER).
+            where.append("item_key IN (SELECT item_key FROM item_refs WHERE reference LIKE ? "
+                         "AND reference LIKE ? ESCAPE '\\')")
+            params.extend((_candidate_pattern(f.reference), _like_pattern(f.reference)))
+        return _ItemQuery(run_id, since, where, params)
 
     @staticmethod
     def _summary(s: Session, where: list[str], params: list, run_id: str | None, f: ItemFilters,
@@ -315,16 +363,26 @@ class ReadModel:
 
     # -- support ------------------------------------------------------------------------------
     def support_case(self, *, reference: str | None = None, marketplace_id: str | None = None,
-                     seller_id: str | None = None, run_id: str | None = None, limit: int = 50) -> dict | None:
-        """What Amazon support asks for: marketplace and country, API and operation, the
-        x-amzn-RequestId of every attempt, submission IDs and times (newest first)."""
-        if not reference and not run_id:
-            raise BadQuery("give reference (and marketplace_id) or run_id")
-        _check_text(reference=reference, marketplace_id=marketplace_id, seller_id=seller_id, run_id=run_id)
+                     seller_id: str | None = None, run_id: str | None = None, items: Sequence[str] = (),
+                     limit: int = 50) -> dict | None:
+        """What Amazon support asks for: marketplace and country, API, operation and endpoint, the
+        x-amzn-RequestId of every attempt, submission IDs and times (newest first). `items`: item
+        keys (seller_id|marketplace_id|reference), e.g. the error items a user selected."""
+        if not reference and not run_id and not items:
+            raise BadQuery("give reference (and marketplace_id), run_id or item")
+        _check_text(reference=reference, marketplace_id=marketplace_id, seller_id=seller_id, run_id=run_id,
+                    item="".join(items))
         if not 1 <= limit <= 500:
             raise BadQuery(f"limit={limit} must be between 1 and 500")
+        if len(items) > MAX_PAGE:
+            raise BadQuery(f"at most {MAX_PAGE} items per support case")
         with self.store.read() as s:
-            if reference:
+            if items:
+                keys = [r[0] for r in s.select_in("SELECT item_key FROM items WHERE item_key", sorted(set(items)))]
+                if not keys:
+                    return None
+                events = self._submissions_of_items(s, keys, limit)
+            elif reference:
                 where, params = _reference_filters(s, reference, marketplace_id, seller_id)
                 keys = [r[0] for r in s.execute(f"SELECT item_key FROM items WHERE {' AND '.join(where)}", params)]
                 if not keys:
@@ -347,10 +405,12 @@ class ReadModel:
         submissions = [_submission_json(e) for e in events]
         marketplaces = sorted({sub["marketplace_id"] for sub in submissions} | ({marketplace_id} if marketplace_id else set()))
         described = [describe(m) for m in marketplaces]
+        operations = sorted({sub["operation"] for sub in submissions}) or ["putListingsItem"]
         case = {
             "api": API_NAME,
             "api_version": API_VERSION,
-            "operation": "putListingsItem",
+            "operation": ", ".join(operations),
+            "endpoints": sorted({(sub["endpoint"], sub["endpoint_url"]) for sub in submissions if sub["endpoint"]}),
             "reference": reference,
             "run_id": run_id,
             "marketplace_id": described[0]["marketplace_id"] if len(described) == 1 else None,
@@ -371,6 +431,39 @@ class ReadModel:
                                   "WHERE item_key = ? AND event_type = ? ORDER BY event_time DESC LIMIT ?",
                                   (key, SUBMISSION_COMPLETED, limit)))
         return sorted(rows, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
+
+
+def _trigger(run: RunState) -> dict:
+    """What started a run: `retry` (of `retry_of`), `schedule` (it announced its successor) or `publish`."""
+    if run.source and run.source.startswith(RETRY_OF):
+        return {"trigger": "retry", "retry_of": run.source[len(RETRY_OF):]}
+    return {"trigger": "schedule" if run.next_run_at is not None else "publish", "retry_of": None}
+
+
+def _duration_s(run: RunState, open_end: int | None) -> float | None:
+    """Start to finish; `open_end` ends a run that has not finished (now while it is in progress,
+    its last event once it is interrupted)."""
+    end = run.finished_at if run.finished_at is not None else open_end
+    return None if run.started_at is None or end is None else max(0, end - run.started_at) / 1000
+
+
+@dataclass(frozen=True)
+class _ItemQuery:
+    run_id: str | None  # the run the filters resolved to; None: every run
+    since: int | None
+    where: list[str]
+    params: list
+
+
+def _item_page(s: Session, query: _ItemQuery, after: tuple[int, str] | None, limit: int) -> list[tuple]:
+    """Up to `limit` item rows newest first, after the keyset position `after` (synced_at, item_key)."""
+    where, params = list(query.where), list(query.params)
+    if after is not None:
+        where.append("(synced_at, item_key) < (?, ?)")
+        params.extend(after)
+    clause = f"WHERE {' AND '.join(where)}" if where else ""
+    return s.execute(f"SELECT {_ITEM_COLS} FROM items {clause} ORDER BY synced_at DESC, item_key DESC LIMIT ?",
+                     (*params, limit))
 
 
 @dataclass
@@ -427,7 +520,7 @@ def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], li
 
 def _item_json(row: tuple) -> dict:
     (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
-     submission_id, error_json, issues_json, outcome) = row
+     submission_id, error_json, issues_json, outcome, request_run_id, request_time) = row
     final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
     return {
         "reference": reference,
@@ -444,7 +537,20 @@ def _item_json(row: tuple) -> dict:
         "issues": orjson.loads(issues_json) if final and issues_json else [],
         "outcome": outcome if final else None,
         "note": not_sent_message(outcome) if final else None,  # why nothing reached Amazon, if so
+        # The submission request_id belongs to: an item this run skipped as unchanged shows the
+        # request of the run that sent it (None there when that run was not recorded: an old row).
+        "request_run_id": request_run_id if final and request_id else None,
+        "request_at": iso_from_ms(request_time) if final and request_id else None,
+        "resent": _resent(outcome) if final else None,
     }
+
+
+def _resent(outcome: str | None) -> bool | None:
+    """Whether the item's latest run sent it to Amazon: False when it skipped it as unchanged or
+    sent nothing (not_sent, preview_not_sent); None when no submission outcome is known."""
+    if outcome is None:
+        return None
+    return outcome not in _NOT_SENT
 
 
 def _history_json(row: tuple) -> dict:
@@ -466,6 +572,7 @@ def _submission_json(row: tuple) -> dict:
         "marketplace_id": marketplace,
         "country": describe(marketplace)["country"],
         "operation": SPAPI_OPERATION[d["operation"]],
+        **_endpoint_of(d.get("mode"), d["operation"], marketplace),
         "time": iso_from_ms(event_time),
         "request_id": d.get("request_id"),
         "attempt_request_ids": request_ids,
@@ -480,9 +587,24 @@ def _submission_json(row: tuple) -> dict:
     }
 
 
+def _endpoint_of(mode: str | None, operation: str, marketplace_id: str) -> dict:
+    """Which SP-API host a submission went to: `sandbox` or `production` (the sync-mode table) and
+    the region's default URL (SPAPI_ENDPOINT may have pointed the workers elsewhere)."""
+    try:
+        found = route_of_change(mode or "", operation)
+    except ValueError:
+        return {"endpoint": None, "endpoint_url": None, "amazon_mode": None}
+    region = describe(marketplace_id)["region"]
+    hosts = SANDBOX_HOSTS if found.host == SANDBOX else PRODUCTION_HOSTS
+    return {"endpoint": found.host, "endpoint_url": hosts.get(region) if found.host else None,
+            "amazon_mode": found.amazon_mode}
+
+
 def support_text(case: dict) -> str:
     """Plain text to paste into a Seller Central / developer support case."""
-    lines = [f"API: {case['api']} ({case['api_version']})"]
+    lines = [f"API: {case['api']} ({case['api_version']})", f"Operation: {case['operation']}"]
+    for endpoint, url in case.get("endpoints", ()):
+        lines.append(f"Endpoint: {endpoint}" + (f" ({url})" if url else ""))
     for m in case["marketplaces"]:
         lines.append(f"Marketplace: {m['marketplace_id']} ({m['country']})")
     if case["run_id"]:

@@ -116,6 +116,14 @@ class SampleRun:
         }
 
 
+    def unchanged(self, reference: str, **fields) -> tuple[str, dict]:
+        """The submitter's answer for content Amazon already holds: finished, nothing sent, no request."""
+        kind, event = self.submitted(reference, **fields)
+        event.update(outcome="unchanged", amazon_status=None, http_status=None, request_id=None,
+                     attempt_request_ids=[], submission_id=None)
+        return kind, event
+
+
 @dataclass(frozen=True, slots=True)
 class Message:
     """What the store needs of a consumed message (the worker's Incoming has the same fields)."""

@@ -37,6 +37,7 @@ from .projection import (
     RunState,
     normalise,
     project,
+    search_text,
     to_ms,
     touched,
 )
@@ -175,10 +176,9 @@ class _Postgres(_Dialect):
 
     def reference_equals(self, reference: str) -> tuple[str, list]:
         # items has no index on reference (migration 6): the candidates come from item_refs,
-        # whose reference the recorder lower-cased in Python (rows from before migration 2 were
-        # lower-cased by the server, which may differ outside ASCII: both forms are looked up).
-        return ("item_key IN (SELECT item_key FROM item_refs WHERE reference IN (?, LOWER(?))) AND reference = ?",
-                [reference.lower(), reference, reference])
+        # which holds every reference folded by search_text (migration 8 folded the older rows).
+        return ("item_key IN (SELECT item_key FROM item_refs WHERE reference = ?) AND reference = ?",
+                [search_text(reference), reference])
 
     def connect(self):
         conn = self._psycopg.connect(self.url, autocommit=True)
@@ -230,6 +230,10 @@ class Session:
 
     def reference_equals(self, reference: str) -> tuple[str, list]:
         return self._dialect.reference_equals(reference)
+
+    @property
+    def dialect_name(self) -> str:
+        return self._dialect.name
 
     def append(self, table: str, columns: Sequence[str], rows: Sequence[Sequence]) -> None:
         """Plain INSERT of rows known to be new (the caller checked keys under the write lock):
@@ -356,12 +360,13 @@ _ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_t
                  "synced_at", "latest_event_id", "change_time", "final_time", "final_event_id", "final_status",
                  "endpoint", "request_id", "submission_id", "error_json", "issues_json",
                  # the membership of the current run (run_id), where it differs from the item's own fold
-                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome", "run_status")
+                 "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome", "run_status",
+                 "request_run_id", "request_time")
 _RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
                      "final_time", "final_event_id", "final_status")
 RUN_COLUMNS = tuple(f.name for f in fields(RunState))  # a runs row is a RunState: RunState(*row)
 _HISTORY_COLUMNS = ("event_id", "item_key", "event_type", "event_time", "run_id", "recorded_at", "details_json")
-_REF_COLUMNS = ("item_key", "reference")  # reference lower-cased: what substring search matches
+_REF_COLUMNS = ("item_key", "reference")  # reference folded by search_text: what reference search matches
 _PAYLOAD_COLUMNS = ("item_key", "item_type", "operation", "product_type", "requirements", "parent_reference",
                     "attributes_json", "changed_at", "run_id", "event_time", "event_id")
 _HASH_COLUMNS = ("item_key", "endpoint", "content_hash", "run_id", "event_time", "event_id")
@@ -454,6 +459,8 @@ class ReadStore:
                 for statement in statements:
                     s.execute(statement)
                 self._optional(s, optional)
+                if migration.rewrite is not None:
+                    migration.rewrite(s)
                 s.execute("INSERT INTO schema_migrations (version, name, applied_at) VALUES (?, ?, ?)",
                           (migration.version, migration.name, _now_ms()))
                 applied_now.append(migration.version)
@@ -614,11 +621,11 @@ class ReadStore:
                     dumps(i.error).decode() if i.error is not None else None,
                     dumps(i.issues).decode() if i.issues else None,
                     m.change_time, m.final_time, m.final_event_id, m.final_status, i.outcome,
-                    m.status if i.run_id else None))
+                    m.status if i.run_id else None, i.request_run_id, i.request_time))
             s.append("items", _ITEM_COLUMNS, new)
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
-            s.append("item_refs", _REF_COLUMNS, [(row[0], row[3].lower()) for row in new])
+            s.append("item_refs", _REF_COLUMNS, [(row[0], search_text(row[3])) for row in new])
         # An item's payload and hash rows are written with its item row and the change or final
         # event they come from: an item whose row shows no such event has no such row yet, and
         # those are appended; the others are upserted newest-wins.
@@ -710,11 +717,12 @@ def _item_from_row(row: tuple) -> tuple[ItemState, ItemState | None]:
     event is the item's latest, so only the change and final fields are the run's own."""
     (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
      final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json,
-     run_change_time, run_final_time, run_final_event_id, run_final_status, outcome, _run_status) = row
+     run_change_time, run_final_time, run_final_event_id, run_final_status, outcome, _run_status, request_run_id,
+     request_time) = row
     item = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
                      orjson.loads(error_json) if error_json else None,
-                     orjson.loads(issues_json) if issues_json else [], outcome)
+                     orjson.loads(issues_json) if issues_json else [], outcome, request_run_id, request_time)
     member = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                        run_change_time, run_final_time, run_final_event_id, run_final_status) if run_id else None
     return item, member

@@ -37,7 +37,11 @@ def render_status(activity: dict, runs: list[dict], items: dict, width: int | No
     out.append(f"  sync running: {'yes' if activity['in_progress'] else 'no'}")
     out.append(f"  current run:  {_run_line(current) if current else '-'}")
     out.append(f"  last run:     {_run_line(last) if last else '-'}")
-    out.append(f"  next run at:  {_short_time(activity['next_run_at'])}")
+    if activity.get("missed_run_at"):
+        out.append(f"  next run at:  none (a run announced for {_short_time(activity['missed_run_at'])} UTC never "
+                   "started: is the scheduler running?)")
+    else:
+        out.append(f"  next run at:  {_short_time(activity['next_run_at'])}")
     if runs:
         out += ["", "Runs (newest first)"] + [f"  {_run_line(r)}" for r in runs]
     s = items["summary"]

@@ -26,3 +26,9 @@ def test_demo_once_completes_the_sample_run_with_request_ids_from_the_emulator(t
     # 8 items reach Amazon (6 accepted or deleted, BP-3000 answered INVALID, BadSKU answered 400)
     assert len(request_ids) == 8 and len(set(request_ids)) == 8
     assert "web page:   http://127.0.0.1:" in out
+    # The line a user pastes to publish more runs into the demo (or attach a Kafka tool to it).
+    export = re.search(r"^  export KAFKA_BOOTSTRAP_SERVERS=(\S+) KAFKA_API_VERSION=(\S+) READ_STORE_URL=(\S+)$", out, re.M)
+    assert export, out
+    assert re.fullmatch(r"[\w.-]+:\d+(,[\w.-]+:\d+)*", export[1]) and export[2] == "2.3"
+    assert export[3] == f"sqlite:///{tmp_path / 'catalog-sync.db'}"
+    assert f"broker:     {export[1]} (embedded" in out

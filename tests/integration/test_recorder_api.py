@@ -62,7 +62,7 @@ def test_activity_runs_and_items_have_the_documented_shapes(seeded):
         runs = httpx.get(f"{url}/api/runs", params={"limit": 5}).json()
         items = httpx.get(f"{url}/api/items").json()
         errors = httpx.get(f"{url}/api/items", params={"status": "error", "type": "product"}).json()
-    assert set(activity) == {"in_progress", "current_run", "last_run", "next_run_at"}
+    assert set(activity) >= {"in_progress", "current_run", "last_run", "next_run_at"}
     assert activity["last_run"]["run_id"] == run.run_id and activity["in_progress"] is False
     assert set(runs["runs"][0]) >= RUN_KEYS
     assert runs["runs"][0]["status"] == "finished_with_errors"
@@ -106,13 +106,47 @@ def test_item_with_history_and_support_case(seeded):
 
 
 @pytest.mark.parametrize("params", [{"status": "nope"}, {"type": "book"}, {"since": "soon"}, {"limit": 0},
-                                    {"cursor": "%%%"}])
-def test_bad_parameters_answer_400_or_422(seeded, params):
+                                    {"limit": "many"}, {"cursor": "%%%"}])
+def test_bad_parameters_answer_400_with_one_text(seeded, params):
+    """FastAPI's own validation (limit=0, limit=many) answers like the read model's checks: 400 and
+    {"detail": "<text>"}, never a 422 with a list."""
     store, _ = seeded
     with serving(create_app(ReadModel(store))) as url:
         response = httpx.get(f"{url}/api/items", params=params)
-    assert response.status_code in (400, 422)
-    assert response.json()["detail"]
+    assert response.status_code == 400
+    assert list(response.json()) == ["detail"] and isinstance(response.json()["detail"], str)
+    if "limit" in params:
+        assert response.json()["detail"].startswith("limit: ")
+
+
+def test_every_error_has_the_same_shape(seeded):
+    store, _ = seeded
+    with serving(create_app(ReadModel(store))) as url:
+        answers = {
+            "unknown run": httpx.get(f"{url}/api/items", params={"run_id": "run-nope"}),
+            "unknown run (csv)": httpx.get(f"{url}/api/items.csv", params={"run_id": "run-nope"}),
+            "unknown run by id": httpx.get(f"{url}/api/runs/run-nope"),
+            "unknown item": httpx.get(f"{url}/api/items/NOPE"),
+            "unknown path": httpx.get(f"{url}/api/nothing-here"),
+            "runs limit": httpx.get(f"{url}/api/runs", params={"limit": 0}),
+            "support case without selection": httpx.get(f"{url}/api/support-case"),
+        }
+    statuses = {name: r.status_code for name, r in answers.items()}
+    assert statuses == {"unknown run": 404, "unknown run (csv)": 404, "unknown run by id": 404, "unknown item": 404,
+                        "unknown path": 404, "runs limit": 400, "support case without selection": 400}
+    for name, response in answers.items():
+        body = response.json()
+        assert list(body) == ["detail"] and isinstance(body["detail"], str) and body["detail"], name
+    assert "run-nope" in answers["unknown run"].json()["detail"]
+
+
+def test_a_run_by_id_says_what_started_it_and_how_long_it_took(seeded):
+    store, run = seeded
+    with serving(create_app(ReadModel(store))) as url:
+        found = httpx.get(f"{url}/api/runs/{run.run_id}").json()
+    assert found["run_id"] == run.run_id and found["status"] == "finished_with_errors"
+    assert found["trigger"] == "publish" and found["retry_of"] is None and found["source"] == "catalog.jsonl"
+    assert found["duration_s"] == pytest.approx(0.061)  # 62 events 1 ms apart: opened to the last outcome
 
 
 def test_bearer_token_guards_the_api_but_not_the_page(seeded):
@@ -157,3 +191,50 @@ def test_metrics_count_requests_by_route_template_and_report_the_store(seeded):
     # The seeded run: 30 items, 20 accepted and 10 invalid, closed: nothing pending, finished with errors.
     assert "recorder_items_pending 0.0" in text
     assert 'recorder_runs{status="finished_with_errors"} 1.0' in text
+
+
+def test_items_csv_streams_every_matching_item_with_the_same_filters(store):
+    import csv
+    import io
+
+    run = SampleRun()
+    events = [run.opened()] + [run.changed(f"HB-{i:04d}") for i in range(1_200)]
+    events += [run.submitted(f"HB-{i:04d}", accepted=i % 4 != 0) for i in range(1_200)]
+    events += [run.changed("=HYPERLINK(\"http://evil\")"), run.changed("Ünïcode, \"quoted\"\nline"), run.closed(1_202)]
+    store.apply("recorder", Partitions().messages(events))
+    with serving(create_app(ReadModel(store))) as url:
+        page = httpx.get(f"{url}/api/items", params={"status": "error"}).json()
+        with httpx.stream("GET", f"{url}/api/items.csv", params={"status": "error"}) as response:
+            assert response.status_code == 200
+            assert response.headers["content-type"].startswith("text/csv")
+            assert "attachment" in response.headers["content-disposition"]
+            errors = list(csv.DictReader(io.StringIO(response.read().decode())))
+        everything = list(csv.DictReader(io.StringIO(httpx.get(f"{url}/api/items.csv").text)))
+        searched = list(csv.DictReader(io.StringIO(
+            httpx.get(f"{url}/api/items.csv", params={"reference": "ünï"}).text)))
+    assert len(errors) == page["summary"]["total"] == 300 > len(page["items"])  # all rows, not one page
+    assert {r["status"] for r in errors} == {"error"} and all(r["request_id"] and r["error_code"] for r in errors)
+    assert errors[0]["reference"] == page["items"][0]["reference"]  # the table's order
+    assert len(everything) == 1_202
+    assert [r["reference"] for r in searched] == ["Ünïcode, \"quoted\"\nline"]
+    hostile = next(r for r in everything if "HYPERLINK" in r["reference"])
+    assert hostile["reference"].startswith("'=")  # a spreadsheet shows it as text, never runs it
+
+
+def test_a_scheduled_run_that_never_started_is_reported_missed_not_next(store):
+    from datetime import timedelta
+
+    run = SampleRun()
+    announced = run.start + timedelta(minutes=15)
+    store.apply("recorder", Partitions().messages([run.opened(next_run_at=announced), run.changed("HB-1"),
+                                                   run.submitted("HB-1"), run.closed(1)]))
+
+    def activity_at(seconds_after_announced: float) -> dict:
+        clock = announced.timestamp() + seconds_after_announced
+        return ReadModel(store, clock=lambda: clock).activity()
+
+    before, just_due, stopped = activity_at(-60), activity_at(30), activity_at(600)
+    assert before["next_run_at"] == "2026-11-27T10:15:00.000Z" and before["missed_run_at"] is None
+    assert just_due["next_run_at"] == "2026-11-27T10:15:00.000Z"  # its opening may still be on its way
+    assert stopped["next_run_at"] is None and stopped["missed_run_at"] == "2026-11-27T10:15:00.000Z"
+    assert before["last_run"]["trigger"] == "schedule"

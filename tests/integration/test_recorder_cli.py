@@ -58,3 +58,21 @@ def test_status_explains_a_missing_store_and_bad_filters(tmp_path, monkeypatch, 
     monkeypatch.setenv("READ_STORE_URL", f"sqlite:///{tmp_path / 'absent.db'}")
     assert status([]) == 2
     assert "no read store" in capsys.readouterr().err
+
+
+def test_status_csv_lists_every_matching_item(store_env, capsys):
+    import csv
+    import io
+
+    assert status(["--csv", "--status", "error", "--limit", "1"]) == 0
+    rows = list(csv.DictReader(io.StringIO(capsys.readouterr().out)))
+    assert sorted(r["reference"] for r in rows) == ["HB-1", "HB-2"]  # --limit pages the table, not the export
+    assert {r["error_type"] for r in rows} == {"amazon_response", "validation"}
+
+
+def test_status_of_an_unknown_run_fails_with_a_message(store_env, capsys):
+    assert status(["--run-id", "run-does-not-exist"]) == 2
+    assert "no run 'run-does-not-exist'" in capsys.readouterr().err
+    assert status(["--run-id", "run-does-not-exist", "--csv"]) == 2
+    captured = capsys.readouterr()
+    assert captured.out == "" and "no run" in captured.err

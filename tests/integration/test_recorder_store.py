@@ -681,3 +681,98 @@ def test_items_moving_between_runs_give_the_same_runs_in_any_order_and_batching(
         views.append((run_view(store, first, second), all_pages(model, run_id="all")))
     assert views[0][0]["second"][0] == {"total": 8, "pending": 4, "error": 4, "finished": 0}
     assert all(view == views[0] for view in views[1:])
+
+
+def test_reference_search_folds_case_beyond_ascii(store):
+    run = SampleRun()
+    refs = ["ÜBER-100", "über-200", "Straße-7", "ΣΟΦΙΑ-1", "HB-1001"]
+    store.apply(GROUP, Partitions().messages([run.opened(), *[run.changed(r) for r in refs], run.closed(len(refs))]))
+    model = ReadModel(store)
+
+    def found(text: str) -> list[str]:
+        return sorted(i["reference"] for i in model.items(ItemFilters(reference=text, run_id="all"))["items"])
+
+    assert found("ü") == ["ÜBER-100", "über-200"]
+    assert found("ÜBER") == ["ÜBER-100", "über-200"]
+    assert found("STRASSE") == ["Straße-7"]  # case folding, not just lower-casing
+    assert found("σοφια") == ["ΣΟΦΙΑ-1"]
+    assert found("hb-1") == ["HB-1001"]
+    assert model.item("über-200")["reference"] == "über-200" and model.item("ÜBER-200") is None
+
+
+def test_a_version_7_store_gets_its_references_folded_for_search(store):
+    """Rows migration 2 copied in SQL keep SQLite's case (PostgreSQL's LOWER may be ASCII only):
+    migration 8 folds them as the recorder now does."""
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages([run.changed("ÄPFEL-9"), run.changed("Plain-1")]))
+    with store.write() as s:  # as migration 2 (or a C-locale LOWER) left them
+        if s.dialect_name == "sqlite":
+            s.execute("UPDATE item_refs SET reference = 'ÄPFEL-9' WHERE reference = 'äpfel-9'")
+        else:
+            s.execute("UPDATE item_refs SET reference = 'Äpfel-9' WHERE reference = 'äpfel-9'")
+        s.execute("DELETE FROM schema_migrations WHERE version >= 8")
+        for column in ("request_run_id", "request_time"):
+            s.execute(f"ALTER TABLE items DROP COLUMN {column}")
+    model = ReadModel(store)
+    assert store.migrate() == [8, 9]
+    assert [i["reference"] for i in model.items(ItemFilters(reference="äpfel", run_id="all"))["items"]] == ["ÄPFEL-9"]
+    assert model.item("ÄPFEL-9")["reference"] == "ÄPFEL-9"
+    assert [i["reference"] for i in model.items(ItemFilters(reference="PLAIN", run_id="all"))["items"]] == ["Plain-1"]
+
+
+def test_an_item_skipped_as_unchanged_shows_the_request_of_the_run_that_sent_it(store):
+    first, second = SampleRun(mode="production"), SampleRun(mode="production")
+    second.start = first.start + timedelta(hours=1)
+    partitions = Partitions()
+    store.apply(GROUP, partitions.messages([first.opened(), first.changed("HB-1"), first.changed("HB-2"),
+                                            first.submitted("HB-1", request_id="req-first-hb1"),
+                                            first.submitted("HB-2", request_id="req-first-hb2"), first.closed(2)]))
+    store.apply(GROUP, partitions.messages([second.opened(), second.changed("HB-1"), second.changed("HB-2"),
+                                            second.unchanged("HB-1"),
+                                            second.submitted("HB-2", request_id="req-second-hb2"), second.closed(2)]))
+    items = {i["reference"]: i for i in ReadModel(store).items(ItemFilters())["items"]}
+    skipped, resent = items["HB-1"], items["HB-2"]
+    assert (skipped["run_id"], skipped["outcome"], skipped["resent"]) == (second.run_id, "unchanged", False)
+    assert (skipped["request_id"], skipped["request_run_id"]) == ("req-first-hb1", first.run_id)
+    assert skipped["request_at"] < skipped["synced_at"]
+    assert (resent["outcome"], resent["resent"], resent["request_id"], resent["request_run_id"]) == (
+        "accepted", True, "req-second-hb2", second.run_id)
+
+
+def test_an_unknown_run_is_not_found_and_an_export_reads_every_matching_item(store):
+    from catalog_sync.recorder.read_model import NotFound
+
+    run = SampleRun()
+    store.apply(GROUP, Partitions().messages([run.opened(), *[run.changed(f"HB-{i:04d}") for i in range(2_345)],
+                                              run.closed(2_345)]))
+    model = ReadModel(store)
+    with pytest.raises(NotFound, match="run-nope"):
+        model.items(ItemFilters(run_id="run-nope"))
+    with pytest.raises(NotFound):
+        model.export_items(ItemFilters(run_id="run-nope"))
+    exported = [i["reference"] for i in model.export_items(ItemFilters(reference="hb-1"))]
+    assert len(exported) == 1_000 and len(set(exported)) == 1_000  # HB-1000..HB-1999, across export pages
+    assert len(list(model.export_items(ItemFilters(limit=5)))) == 2_345
+
+
+def test_a_support_case_for_selected_items_names_endpoint_and_operation(store):
+    test_run, production = SampleRun(mode="test"), SampleRun(mode="production")
+    production.start = test_run.start + timedelta(hours=1)
+    partitions = Partitions()
+    sandbox_answer = test_run.submitted("HB-1", accepted=False, request_id="req-sandbox-1")
+    store.apply(GROUP, partitions.messages([test_run.opened(), test_run.changed("HB-1"), sandbox_answer]))
+    live = production.submitted("HB-2", accepted=False, marketplace_id="A1PA6795UKMFR9", request_id="req-live-2")
+    store.apply(GROUP, partitions.messages([production.opened(), production.changed("HB-2", marketplace_id="A1PA6795UKMFR9"),
+                                            live, production.changed("HB-3"), production.submitted("HB-3")]))
+    model = ReadModel(store)
+    sandbox = model.support_case(items=[f"{SELLER}|{US}|HB-1"])
+    assert sandbox["endpoints"] == [("sandbox", "https://sandbox.sellingpartnerapi-na.amazon.com")]
+    assert sandbox["request_ids"] == ["req-sandbox-1"] and sandbox["operation"] == "putListingsItem"
+    assert "Endpoint: sandbox (https://sandbox.sellingpartnerapi-na.amazon.com)" in sandbox["text"]
+    both = model.support_case(items=[f"{SELLER}|{US}|HB-1", f"{SELLER}|A1PA6795UKMFR9|HB-2"])
+    assert both["request_ids"] == ["req-live-2", "req-sandbox-1"]
+    assert both["endpoints"] == [("production", "https://sellingpartnerapi-eu.amazon.com"),
+                                 ("sandbox", "https://sandbox.sellingpartnerapi-na.amazon.com")]
+    assert {m["country"] for m in both["marketplaces"]} == {"United States", "Germany"}
+    assert "Marketplace: A1PA6795UKMFR9 (Germany)" in both["text"] and "Operation: putListingsItem" in both["text"]
+    assert model.support_case(items=["nobody|nowhere|nothing"]) is None
