@@ -20,8 +20,7 @@ from pathlib import Path
 import httpx
 
 from catalog_sync.runtime.embedded_broker import EmbeddedBroker
-from catalog_sync.runtime.processes import ServiceProcess
-from catalog_sync.runtime.testing import free_port
+from catalog_sync.runtime.processes import ServiceProcess, free_port
 
 DEMO_SELLER = "A3DEMOSELLER01"
 DEMO_CREDENTIALS = {

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header
-from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED
 from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.submitter.service import build_worker
 from catalog_sync.submitter.settings import SubmitterSettings
+from tests.support.background import running_in_thread
+from tests.support.broker import publish_raw, read_events
 
 pytestmark = pytest.mark.kafka
 
