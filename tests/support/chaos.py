@@ -204,10 +204,6 @@ class KafkaProxy:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     # faults
-    @property
-    def cut_active(self) -> bool:
-        return self._cut_mode is not None
-
     def begin_cut(self, mode: str = "reset") -> None:
         """reset: abort every connection and every new one; blackhole: stop answering (connections
         stay open and silent, new ones are accepted and ignored) — both until `end_cut()`."""
