@@ -122,7 +122,7 @@ class DemoStack:
 
     def api_get(self, path: str, **params) -> dict:
         """GET the read API's JSON over one kept-alive client: pollers ask many times a second, and
-        a new client per request builds an SSL context each time (34 ms of CPU per client, measured here)."""
+        a new client per request builds an SSL context each time."""
         if self._api is None:
             self._api = httpx.Client(base_url=self.api_url, timeout=10)
         response = self._api.get(path, params=params)
