@@ -9,7 +9,7 @@ import time
 from catalog_sync.runtime.bus import BusConsumer, BusProducer, ensure_topics
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.embedded_broker import EmbeddedBroker
-from catalog_sync.runtime.testing import unique_prefix
+from tests.support.broker import unique_prefix
 
 EVENTS = int(os.environ.get("BENCH_PASSTHROUGH_EVENTS", "25000"))
 # The embedded broker keeps only the newest ~5 MB per partition: stay well under 4 x 5 MB.

@@ -34,7 +34,7 @@ POSTGRES_URL = os.environ.get("TEST_POSTGRES_URL", "postgresql://catalog_sync:ca
 
 
 def _batches(items: int):
-    from catalog_sync.recorder.sample_events import TOPIC_OF, Message, SampleRun
+    from tests.support.sample_events import TOPIC_OF, Message, SampleRun
 
     run = SampleRun()
     offsets: dict = {}
@@ -171,7 +171,8 @@ def _p(values: list[float], q: float) -> float:
 def _api_figures(results: dict) -> None:
     import httpx
 
-    from catalog_sync.runtime.testing import free_port, wait_until
+    from catalog_sync.runtime.processes import free_port
+    from tests.support.background import wait_until
 
     with tempfile.TemporaryDirectory(prefix="recorder-bench-") as folder:
         started = time.perf_counter()

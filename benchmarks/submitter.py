@@ -34,8 +34,8 @@ from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.embedded_broker import EmbeddedBroker
 from catalog_sync.runtime.events import new_header
 from catalog_sync.runtime.processes import ServiceProcess
-from catalog_sync.runtime.testing import unique_prefix
 from catalog_sync.runtime.topics import LISTING_READY
+from tests.support.broker import unique_prefix
 
 SINGLE_ITEMS = int(os.environ.get("BENCH_SUBMITTER_SINGLE_ITEMS", "300"))
 SELLERS = int(os.environ.get("BENCH_SUBMITTER_SELLERS", "200"))

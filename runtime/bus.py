@@ -8,7 +8,6 @@ failures on flush, and callers commit `offset + 1` only after their outputs are 
 from __future__ import annotations
 
 import logging
-import struct
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
@@ -17,7 +16,6 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError
-from kafka.partitioner.default import DefaultPartitioner
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
 
@@ -208,66 +206,10 @@ class TopicReader(BusConsumer):
         self._consumer.seek_to_beginning(*partitions)
 
 
-_M = 0x5BD1E995
-_MASK = 0xFFFFFFFF
-_WORD_READERS: dict[int, object] = {}
-
-
-def murmur2(data: bytes) -> int:
-    """Kafka's murmur2 (the Java client's Utils.murmur2, as kafka-python computes it), reading the
-    key's 32-bit words in one struct call: 6.6 µs for a 35-byte item key against kafka-python's
-    11.1 µs (measured here), for every record with a key seen for the first time."""
-    length = len(data)
-    h = 0x9747B28C ^ length
-    words = length >> 2
-    read = _WORD_READERS.get(words)
-    if read is None:
-        read = _WORD_READERS[words] = struct.Struct(f"<{words}I").unpack_from
-    for k in read(data):
-        k = (k * _M) & _MASK
-        k = ((k ^ (k >> 24)) * _M) & _MASK
-        h = ((h * _M) & _MASK) ^ k
-    tail = length & 3
-    if tail:
-        end = length - tail
-        if tail >= 3:
-            h ^= data[end + 2] << 16
-        if tail >= 2:
-            h ^= data[end + 1] << 8
-        h = ((h ^ data[end]) * _M) & _MASK
-    h ^= h >> 13
-    h = (h * _M) & _MASK
-    return h ^ (h >> 15)
-
-
-class KeyHashPartitioner(DefaultPartitioner):
-    """The default placement (murmur2 of the key, as every Kafka client computes it: one key, one
-    partition, whoever produces it) with the hash of recent keys remembered. kafka-python's own
-    hashes in pure Python and lists the partitions twice per record. For a 35-byte item key and 4
-    partitions (two runs here, the VM's speed differing): default 10-16 µs, ours 5.4-9.4 µs for an
-    unseen key and 0.8-1.5 µs for a remembered one. The validator keys its ready events by seller,
-    so nearly every one of those is remembered; item keys are mostly unseen."""
-
-    def __init__(self, remembered: int = 1 << 16):
-        self._hashes: dict[bytes, int] = {}
-        self._remembered = remembered
-
-    def partition(self, topic, key, serialized_key, value, serialized_value, cluster):
-        if serialized_key is None:
-            return super().partition(topic, key, serialized_key, value, serialized_value, cluster)
-        partitions = cluster.partitions_for_topic(topic)
-        if not partitions:
-            raise ValueError(f"Topic {topic} not found in ClusterMetadata")
-        hashed = self._hashes.get(serialized_key)
-        if hashed is None:
-            if len(self._hashes) >= self._remembered:  # unique item keys: start over, stay bounded
-                self._hashes.clear()
-            hashed = self._hashes[serialized_key] = murmur2(serialized_key) & 0x7FFFFFFF
-        return sorted(partitions)[hashed % len(partitions)]
-
-
 class BusProducer:
-    """Keyed producer; `flush()` raises BusError if any send since the last flush failed."""
+    """Keyed producer; `flush()` raises BusError if any send since the last flush failed. A key
+    goes to the partition every Kafka client picks for it (kafka-python's default partitioner:
+    murmur2 of the key, as the Java client), so one item's events stay in order whoever produces them."""
 
     def __init__(self, settings: RuntimeSettings, *, linger_ms: int = 5):
         self._producer = KafkaProducer(
@@ -278,7 +220,6 @@ class BusProducer:
             batch_size=256 * 1024,
             max_request_size=8 * 1024 * 1024,
             retries=5,
-            partitioner=KeyHashPartitioner(),
         )
         self._pending = []
 

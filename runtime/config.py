@@ -91,7 +91,7 @@ class RuntimeSettings:
     max_poll_interval_ms: int = 300_000
     max_poll_records: int = 2_000
     batch_linger_ms: int = 100  # a batch worker tops up a small poll for this long (0: never)
-    # Attribute JSON compresses 3-5x: less broker disk and network, and more history kept by
+    # Attribute JSON compresses well: less broker disk and network, and more history kept by
     # size-capped logs (the embedded broker keeps ~5 MB per partition).
     kafka_compression: str | None = "lz4"
     metrics_port: int | None = None

@@ -1,19 +1,11 @@
 """The cyclic garbage collector's settings for long-running workers.
 
-CPython's defaults (collect the young generation every 700 net allocations) suit short scripts.
-A worker holds thousands of messages in flight (the submitter: one asyncio task, coroutine and
-future each) plus large long-lived structures (compiled product type schemas, codecs), and every
-collection of an older generation walks all of them: measured on the submitter at 1,000 calls/s,
-28 % of its CPU went to `gc_collect_main`. Freezing what start-up built moves it out of every
-future collection; a larger first threshold makes collections rarer but no less complete
-(reference counting still frees everything without cycles at once).
-
-Each young collection walks every young object still alive, and in a busy submitter that is the
-work in flight (84,000-96,000 objects: tasks, coroutines, messages), ~0.1 s per pass. With the
-per-message reference cycle gone (concurrent_worker._complete), what fills the young generation is
-long-lived growth (answer memory, per-seller state), not garbage: at 50,000 a 30,000-item
-pipeline run made 7-11 passes per submitter (0.82-1.30 s, three runs), at 200,000 one (0.14 and
-0.23 s, one run).
+CPython's defaults suit short scripts. A worker holds thousands of messages in flight plus large
+long-lived structures (compiled schemas, codecs), and every collection walks them: freezing what
+start-up built takes it out of every collection, and a larger young threshold makes collections
+rarer but no less complete (reference counting still frees everything without cycles at once).
+What fills the young generation in a busy worker is long-lived growth, not garbage. The figures
+behind these thresholds: docs/performance.md, "Garbage collection".
 """
 
 from __future__ import annotations

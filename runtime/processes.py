@@ -1,14 +1,23 @@
 """Child processes for the demo and the tests: start a `catalog-sync` command, wait until its log
-says it is ready, stop it with SIGTERM (or kill -9 it), and always clean up."""
+says it is ready, stop it with SIGTERM (or kill -9 it), and always clean up; `free_port()` gives
+a child a loopback port to listen on."""
 
 from __future__ import annotations
 
 import os
 import signal
+import socket
 import subprocess
 import sys
 import time
 from pathlib import Path
+
+
+def free_port() -> int:
+    """A loopback TCP port nothing listens on now (the OS picks it), for a child process to take."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
 
 
 class ServiceProcess:

@@ -19,8 +19,3 @@ ALL_EVENT_TOPICS = (
 
 def dead_letter_topic(service: str) -> str:
     return f"{service}.dlq"
-
-
-def prefixed(prefix: str, topic: str) -> str:
-    """Topic name under an optional prefix (TOPIC_PREFIX), so tests and tenants can share a cluster."""
-    return f"{prefix}{topic}" if prefix else topic

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from catalog_sync.runtime.config import RuntimeSettings
-from catalog_sync.runtime.testing import KafkaForTests, kafka_for_tests, unique_prefix
+from tests.support.broker import KafkaForTests, kafka_for_tests, unique_prefix
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 SHARED_DIR = REPO_ROOT.parent / "shared"

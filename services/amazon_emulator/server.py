@@ -21,7 +21,6 @@ import httpx
 import orjson
 
 from catalog_sync.amazon_emulator.emulator import SANDBOX_PREFIX, Emulator, EmulatorConfig
-from catalog_sync.amazon_emulator.quota import UsagePlan
 from catalog_sync.runtime.gc_policy import apply_worker_gc_policy
 
 CONTROL_PREFIX = "/_emulator/"
@@ -207,9 +206,3 @@ def _wait_ready(url: str, alive, timeout: float = 20.0) -> None:
                 return
         threading.Event().wait(0.02)  # polling a socket that is not yet served: nothing to wait on
     raise RuntimeError(f"the Amazon emulator did not answer at {url} within {timeout:.0f} s")
-
-
-def plan_from_args(values: list[str]) -> dict[str, UsagePlan]:
-    from catalog_sync.amazon_emulator.quota import parse_plan
-
-    return dict(parse_plan(v) for v in values)

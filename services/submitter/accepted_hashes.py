@@ -9,9 +9,11 @@ content hash as UTF-8, tombstone after a delete), read into memory by every subm
   message's offset is committed. A process that takes over a seller's partition waits until
   its table has read to the end of the topic (`wait_until_current`), so it sees every hash the
   previous owner produced for the messages it committed.
-- Every process reads all partitions (the table is small: one short record per listing, about
-  150 bytes in memory; a million listings is ~150 MB). The submitter updates its own copy at
-  once when Amazon accepts, so duplicates within one process are skipped without a round trip.
+- Every process reads all partitions from their beginning, without a consumer group (nothing
+  to share, nothing to commit, and no group left on the cluster per process start). The table
+  is small: one short record per listing, about 150 bytes in memory; a million listings is
+  ~150 MB. The submitter updates its own copy at once when Amazon accepts, so duplicates within
+  one process are skipped without a round trip.
 
 Only production-mode ACCEPTED answers write it (the sandbox and VALIDATION_PREVIEW persist nothing).
 """
@@ -20,11 +22,10 @@ from __future__ import annotations
 
 import threading
 import time
-import uuid
 
 import structlog
 
-from catalog_sync.runtime.bus import BusConsumer
+from catalog_sync.runtime.bus import BusError, TopicReader
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.topics import LISTING_ACCEPTED_HASHES
 from catalog_sync.submitter.submission import MemoryHashes
@@ -90,9 +91,11 @@ class KafkaHashTable(MemoryHashes):
         return True
 
     def _tail(self) -> None:
-        topic = self._settings.topic(LISTING_ACCEPTED_HASHES)
-        # A group of its own: this process must read every partition, not share them.
-        consumer = BusConsumer(self._settings, [topic], group_id=f"{self._settings.group_id}.hashes.{uuid.uuid4().hex[:12]}")
+        try:
+            consumer = TopicReader(self._settings, [self._settings.topic(LISTING_ACCEPTED_HASHES)])
+        except BusError:
+            log.exception("accepted-hash table reader could not start")
+            return
         try:
             while not self._stop.is_set():
                 started = time.monotonic()

@@ -15,7 +15,7 @@ from __future__ import annotations
 
 from collections import OrderedDict
 
-DEFAULT_CAPACITY = 20_000  # measured 1.6-1.8 KB per answer (with or without issues): 33-36 MB when full
+DEFAULT_CAPACITY = 20_000  # answers remembered; what that costs in memory: docs/performance.md
 
 
 class AnsweredEvents:

@@ -14,9 +14,9 @@ cannot spare a token, so they run 2 % under the plan instead.
 Why a lane's bucket refills only once its opening burst is answered: requests leave together
 at the start, when this process (and Amazon's edge) is busiest, and can reach Amazon up to a
 second apart. Amazon counts from their arrival; refilling from their departure would let the
-following requests overtake that late arrival (measured here with 200 sellers starting at once:
-up to 44 of them over plan). Until every opening request has an answer, the bucket does not
-refill: the next request leaves one interval after the burst is known to have arrived.
+following requests overtake that late arrival and go over plan (docs/performance.md). Until
+every opening request has an answer, the bucket does not refill: the next request leaves one
+interval after the burst is known to have arrived.
 """
 
 from __future__ import annotations

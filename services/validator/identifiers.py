@@ -12,7 +12,7 @@ LENGTHS = {"upc": (12,), "ean": (8, 13), "gtin": (8, 12, 13, 14)}
 
 def gs1_check_digit(body: str) -> int:
     """Check digit for the digits before it: weights 3,1,3,... from the right."""
-    # Slices and map: 1.3 µs against 2.0 for a generator over enumerate; it runs for every barcode.
+    # Slices and map rather than a generator over enumerate: it runs for every barcode.
     total = 3 * sum(map(int, body[-1::-2])) + sum(map(int, body[-2::-2]))
     return (10 - total % 10) % 10
 

@@ -78,7 +78,7 @@ def _compact_text_agrees(text: str, marketplace_id: str) -> bool:
 
 def _all_marketplaces_are(node: dict | list, marketplace_id: str) -> bool:
     # Attribute values are lists of flat dicts: those are checked inline, recursion only for the
-    # few nested structures (purchasable_offer, dimensions), which keeps this at a few µs per item.
+    # few nested structures (purchasable_offer, dimensions): this runs for every item.
     if type(node) is dict:
         if node.get("marketplace_id", marketplace_id) != marketplace_id:
             return False

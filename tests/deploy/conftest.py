@@ -8,7 +8,7 @@ import pytest
 import yaml
 from deploy_facts import DEPLOY
 
-from catalog_sync.runtime.testing import require
+from tests.support.requirements import require
 
 
 @pytest.fixture(scope="session")

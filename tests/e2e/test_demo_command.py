@@ -7,7 +7,7 @@ import sys
 
 import pytest
 
-from catalog_sync.runtime.testing import free_port
+from catalog_sync.runtime.processes import free_port
 
 pytestmark = pytest.mark.slow
 

@@ -11,7 +11,7 @@ import httpx
 import pytest
 
 from catalog_sync.demo import DEMO_CREDENTIALS, DemoStack, sample_catalog
-from catalog_sync.runtime.testing import free_port
+from catalog_sync.runtime.processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -7,7 +7,7 @@ import httpx
 import pytest
 
 from catalog_sync.demo import DemoStack, sample_catalog
-from catalog_sync.runtime.testing import free_port
+from catalog_sync.runtime.processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -13,8 +13,8 @@ from pathlib import Path
 import httpx
 
 from catalog_sync.demo import DemoStack
-from catalog_sync.runtime.processes import ServiceProcess
-from catalog_sync.runtime.testing import free_port, wait_until
+from catalog_sync.runtime.processes import ServiceProcess, free_port
+from tests.support.background import wait_until
 
 MARKETPLACE = "ATVPDKIKX0DER"
 SELLERS = [f"A{n}FAULTSELLER{n:02d}" for n in range(1, 6)]

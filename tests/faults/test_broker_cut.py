@@ -1,7 +1,7 @@
 """Issue 7, item 2: every broker connection drops for 30 s mid-run; the workers recover on their
 own (no restart) and nothing is lost.
 
-The workers reach the broker only through runtime.chaos.KafkaProxy, which rewrites the broker's
+The workers reach the broker only through tests.support.chaos.KafkaProxy, which rewrites the broker's
 advertised address in Metadata/FindCoordinator answers so every connection, not just the
 bootstrap one, goes through it. The cut aborts every connection (RST) and refuses new ones.
 """
@@ -23,8 +23,8 @@ from fault_pipeline import (
     wait_for_run,
 )
 
-from catalog_sync.runtime.chaos import KafkaProxy
-from catalog_sync.runtime.testing import wait_until
+from tests.support.background import wait_until
+from tests.support.chaos import KafkaProxy
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

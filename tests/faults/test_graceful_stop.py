@@ -19,7 +19,7 @@ from fault_pipeline import (
     wait_for_run,
 )
 
-from catalog_sync.runtime.testing import wait_until
+from tests.support.background import wait_until
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -27,8 +27,8 @@ from fault_pipeline import (
     wait_for_run,
 )
 
-from catalog_sync.runtime.chaos import ProcessChaos
-from catalog_sync.runtime.testing import wait_until
+from tests.support.background import wait_until
+from tests.support.chaos import ProcessChaos
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

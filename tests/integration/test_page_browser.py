@@ -9,9 +9,10 @@ import pytest
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
-from catalog_sync.recorder.sample_events import Partitions, SampleRun, just_now
 from catalog_sync.recorder.store import ReadStore
-from catalog_sync.runtime.testing import require, serving
+from tests.support.background import serving
+from tests.support.requirements import require
+from tests.support.sample_events import Partitions, SampleRun, just_now
 
 pytestmark = pytest.mark.browser
 CHROMIUM = os.environ.get("CHROMIUM_PATH", "/usr/bin/chromium")

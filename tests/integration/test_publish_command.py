@@ -8,7 +8,7 @@ import sys
 import pytest
 
 from catalog_sync.runtime import topics
-from catalog_sync.runtime.testing import read_events
+from tests.support.broker import read_events
 
 pytestmark = pytest.mark.kafka
 ITEM = {"reference": "HB-1", "item_type": "product", "marketplace_id": "ATVPDKIKX0DER", "product_type": "HAIRBAND",

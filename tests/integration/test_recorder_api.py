@@ -9,14 +9,10 @@ import pytest
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
-from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore
-from catalog_sync.runtime.testing import (
-    POSTGRES_URL,
-    postgres_answers,
-    require,
-    serving,
-)
+from tests.support.background import serving
+from tests.support.requirements import POSTGRES_URL, postgres_answers, require
+from tests.support.sample_events import Partitions, SampleRun
 
 RUN_KEYS = {"run_id", "mode", "endpoint", "status", "started_at", "finished_at", "counts"}
 ITEM_KEYS = {"reference", "item_type", "seller_id", "marketplace_id", "status", "run_id", "synced_at", "endpoint",

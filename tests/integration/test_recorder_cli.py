@@ -8,8 +8,8 @@ import json
 import pytest
 
 from catalog_sync.recorder import entry
-from catalog_sync.recorder.sample_events import Partitions, SampleRun, just_now
 from catalog_sync.recorder.store import ReadStore
+from tests.support.sample_events import Partitions, SampleRun, just_now
 
 
 def status(argv: list[str]) -> int:

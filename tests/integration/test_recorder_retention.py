@@ -10,10 +10,10 @@ import pytest
 
 from catalog_sync.recorder.read_model import ItemFilters, ReadModel
 from catalog_sync.recorder.retention import Pruner, RetentionPolicy
-from catalog_sync.recorder.sample_events import SELLER, US, Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.events import item_key
-from catalog_sync.runtime.testing import POSTGRES_URL, postgres_answers, require
+from tests.support.requirements import POSTGRES_URL, postgres_answers, require
+from tests.support.sample_events import SELLER, US, Partitions, SampleRun
 
 GROUP = "recorder"
 CATALOG = [f"HB-{i:03d}" for i in range(8)]
@@ -146,7 +146,7 @@ def test_the_recorder_prunes_in_the_background_until_stopped(store):
 
     from catalog_sync.recorder.service import prune_in_background
     from catalog_sync.recorder.settings import RecorderSettings
-    from catalog_sync.runtime.testing import wait_until
+    from tests.support.background import wait_until
 
     partitions = Partitions()
     for n in range(1, 6):  # no ONLY-n item: every old run may go

@@ -10,11 +10,11 @@ from datetime import UTC, datetime, timedelta
 import pytest
 
 from catalog_sync.recorder.read_model import BadQuery, ItemFilters, ReadModel
-from catalog_sync.recorder.sample_events import ATTRIBUTES_JSON, SELLER, US, Message, Partitions, SampleRun
 from catalog_sync.recorder.service import Recorder
 from catalog_sync.recorder.store import ReadStore, StoreError
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.testing import POSTGRES_URL, postgres_answers, require
+from tests.support.requirements import POSTGRES_URL, postgres_answers, require
+from tests.support.sample_events import ATTRIBUTES_JSON, SELLER, US, Message, Partitions, SampleRun
 
 GROUP = "recorder"
 

@@ -9,13 +9,14 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.recorder.metrics import RecorderMetrics
 from catalog_sync.recorder.projection import PROJECTED_EVENTS
 from catalog_sync.recorder.read_model import ItemFilters, ReadModel
-from catalog_sync.recorder.sample_events import TOPIC_OF, SampleRun
 from catalog_sync.recorder.service import TOPICS, Recorder, build_worker
 from catalog_sync.recorder.settings import RecorderSettings
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread, wait_until
 from catalog_sync.runtime.worker import StopSignal, Worker
+from tests.support.background import running_in_thread, wait_until
+from tests.support.broker import publish_raw, read_events
+from tests.support.sample_events import TOPIC_OF, SampleRun
 
 pytestmark = pytest.mark.kafka
 

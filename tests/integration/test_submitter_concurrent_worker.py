@@ -13,8 +13,9 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.concurrent_worker import ConcurrentWorker, _Task
 from catalog_sync.runtime.events import new_header, utc_now
-from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread, wait_until
 from catalog_sync.runtime.worker import Outgoing, StopSignal
+from tests.support.background import running_in_thread, wait_until
+from tests.support.broker import publish_raw, read_events
 
 pytestmark = pytest.mark.kafka
 SOURCE = "test.concurrent.in"

@@ -11,11 +11,12 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header
-from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED, dead_letter_topic
 from catalog_sync.runtime.worker import StopSignal
-from catalog_sync.submitter.service import build_worker
+from catalog_sync.submitter.service import run
 from catalog_sync.submitter.settings import SubmitterSettings
+from tests.support.background import running_in_thread
+from tests.support.broker import publish_raw, read_events
 
 pytestmark = pytest.mark.kafka
 
@@ -40,22 +41,15 @@ def emulator():
 
 
 class RunningSubmitter:
+    """The submitter's own `run()` (topics, accepted-hash table, worker) in a thread."""
+
     def __init__(self, env):
         self.settings = SubmitterSettings.from_env(env)
         self.stop = StopSignal()
         self.registry = CollectorRegistry()
-        self.worker, self.submitter, self.client, self.hashes = build_worker(
-            self.settings, registry=self.registry, stop=self.stop)
 
     def _run(self):
-        if self.hashes is not None:
-            self.hashes.start()
-            self.hashes.wait_until_current(timeout_s=60)
-        try:
-            self.worker.run(on_close=self.client.aclose)
-        finally:
-            if self.hashes is not None:
-                self.hashes.close()
+        run(self.settings, registry=self.registry, stop=self.stop)
 
     def __enter__(self):
         self._running = running_in_thread(self._run, self.stop, "submitter", 60)

@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 
-from catalog_sync.runtime.testing import require
 from catalog_sync.validator.schema_sources import DirectorySource, ProductTypeSchemas
 from catalog_sync.validator.validation import ItemValidator
+from tests.support.requirements import require
 
 pytestmark = pytest.mark.shared
 PRODUCT_TYPES = Path(__file__).resolve().parents[2].parent / "shared" / "amazon" / "product-types"

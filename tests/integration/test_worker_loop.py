@@ -7,8 +7,9 @@ from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header, utc_now
-from catalog_sync.runtime.testing import publish_raw, read_events, wait_until
 from catalog_sync.runtime.worker import Outgoing, StopSignal, Worker
+from tests.support.background import wait_until
+from tests.support.broker import publish_raw, read_events
 
 pytestmark = pytest.mark.kafka
 SOURCE = "test.run.closed"

@@ -12,11 +12,12 @@ import pytest
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
-from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.settings import RecorderSettings
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.processes import ServiceProcess
-from catalog_sync.runtime.testing import require, serving
+from tests.support.background import serving
+from tests.support.requirements import require
+from tests.support.sample_events import Partitions, SampleRun
 
 TOKEN = "tok-3d9f0b7c5a1e"
 GUARDED = ["/api/activity", "/api/runs", "/api/items", "/api/items/HB-01", "/api/support-case?reference=HB-01"]

@@ -15,14 +15,10 @@ from hypothesis import strategies as st
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
-from catalog_sync.recorder.sample_events import Partitions, SampleRun
 from catalog_sync.recorder.store import ReadStore
-from catalog_sync.runtime.testing import (
-    POSTGRES_URL,
-    postgres_answers,
-    require,
-    serving,
-)
+from tests.support.background import serving
+from tests.support.requirements import POSTGRES_URL, postgres_answers, require
+from tests.support.sample_events import Partitions, SampleRun
 
 TABLES = ("items", "item_events", "runs", "run_items", "item_counts", "item_refs", "consumer_offsets",
           "schema_migrations")

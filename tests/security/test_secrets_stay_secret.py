@@ -15,7 +15,7 @@ import pytest
 from catalog_sync.demo import DEMO_CREDENTIALS, DemoStack, sample_catalog
 from catalog_sync.runtime.bus import BusConsumer
 from catalog_sync.runtime.config import RuntimeSettings
-from catalog_sync.runtime.testing import free_port
+from catalog_sync.runtime.processes import free_port
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 

@@ -97,3 +97,12 @@ def test_domain_cores_import_no_io_library(name):
     assert path is not None, f"{name} is listed as a domain core but does not exist"
     bad = {m.split(".")[0] for m in imports_of(name, path)} & IO_LIBRARIES
     assert not bad, f"{name} is domain code but imports {bad}"
+
+
+TEST_CODE = {"tests", "pytest", "_pytest", "hypothesis", "testcontainers", "playwright"}
+
+
+@pytest.mark.parametrize(("name", "path"), ALL, ids=[n for n, _ in ALL])
+def test_production_code_imports_no_test_code(name, path):
+    bad = {m.split(".")[0] for m in imports_of(name, path)} & TEST_CODE
+    assert not bad, f"{name} imports {bad}: test code lives in tests/ and is not shipped"

@@ -15,7 +15,7 @@ from catalog_sync.recorder.projection import (
     normalise,
     project,
 )
-from catalog_sync.recorder.sample_events import SELLER, US, SampleRun
+from tests.support.sample_events import SELLER, US, SampleRun
 
 
 def item_events(run, *pairs):

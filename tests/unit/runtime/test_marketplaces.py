@@ -13,7 +13,7 @@ from catalog_sync.runtime.marketplaces import (
     describe,
     region_of,
 )
-from catalog_sync.runtime.testing import require
+from tests.support.requirements import require
 
 AMAZON_LIST = Path(__file__).resolve().parents[3].parent / "shared" / "amazon" / "marketplaces.csv"
 

@@ -6,7 +6,8 @@ FindCoordinator responses to its own listeners (one per broker), so every later 
 goes through it. That is needed because a broker advertises its own host:port: a plain TCP proxy
 would only carry the bootstrap request. Non-flexible and flexible (compact) versions are parsed.
 `cut(seconds)` closes every connection and refuses new ones (mode "reset") or holds them without
-answering (mode "blackhole", a network partition) until the cut ends.
+answering (mode "blackhole", a network partition) until the cut ends. `requests_seen` counts the
+requests clients sent, by API key (did a client join a consumer group?).
 
 No Kafka client here: the protocol framing is read by hand (4-byte length prefix, request header
 api_key/api_version/correlation_id), and only the broker list of two responses is rewritten.
@@ -15,6 +16,7 @@ api_key/api_version/correlation_id), and only the broker list of two responses i
 from __future__ import annotations
 
 import asyncio
+import collections
 import random
 import struct
 import threading
@@ -22,7 +24,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 
-METADATA, FIND_COORDINATOR = 3, 10
+FETCH, METADATA, FIND_COORDINATOR, JOIN_GROUP = 1, 3, 10, 11
 # First flexible (compact encoding + tagged fields) version of each rewritten API.
 _FLEXIBLE_FROM = {METADATA: 9, FIND_COORDINATOR: 3}
 
@@ -178,6 +180,7 @@ class KafkaProxy:
         self.bootstrap_servers = ""
         self.connections_accepted = 0
         self.connections_dropped = 0
+        self.requests_seen: collections.Counter[int] = collections.Counter()  # by api_key, e.g. JOIN_GROUP
 
     # lifecycle (called from the test's thread)
     def start(self) -> KafkaProxy:
@@ -204,10 +207,6 @@ class KafkaProxy:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     # faults
-    @property
-    def cut_active(self) -> bool:
-        return self._cut_mode is not None
-
     def begin_cut(self, mode: str = "reset") -> None:
         """reset: abort every connection and every new one; blackhole: stop answering (connections
         stay open and silent, new ones are accepted and ignored) — both until `end_cut()`."""
@@ -272,6 +271,7 @@ class KafkaProxy:
             while True:
                 frame = await _read_frame(client_reader)
                 api_key, version, correlation = struct.unpack_from(">hhi", frame)
+                self.requests_seen[api_key] += 1
                 if api_key in (METADATA, FIND_COORDINATOR):
                     pending[correlation] = (api_key, version)
                 await self._wait_if_blackholed()

@@ -10,7 +10,13 @@ import uuid
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 
-from .projection import CHANGED, RUN_CLOSED, RUN_OPENED, SUBMISSION_COMPLETED, VALIDATION_FAILED
+from catalog_sync.recorder.projection import (
+    CHANGED,
+    RUN_CLOSED,
+    RUN_OPENED,
+    SUBMISSION_COMPLETED,
+    VALIDATION_FAILED,
+)
 
 TOPIC_OF = {
     RUN_OPENED: "catalog.run.events",
