@@ -1,6 +1,7 @@
 """The emulator's request pipeline, independent of any HTTP server: LWA token endpoint, then for
-Listings Items calls access token check (403) -> usage plan (429) -> scripted and random faults
-(5xx, latency) -> the Listings behaviour. Every request lands in a log tests can assert on."""
+Listings Items calls access token and seller check (403) -> usage plan (429) -> scripted and
+random faults (5xx, latency) -> the Listings behaviour: production's (listings.py), or on /sandbox
+Amazon's static examples (sandbox.py). Every request lands in a log tests can assert on."""
 
 from __future__ import annotations
 
@@ -35,7 +36,7 @@ RATE_LIMIT_STATUSES = frozenset({200, 400, 404})
 SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
 TOKEN_PATH = "/auth/o2/token"
 FAULT_ERRORS = {
-    400: ("InvalidInput", "Request has missing or invalid parameters and cannot be parsed."),
+    400: ("InvalidInput", CANNOT_PARSE),
     403: ("Unauthorized", "Access to requested resource is denied."),
     413: ("RequestEntityTooLarge", "The request size exceeded the maximum accepted size."),
     415: ("UnsupportedMediaType", "The request payload is in an unsupported format."),

@@ -131,7 +131,7 @@ def static_answer(operation: str, request: Mapping[str, object]) -> Answer:
     if not matching:
         return errors(400, "InvalidInput", "Could not match input arguments")
     best = max(matching, key=lambda p: len(p.when))  # max keeps the first of equals: the model's order
-    return Answer(best.status, copy.deepcopy(best.body))  # the emulator adds to answers; patterns stay as the model has them
+    return Answer(best.status, copy.deepcopy(best.body))  # an answer is its caller's; the patterns stay as the model has them
 
 
 def _same(got, want) -> bool:
