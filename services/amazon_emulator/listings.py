@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import hashlib
 import re
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import UTC, datetime
@@ -99,8 +100,8 @@ class StoredListing:
     attributes_json: bytes
     submission_id: str
     issues: tuple
-    created: str  # ISO 8601, what getListingsItem reports as createdDate / lastUpdatedDate
-    updated: str
+    created: float  # epoch seconds: getListingsItem's createdDate and lastUpdatedDate, formatted when read
+    updated: float
 
     @property
     def attributes(self) -> dict:
@@ -267,7 +268,7 @@ class ListingsBehaviour:
             body["status"] = "INVALID"
         else:
             body["status"] = "ACCEPTED"
-            now = _now()
+            now = time.time()
             previous = self.store.get(key)
             self.store[key] = StoredListing(product_type, requirements, orjson.dumps(attributes), submission_id,
                                             tuple(issues), previous.created if previous else now, now)
@@ -329,6 +330,7 @@ def item_body(seller_id: str, sku: str, found: list[tuple[str, StoredListing]], 
     if "offers" in included:
         body["offers"] = [offer for m, _, a in listings for offer in _offers(m, a)]
     if "fulfillmentAvailability" in included:
+        # Not per marketplace in the model (a seller's stock is shared): the first listing's.
         body["fulfillmentAvailability"] = [
             {"fulfillmentChannelCode": f["fulfillment_channel_code"],
              **({"quantity": f["quantity"]} if isinstance(f.get("quantity"), int) else {})}
@@ -365,8 +367,8 @@ def _summary(seller_id: str, sku: str, marketplace: str, stored: StoredListing, 
     name = _first_value(attributes.get("item_name"))
     if isinstance(name, str):
         summary["itemName"] = name  # the model has itemName a string: absent, never null
-    summary["createdDate"] = stored.created
-    summary["lastUpdatedDate"] = stored.updated
+    summary["createdDate"] = _iso(stored.created)
+    summary["lastUpdatedDate"] = _iso(stored.updated)
     return summary
 
 
@@ -420,5 +422,5 @@ def _first_value(values):
     return None
 
 
-def _now() -> str:
-    return datetime.now(UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
+def _iso(epoch: float) -> str:
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="milliseconds").replace("+00:00", "Z")
