@@ -40,6 +40,7 @@ from tests.support.broker import unique_prefix
 SINGLE_ITEMS = int(os.environ.get("BENCH_SUBMITTER_SINGLE_ITEMS", "300"))
 SELLERS = int(os.environ.get("BENCH_SUBMITTER_SELLERS", "200"))
 ITEMS_PER_SELLER = int(os.environ.get("BENCH_SUBMITTER_ITEMS_PER_SELLER", "50"))
+MULTI_SELLERS = [f"A{i:03d}BENCHSELLER" for i in range(SELLERS)]
 ATTRIBUTES = json.dumps({
     "item_name": [{"value": "Satin hair band, 3 pack", "language_tag": "en_US", "marketplace_id": "ATVPDKIKX0DER"}],
     "brand": [{"value": "Acme", "marketplace_id": "ATVPDKIKX0DER"}],
@@ -73,13 +74,18 @@ def listing_calls(emulator: RunningEmulator, expected: int, timeout_s: float) ->
 
 
 
-def run_backlog(broker: EmbeddedBroker, emulator: RunningEmulator, events: list[dict], sellers: list[str],
+def accounts_file(workdir: Path, sellers: list[str]) -> Path:
+    """The submitter's accounts, one refresh token per seller; the emulator is given the same file."""
+    path = workdir / f"accounts-{unique_prefix()}json"
+    path.write_text(json.dumps({"client_id": "bench-app", "client_secret": "bench-secret",
+                                "sellers": {s: f"Atzr|{s}" for s in sellers}}))
+    return path
+
+
+def run_backlog(broker: EmbeddedBroker, emulator: RunningEmulator, events: list[dict], accounts: Path,
                 workdir: Path, timeout_s: float) -> list[dict]:
     """Publish the backlog, start one submitter process, return the emulator's log of its calls."""
     prefix = unique_prefix()
-    accounts = workdir / f"accounts-{prefix}json"
-    accounts.write_text(json.dumps({"client_id": "bench-app", "client_secret": "bench-secret",
-                                    "sellers": {s: f"Atzr|{s}" for s in sellers}}))
     env = {**broker.env(), "TOPIC_PREFIX": prefix, "METRICS_PORT": "0", "LOG_FORMAT": "json",
            "SPAPI_ENDPOINT": emulator.url, "SPAPI_SANDBOX_ENDPOINT": emulator.sandbox_url,
            "LWA_TOKEN_URL": emulator.token_url, "SPAPI_ACCOUNTS_FILE": str(accounts),
@@ -99,9 +105,10 @@ def run_backlog(broker: EmbeddedBroker, emulator: RunningEmulator, events: list[
 
 
 def single_seller(results: dict, broker: EmbeddedBroker, workdir: Path) -> None:
-    with start_in_subprocess() as emulator:  # Amazon's plans: put 5/s burst 10
+    accounts = accounts_file(workdir, ["A1BENCHSELLER"])
+    with start_in_subprocess(["--accounts-file", str(accounts)]) as emulator:  # Amazon's plans: put 5/s burst 10
         events = [ready("A1BENCHSELLER", f"HB-{i:04d}") for i in range(SINGLE_ITEMS)]
-        calls = run_backlog(broker, emulator, events, ["A1BENCHSELLER"], workdir, timeout_s=SINGLE_ITEMS / 5 + 120)
+        calls = run_backlog(broker, emulator, events, accounts, workdir, timeout_s=SINGLE_ITEMS / 5 + 120)
     times = [c["monotonic"] for c in calls]
     first = min(times)
     accepted = [c for c in calls if c["status"] == 200]
@@ -117,11 +124,10 @@ def single_seller(results: dict, broker: EmbeddedBroker, workdir: Path) -> None:
           f"({steady_429} after the first second)")
 
 
-def multi_seller(results: dict, broker: EmbeddedBroker, workdir: Path) -> float:
-    sellers = [f"A{i:03d}BENCHSELLER" for i in range(SELLERS)]
-    events = [ready(s, f"HB-{i:03d}") for i in range(ITEMS_PER_SELLER) for s in sellers]
-    with start_in_subprocess(["--unthrottled"]) as emulator:
-        calls = run_backlog(broker, emulator, events, sellers, workdir, timeout_s=300)
+def multi_seller(results: dict, broker: EmbeddedBroker, workdir: Path, accounts: Path) -> float:
+    events = [ready(s, f"HB-{i:03d}") for i in range(ITEMS_PER_SELLER) for s in MULTI_SELLERS]
+    with start_in_subprocess(["--unthrottled", "--accounts-file", str(accounts)]) as emulator:
+        calls = run_backlog(broker, emulator, events, accounts, workdir, timeout_s=300)
     times = [c["monotonic"] for c in calls]
     span = max(times) - min(times)
     per_seller = defaultdict(list)
@@ -138,17 +144,21 @@ def multi_seller(results: dict, broker: EmbeddedBroker, workdir: Path) -> float:
     return span
 
 
-def sequential(results: dict, submitter_seconds: float) -> None:
+def sequential(results: dict, submitter_seconds: float, accounts: Path) -> None:
     total = SELLERS * ITEMS_PER_SELLER
-    with start_in_subprocess(["--unthrottled"]) as emulator, httpx.Client(timeout=30) as client:
-        token = client.post(emulator.token_url, data={"grant_type": "refresh_token", "refresh_token": "Atzr|seq",
-                                                      "client_id": "bench", "client_secret": "bench"}).json()
-        headers = {"x-amz-access-token": token["access_token"], "content-type": "application/json"}
+    sellers = json.loads(accounts.read_text())["sellers"]
+    with start_in_subprocess(["--unthrottled", "--accounts-file", str(accounts)]) as emulator, \
+            httpx.Client(timeout=30) as client:
+        tokens = {seller: client.post(emulator.token_url, data={
+            "grant_type": "refresh_token", "refresh_token": refresh, "client_id": "bench-app",
+            "client_secret": "bench-secret"}).json()["access_token"] for seller, refresh in sellers.items()}
         body = json.dumps({"productType": "HAIRBAND", "requirements": "LISTING",
                            "attributes": json.loads(ATTRIBUTES)}).encode()
-        started = time.perf_counter()
+        started = time.perf_counter()  # a token per seller, as Amazon wants; logins are not timed
         for i in range(total):
-            answer = client.put(f"{emulator.url}/listings/2021-08-01/items/A{i % SELLERS:03d}BENCHSELLER/HB-{i:05d}",
+            seller = MULTI_SELLERS[i % SELLERS]
+            headers = {"x-amz-access-token": tokens[seller], "content-type": "application/json"}
+            answer = client.put(f"{emulator.url}/listings/2021-08-01/items/{seller}/HB-{i:05d}",
                                 params={"marketplaceIds": "ATVPDKIKX0DER"}, content=body, headers=headers)
             answer.raise_for_status()
         elapsed = time.perf_counter() - started
@@ -160,7 +170,8 @@ def sequential(results: dict, submitter_seconds: float) -> None:
 def run(results: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-submitter-") as tmp, EmbeddedBroker() as broker:
         workdir = Path(tmp)
-        span = multi_seller(results, broker, workdir)
-        sequential(results, span)
+        accounts = accounts_file(workdir, MULTI_SELLERS)
+        span = multi_seller(results, broker, workdir, accounts)
+        sequential(results, span, accounts)
         if os.environ.get("BENCH_SUBMITTER_SKIP_SINGLE") != "1":
             single_seller(results, broker, workdir)

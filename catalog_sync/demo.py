@@ -25,7 +25,8 @@ from catalog_sync.runtime.processes import ServiceProcess, free_port
 
 DEMO_SELLER = "A3DEMOSELLER01"
 DEMO_CREDENTIALS = {
-    # The emulator accepts any client; these only exercise the real Login with Amazon exchange.
+    # The demo's emulator knows exactly the accounts its submitter uses (--accounts-from-env reads
+    # these, or SPAPI_ACCOUNTS_FILE, as the submitter does): a token works for its seller only.
     "LWA_CLIENT_ID": "amzn1.application-oa2-client.demo",
     "LWA_CLIENT_SECRET": "demo-client-secret",
     "LWA_REFRESH_TOKEN": "Atzr|demo-refresh-token",
@@ -112,7 +113,8 @@ class DemoStack:
         if self.kafka_env is None:
             self.broker = EmbeddedBroker()
         env = self.env()
-        emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port), *self.emulator_args], env)
+        emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port),
+                                                   *self.emulator_config_args(env), *self.emulator_args], env)
         for worker in ("validator", "submitter", "recorder"):
             for index in range(self.scale.get(worker, 1)):
                 name = worker if index == 0 else f"{worker}-{index + 1}"
@@ -120,6 +122,15 @@ class DemoStack:
         api = self._start("api", ["api"], {**env, "METRICS_PORT": "off"})
         _wait_http(f"{self.emulator_url}/_emulator/requests", emulator)
         _wait_http(f"{self.api_url}/api/activity", api)
+
+    @staticmethod
+    def emulator_config_args(env: dict[str, str]) -> list[str]:
+        """The emulator knows the accounts and product types the workers are given, read from the
+        same environment (no secret on a command line)."""
+        args = ["--accounts-from-env"]
+        if env.get("PRODUCT_TYPES_DIR"):
+            args += ["--product-types-dir", env["PRODUCT_TYPES_DIR"]]
+        return args
 
     def api_get(self, path: str, **params) -> dict:
         """GET the read API's JSON over one kept-alive client: pollers ask many times a second, and

@@ -1,6 +1,7 @@
 """The emulator's request pipeline, independent of any HTTP server: LWA token endpoint, then for
-Listings Items calls access token check (403) -> usage plan (429) -> scripted and random faults
-(5xx, latency) -> the Listings behaviour. Every request lands in a log tests can assert on."""
+Listings Items calls access token and seller check (403) -> usage plan (429) -> scripted and
+random faults (5xx, latency) -> the Listings behaviour: production's (listings.py), or on /sandbox
+Amazon's static examples (sandbox.py). Every request lands in a log tests can assert on."""
 
 from __future__ import annotations
 
@@ -15,22 +16,27 @@ from urllib.parse import parse_qs, unquote
 import orjson
 
 from catalog_sync.amazon_emulator.listings import (
+    CANNOT_PARSE,
     OPERATIONS,
     Answer,
     ListingRequest,
     ListingsBehaviour,
+    check_request,
     errors,
     lane_of,
 )
+from catalog_sync.amazon_emulator.product_types import KNOWN_PRODUCT_TYPES
 from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, UsagePlan
-from catalog_sync.amazon_emulator.tokens import TokenIssuer
+from catalog_sync.amazon_emulator.sandbox import static_answer
+from catalog_sync.amazon_emulator.tokens import LwaAccounts, TokenIssuer
 from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
 
 LISTINGS_PREFIX = "/listings/2021-08-01/items/"
+RATE_LIMIT_STATUSES = frozenset({200, 400, 404})
 SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
 TOKEN_PATH = "/auth/o2/token"
 FAULT_ERRORS = {
-    400: ("InvalidInput", "Request has missing or invalid parameters and cannot be parsed."),
+    400: ("InvalidInput", CANNOT_PARSE),
     403: ("Unauthorized", "Access to requested resource is denied."),
     413: ("RequestEntityTooLarge", "The request size exceeded the maximum accepted size."),
     415: ("UnsupportedMediaType", "The request payload is in an unsupported format."),
@@ -48,10 +54,13 @@ class EmulatorConfig:
     fault_5xx_rate: float = 0.0
     latency_ms: float = 0.0
     latency_jitter_ms: float = 0.0
-    rate_limit_header: bool = True  # x-amzn-RateLimit-Limit on 200/400, as Amazon sends it best-effort
-    strict_sandbox: bool = False  # /sandbox answers only the model's static patterns
-    clients: dict[str, str] = field(default_factory=dict)  # client_id -> secret; empty: anyone
-    refresh_tokens: dict[str, str] = field(default_factory=dict)  # refresh token -> seller; empty: any
+    rate_limit_header: bool = True  # x-amzn-RateLimit-Limit where the model declares it (200, 400, 404)
+    # Who may log in and for which sellers; the default knows nobody (see tokens.py).
+    accounts: LwaAccounts = field(default_factory=LwaAccounts)
+    # False: /sandbox is Amazon's static sandbox (the model's examples). True: it validates and
+    # stores like production, on its own listings (demos that want to see INVALID in a test run).
+    validating_sandbox: bool = False
+    product_types: frozenset[str] = KNOWN_PRODUCT_TYPES
     required: dict[str, tuple[str, ...]] = field(default_factory=dict)
     product_type_required: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_limit: int = 1_000_000
@@ -88,12 +97,21 @@ class Emulator:
         self._log: deque[dict] = deque(maxlen=self.config.log_limit)
         self._seq = 0
         self._scripts: list[_Script] = []
-        self.tokens = TokenIssuer(ttl_seconds=self.config.token_ttl_seconds, clients=self.config.clients,
-                                  refresh_tokens=self.config.refresh_tokens)
+        self.tokens = TokenIssuer(self.config.accounts, ttl_seconds=self.config.token_ttl_seconds)
         self.quotas = Quotas(self.config.plans, enabled=self.config.throttled)
-        self.listings = ListingsBehaviour(required=self.config.required,
-                                          product_type_required=self.config.product_type_required,
-                                          strict_sandbox=self.config.strict_sandbox)
+        self.listings = ListingsBehaviour()
+        self._apply()
+
+    def _apply(self) -> None:
+        """Hand the configuration to the parts that act on it. Every change goes through here, so
+        a setting changed over /_emulator/config takes effect (the parts keep no stale copy)."""
+        config = self.config
+        self.tokens.accounts = config.accounts
+        self.tokens.ttl_seconds = config.token_ttl_seconds
+        self.quotas.enabled = config.throttled
+        self.quotas.plans = dict(config.plans)
+        self.listings.configure(required=config.required, product_type_required=config.product_type_required,
+                                product_types=config.product_types)
 
     # ---- in-process API for tests and benchmarks -------------------------------------------
     def requests(self, since: int = 0) -> list[dict]:
@@ -117,10 +135,12 @@ class Emulator:
                 if name == "plans":
                     value = {**DEFAULT_PLANS, **{k: v if isinstance(v, UsagePlan) else UsagePlan(float(v[0]), int(v[1]))
                                                  for k, v in value.items()}}
+                elif name == "accounts":
+                    value = LwaAccounts.from_json(value)  # the accounts file's JSON over HTTP
+                elif name == "product_types":
+                    value = frozenset(value)
                 setattr(self.config, name, value)
-            self.quotas.enabled = self.config.throttled
-            self.quotas.plans = dict(self.config.plans)
-            self.tokens.ttl_seconds = self.config.token_ttl_seconds
+            self._apply()
 
     def reset(self) -> None:
         """Forget requests, scripts, buckets and listings (tokens stay valid)."""
@@ -173,19 +193,21 @@ class Emulator:
         params = parse_qs(query, keep_blank_values=True)
         mode = params.get("mode", [None])[0]
         marketplaces = [m for v in params.get("marketplaceIds", []) for m in v.split(",") if m]
-        included = [m for v in params.get("includedData", []) for m in v.split(",") if m]
+        included = [m for v in params["includedData"] for m in v.split(",") if m] if "includedData" in params else None
         seller_id = unquote(parts[0]) if parts else ""
         sku = unquote(parts[1]) if len(parts) == 2 else ""
         entry.update(operation=OPERATIONS[method], request_id=request_id, seller_id=seller_id, sku=sku,
                      sku_raw=parts[1] if len(parts) == 2 else "", marketplace_ids=marketplaces, mode=mode,
                      lane=lane_of(method, mode))
         if len(parts) != 2 or not seller_id or not sku:
-            return self._error(400, "InvalidInput", "Request has missing or invalid parameters and cannot be parsed.",
-                               request_id, entry)
+            return self._error(400, "InvalidInput", CANNOT_PARSE, request_id, entry)
         grant, why = self.tokens.check(headers.get("x-amz-access-token"))
-        if grant is None or not self.tokens.seller_allowed(grant, seller_id):
+        if grant is None:
             return self._error(403, "Unauthorized", "Access to requested resource is denied.", request_id, entry,
-                               details=why or "The access token does not authorise this selling partner.")
+                               details=why)
+        if not self.tokens.seller_allowed(grant, seller_id):
+            # The token is valid, but its refresh token was not granted by this selling partner.
+            return self._error(403, "Unauthorized", "Access to requested resource is denied.", request_id, entry)
         if not self.quotas.take(seller_id, grant.client_id, entry["lane"]):
             return self._error(429, "QuotaExceeded", "You exceeded your quota for the requested resource.",
                                request_id, entry)
@@ -204,25 +226,40 @@ class Emulator:
             response = self._error(status, *FAULT_ERRORS[status], request_id, entry)
             response.delay_s = delay
             return response
-        answer: Answer = self.listings.handle(ListingRequest(
+        request = ListingRequest(
             method=method, seller_id=seller_id, sku=sku, marketplace_ids=marketplaces, mode=mode,
-            included_data=included, content_type=headers.get("content-type", ""), body=body, sandbox=sandbox))
+            included_data=included, content_type=headers.get("content-type", ""), body=body, sandbox=sandbox,
+            issue_locale=params.get("issueLocale", [None])[0])
+        answer: Answer = self._static(request) if sandbox and not self.config.validating_sandbox \
+            else self.listings.handle(request)
         entry["amazon_status"] = answer.body.get("status")
         entry["submission_id"] = answer.body.get("submissionId")
         if answer.status != 200:
             entry["error_code"] = answer.body["errors"][0]["code"]
-        limit = self._limit_header(entry["lane"]) if answer.status in (200, 400) else None
-        response = _json(answer.status, answer.body, request_id, limit)
+        response = _json(answer.status, answer.body, request_id, self._limit_header(entry["lane"], answer.status))
         response.delay_s = delay
         return response
 
+    @staticmethod
+    def _static(request: ListingRequest) -> Answer:
+        """Amazon's sandbox: the model's checks of the request, then its static examples."""
+        problem, body = check_request(request)
+        if problem is not None:
+            return problem
+        return static_answer(request.operation, {
+            "sellerId": request.seller_id, "sku": request.sku, "marketplaceIds": request.marketplace_ids,
+            "includedData": request.included_data, "mode": request.mode, "issueLocale": request.issue_locale,
+            "body": body})
+
     def _error(self, status: int, code: str, message: str, request_id: str, entry: dict, details: str = "") -> Response:
         entry["error_code"] = code
-        limit = self._limit_header(entry.get("lane")) if status == 400 else None
-        return _json(status, errors(status, code, message, details).body, request_id, limit)
+        return _json(status, errors(status, code, message, details).body, request_id,
+                     self._limit_header(entry.get("lane"), status))
 
-    def _limit_header(self, lane: str | None) -> str | None:
-        if not self.config.rate_limit_header or lane is None:
+    def _limit_header(self, lane: str | None, status: int) -> str | None:
+        # The model declares x-amzn-RateLimit-Limit on the 200, 400 and 404 answers of the
+        # Listings operations, not on 403/413/415/429/5xx: sent exactly there.
+        if not self.config.rate_limit_header or lane is None or status not in RATE_LIMIT_STATUSES:
             return None
         return f"{self.quotas.plans[lane].rate:.1f}"
 

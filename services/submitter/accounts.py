@@ -1,38 +1,22 @@
-"""Selling-partner credentials: one account from the environment, or many from a JSON file.
-
-SPAPI_ACCOUNTS_FILE format (JSON):
-
-    {
-      "client_id": "amzn1.application-oa2-client.…",      # optional: else LWA_CLIENT_ID
-      "client_secret": "…",                                # optional: else LWA_CLIENT_SECRET
-      "sellers": {
-        "A3SELLER0EXAMPLE": "Atzr|…",                       # seller id -> refresh token, or:
-        "A1OTHERSELLER": {
-          "refresh_token": "Atzr|…",
-          "client_id": "…", "client_secret": "…",          # optional: a different application
-          "rates": {"put": {"rate": 10, "burst": 20},       # optional usage plan overrides per lane
-                    "preview": {"rate": 2}}                 #   lanes: put patch delete get preview
-        }
-      }
-    }
-
-The `sellers` object may also be the whole file (seller id -> refresh token or object). With no
-file, LWA_CLIENT_ID, LWA_CLIENT_SECRET, LWA_REFRESH_TOKEN and SELLER_ID give one account.
+"""Selling-partner credentials of the submitter: who it logs in as, and each seller's usage-plan
+overrides. The SPAPI_ACCOUNTS_FILE format and the LWA_* variables are read by
+catalog_sync.runtime.spapi_accounts (documented there), so the emulator knows the same accounts.
 Secrets never appear in reprs, logs or events.
 """
 
 from __future__ import annotations
 
-import json
 from collections.abc import Mapping
 from dataclasses import dataclass, field
-from pathlib import Path
 
+from catalog_sync.runtime.spapi_accounts import (
+    AccountsError,
+    SellerCredentials,
+    credentials_from_env,
+)
 from catalog_sync.submitter.rate import DEFAULT_PLANS, LanePlan
 
-
-class AccountsError(ValueError):
-    pass
+__all__ = ["Account", "Accounts", "AccountsError"]  # AccountsError: raised by Accounts.from_env
 
 
 @dataclass(frozen=True)
@@ -63,49 +47,13 @@ class Accounts:
 
     @classmethod
     def from_env(cls, env: Mapping[str, str]) -> Accounts:
-        path = env.get("SPAPI_ACCOUNTS_FILE", "").strip()
-        client_id = env.get("LWA_CLIENT_ID", "").strip()
-        client_secret = env.get("LWA_CLIENT_SECRET", "").strip()
-        seller = env.get("SELLER_ID", "").strip() or None
-        accounts: dict[str, Account] = {}
-        if path:
-            try:
-                data = json.loads(Path(path).read_text(encoding="utf-8"))
-            except OSError as exc:
-                raise AccountsError(f"SPAPI_ACCOUNTS_FILE={path}: cannot read it ({exc.strerror})") from None
-            except ValueError as exc:
-                raise AccountsError(f"SPAPI_ACCOUNTS_FILE={path}: not valid JSON ({exc})") from None
-            accounts.update(parse_accounts(data, client_id, client_secret, source=f"SPAPI_ACCOUNTS_FILE={path}"))
-        refresh = env.get("LWA_REFRESH_TOKEN", "").strip()
-        if refresh:
-            if not (seller and client_id and client_secret):
-                raise AccountsError("LWA_REFRESH_TOKEN needs SELLER_ID, LWA_CLIENT_ID and LWA_CLIENT_SECRET too")
-            accounts.setdefault(seller, Account(seller, client_id, client_secret, refresh))
-        return cls(accounts, seller)
+        found = credentials_from_env(env)
+        return cls({s: _account(c) for s, c in found.sellers.items()}, found.default_seller)
 
 
-def parse_accounts(data, client_id: str = "", client_secret: str = "", *, source: str = "accounts") -> dict[str, Account]:
-    if not isinstance(data, dict):
-        raise AccountsError(f"{source}: expected a JSON object")
-    client_id = str(data.get("client_id") or client_id)
-    client_secret = str(data.get("client_secret") or client_secret)
-    sellers = data["sellers"] if "sellers" in data else {
-        k: v for k, v in data.items() if k not in ("client_id", "client_secret")}
-    if not isinstance(sellers, dict):
-        raise AccountsError(f"{source}: `sellers` must map seller ids to refresh tokens")
-    accounts = {}
-    for seller_id, entry in sellers.items():
-        where = f"{source}: seller {seller_id}"
-        if isinstance(entry, str):
-            entry = {"refresh_token": entry}
-        if not isinstance(entry, dict) or not isinstance(entry.get("refresh_token"), str) or not entry["refresh_token"]:
-            raise AccountsError(f"{where}: needs a refresh_token")
-        cid = str(entry.get("client_id") or client_id)
-        secret = str(entry.get("client_secret") or client_secret)
-        if not cid or not secret:
-            raise AccountsError(f"{where}: no client_id/client_secret (in the file or LWA_CLIENT_ID/LWA_CLIENT_SECRET)")
-        accounts[seller_id] = Account(seller_id, cid, secret, entry["refresh_token"], _rates(entry.get("rates"), where))
-    return accounts
+def _account(credentials: SellerCredentials) -> Account:
+    return Account(credentials.seller_id, credentials.client_id, credentials.client_secret,
+                   credentials.refresh_token, _rates(credentials.options.get("rates"), credentials.origin))
 
 
 def _rates(raw, where: str) -> dict[str, LanePlan]:

@@ -76,8 +76,13 @@ def test_emulator_only_in_demo_profile(compose):
     )
     assert demo_env["COMPOSE_PROFILES"] == "demo"
     # The demo points the submitter at the emulator's port inside the compose network.
-    port = compose["services"]["amazon-emulator"]["command"][-1]
+    emulator = compose["services"]["amazon-emulator"]
+    port = emulator["command"][-1]
     assert demo_env["SPAPI_ENDPOINT"] == f"http://amazon-emulator:{port}"
+    # The emulator lets in only the account the demo's submitter logs in with, from the same variables.
+    assert "--accounts-from-env" in emulator["command"]
+    for name in ("LWA_CLIENT_ID", "LWA_CLIENT_SECRET", "LWA_REFRESH_TOKEN", "SELLER_ID"):
+        assert emulator["environment"][name] == "${" + name + ":-}" and demo_env[name], name
 
 
 def test_monitoring_mounts_files_that_exist(compose):

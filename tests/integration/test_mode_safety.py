@@ -15,6 +15,7 @@ from hypothesis import strategies as st
 
 from catalog_sync.amazon_emulator.emulator import EmulatorConfig
 from catalog_sync.amazon_emulator.server import start_in_thread
+from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.runtime.sync_modes import MODES, OPERATIONS, ModeViolation
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
@@ -24,6 +25,7 @@ from catalog_sync.submitter.spapi_client import ClientSettings, HttpxSpApi
 from catalog_sync.submitter.submission import Submitter
 
 ITEM_TYPES = ("category", "product", "variant")
+ACCOUNT = Account("S1", "app", "secret", "Atzr|S1")  # the submitter's, and the only one the emulator knows
 MARKETPLACE = "ATVPDKIKX0DER"
 ATTRS = {"item_name": [{"value": "Band", "marketplace_id": MARKETPLACE}],
          "brand": [{"value": "Acme", "marketplace_id": MARKETPLACE}],
@@ -57,7 +59,7 @@ def submit_all(emulator, events: list[dict]):
     async def main():
         client = HttpxSpApi(ClientSettings(token_url=emulator.token_url),
                             endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url))
-        submitter = Submitter(accounts=Accounts({"S1": Account("S1", "app", "secret", "Atzr|S1")}), transport=client,
+        submitter = Submitter(accounts=Accounts({"S1": ACCOUNT}), transport=client,
                               endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url),
                               policy=RetryPolicy(base_delay_s=0.01, max_delay_s=0.05))
         try:
@@ -75,15 +77,16 @@ def listing_calls(emulator, sku: str) -> list[tuple[str, str, str | None]]:
 
 def live_listing(emulator, sku: str) -> int:
     """HTTP status of getListingsItem on the production host: 200 while the listing exists."""
-    token = httpx.post(emulator.token_url, data={"grant_type": "refresh_token", "refresh_token": "Atzr|S1",
-                                                 "client_id": "app", "client_secret": "secret"}).json()
+    token = httpx.post(emulator.token_url, data={"grant_type": "refresh_token", "refresh_token": ACCOUNT.refresh_token,
+                                                 "client_id": ACCOUNT.client_id,
+                                                 "client_secret": ACCOUNT.client_secret}).json()
     return httpx.get(f"{emulator.url}/listings/2021-08-01/items/S1/{sku}", params={"marketplaceIds": MARKETPLACE},
                      headers={"x-amz-access-token": token["access_token"]}).status_code
 
 
 @pytest.fixture(scope="module")
 def emulator():
-    with start_in_thread(EmulatorConfig()) as running:
+    with start_in_thread(EmulatorConfig(accounts=LwaAccounts.of([ACCOUNT]))) as running:
         yield running
 
 
@@ -154,7 +157,7 @@ def test_the_client_refuses_a_request_its_run_mode_does_not_allow(emulator, mode
         try:
             async with client.connection(emulator.sandbox_url if host == "sandbox" else emulator.url) as connection:
                 base = emulator.sandbox_url if host == "sandbox" else emulator.url
-                return await client.send(connection, Account("S1", "app", "secret", "Atzr|S1"), base, call)
+                return await client.send(connection, ACCOUNT, base, call)
         finally:
             await client.aclose()
 

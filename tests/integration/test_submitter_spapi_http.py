@@ -12,11 +12,20 @@ import pytest
 from catalog_sync.amazon_emulator.emulator import EmulatorConfig
 from catalog_sync.amazon_emulator.quota import UsagePlan, admitted_by_plan
 from catalog_sync.amazon_emulator.server import start_in_subprocess, start_in_thread
+from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.spapi_client import USER_AGENT, ClientSettings, HttpxSpApi
 from catalog_sync.submitter.submission import Submitter
+
+SELLERS = [f"SELLER{i:02d}" for i in range(50)]
+
+
+def account(seller: str) -> Account:
+    """Every seller of these tests granted the one application its own refresh token."""
+    return Account(seller, "app", "secret", f"Atzr|{seller}")
+
 
 ATTRS = {"item_name": [{"value": "Band"}], "brand": [{"value": "Acme"}], "condition_type": [{"value": "new_new"}]}
 
@@ -30,22 +39,25 @@ def ready(sku: str, seller: str = "S1", mode: str = "production", attributes=Non
 
 @pytest.fixture
 def emulator():
-    with start_in_thread(EmulatorConfig()) as running:
+    with start_in_thread(EmulatorConfig(accounts=LwaAccounts.of([account("S1")]))) as running:
         yield running
 
 
 @pytest.fixture
-def emulator_process():
+def emulator_process(tmp_path):
     """For rate measurements: an emulator in this process would share the client's GIL and stamp
     arrivals late and bunched; in its own process it stamps them as Amazon would."""
-    with start_in_subprocess() as running:
+    accounts = tmp_path / "accounts.json"
+    accounts.write_text(json.dumps({"client_id": "app", "client_secret": "secret",
+                                    "sellers": {s: account(s).refresh_token for s in SELLERS}}))
+    with start_in_subprocess(["--accounts-file", str(accounts)]) as running:
         yield running
 
 
 def run_submissions(emulator, events, sellers=("S1",), policy=None):
     async def main():
         client = HttpxSpApi(ClientSettings(token_url=emulator.token_url), endpoints=Endpoints(emulator.url, emulator.sandbox_url))
-        accounts = Accounts({s: Account(s, "app", "secret", f"Atzr|{s}") for s in sellers})
+        accounts = Accounts({s: account(s) for s in sellers})
         submitter = Submitter(accounts=accounts, transport=client,
                               endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url),
                               policy=policy or RetryPolicy(base_delay_s=0.02, max_delay_s=0.2))
@@ -75,7 +87,7 @@ def test_one_token_request_serves_every_call_of_a_seller_and_headers_are_sent(em
 def test_expired_token_is_refreshed_once_and_the_call_succeeds(emulator):
     async def main():
         client = HttpxSpApi(ClientSettings(token_url=emulator.token_url), endpoints=Endpoints(emulator.url, emulator.sandbox_url))
-        submitter = Submitter(accounts=Accounts({"S1": Account("S1", "app", "s", "Atzr|S1")}), transport=client,
+        submitter = Submitter(accounts=Accounts({"S1": account("S1")}), transport=client,
                               endpoints=Endpoints(emulator.url, emulator.sandbox_url))
         try:
             await submitter.submit(ready("warm-up"))
@@ -132,7 +144,7 @@ def test_timeouts_are_retried_then_fail_within_the_budget(emulator):
 
     async def main():
         client = HttpxSpApi(ClientSettings(token_url=emulator.token_url, read_timeout_s=0.1), endpoints=Endpoints(emulator.url, emulator.sandbox_url))
-        submitter = Submitter(accounts=Accounts({"S1": Account("S1", "app", "s", "Atzr|S1")}), transport=client,
+        submitter = Submitter(accounts=Accounts({"S1": account("S1")}), transport=client,
                               endpoints=Endpoints(emulator.url, emulator.sandbox_url),
                               policy=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.02))
         try:
@@ -166,9 +178,8 @@ def test_preview_runs_at_one_request_per_second(emulator):
 
 def test_fifty_sellers_at_once_each_within_its_plan(emulator_process):
     emulator = emulator_process
-    sellers = [f"SELLER{i:02d}" for i in range(50)]
-    events = [ready(f"SKU-{i}", seller=s) for i in range(12) for s in sellers]
-    results, logins = run_submissions(emulator, events, sellers=sellers)
+    events = [ready(f"SKU-{i}", seller=s) for i in range(12) for s in SELLERS]
+    results, logins = run_submissions(emulator, events, sellers=SELLERS)
     assert all(r.result.outcome == "accepted" for r in results)
     assert logins == 50
     by_seller = defaultdict(list)

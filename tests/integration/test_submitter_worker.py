@@ -8,7 +8,10 @@ import json
 import pytest
 from prometheus_client import CollectorRegistry
 
+from catalog_sync.amazon_emulator.emulator import EmulatorConfig
+from catalog_sync.amazon_emulator.sandbox import ACCEPTED as SANDBOX_ACCEPTED
 from catalog_sync.amazon_emulator.server import start_in_thread
+from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.events import new_header
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED, dead_letter_topic
@@ -34,9 +37,14 @@ def ready(sku: str, *, seller="A1SELLER", mode="production", item_type="product"
             "changed_at": None, "content_hash": content_hash or f"hash-{sku}"}
 
 
+# The submitter's one account; the emulator knows it, and only it.
+ACCOUNT_ENV = {"LWA_CLIENT_ID": "app", "LWA_CLIENT_SECRET": "secret", "LWA_REFRESH_TOKEN": "Atzr|seller",
+               "SELLER_ID": "A1SELLER"}
+
+
 @pytest.fixture
 def emulator():
-    with start_in_thread() as running:
+    with start_in_thread(EmulatorConfig(accounts=LwaAccounts.from_env(ACCOUNT_ENV))) as running:
         yield running
 
 
@@ -62,8 +70,7 @@ class RunningSubmitter:
 
 def submitter_env(kafka_env, emulator, **extra):
     return {**kafka_env, "SPAPI_ENDPOINT": emulator.url, "SPAPI_SANDBOX_ENDPOINT": emulator.sandbox_url,
-            "LWA_TOKEN_URL": emulator.token_url, "LWA_CLIENT_ID": "app", "LWA_CLIENT_SECRET": "secret",
-            "LWA_REFRESH_TOKEN": "Atzr|seller", "SELLER_ID": "A1SELLER", **extra}
+            "LWA_TOKEN_URL": emulator.token_url, **ACCOUNT_ENV, **extra}
 
 
 def test_outcomes_for_every_kind_of_item_and_no_resend_after_restart(runtime_settings, kafka_env, emulator):
@@ -93,7 +100,10 @@ def test_outcomes_for_every_kind_of_item_and_no_resend_after_restart(runtime_set
     assert {n for i in invalid["issues"] for n in i["attribute_names"]} == {"brand", "condition_type"}
     assert (by_ref["CAT-1"]["outcome"], by_ref["CAT-1"]["attempts"]) == ("not_sent", 0)
     assert (by_ref["SKU-PREVIEW"]["outcome"], by_ref["SKU-PREVIEW"]["endpoint"]) == ("valid", "production")
+    # A test run reaches Amazon's static sandbox, which answers its fixed example: ACCEPTED, the
+    # example's submission id, whatever the item.
     assert (by_ref["SKU-TEST"]["outcome"], by_ref["SKU-TEST"]["endpoint"]) == ("accepted", "test")
+    assert by_ref["SKU-TEST"]["submission_id"] == SANDBOX_ACCEPTED["submissionId"]
     assert (by_ref["BadSKU"]["outcome"], by_ref["BadSKU"]["http_status"], by_ref["BadSKU"]["error_code"]) == \
         ("rejected", 400, "BAD_REQUEST")
     assert by_ref["SKU-GONE"]["outcome"] == "deleted"

@@ -1,5 +1,5 @@
 """The emulator's request pipeline without a server: LWA, token checks, usage plans, faults,
-Amazon-shaped answers, the sandbox's static patterns."""
+Amazon-shaped answers. What it refuses as Amazon does is in test_emulator_strictness.py."""
 
 import json
 from urllib.parse import urlencode
@@ -8,7 +8,11 @@ import pytest
 
 from catalog_sync.amazon_emulator.emulator import Emulator, EmulatorConfig
 from catalog_sync.amazon_emulator.quota import Quotas, UsagePlan, parse_plan
-from catalog_sync.amazon_emulator.tokens import TokenIssuer
+from catalog_sync.amazon_emulator.tokens import LwaAccounts
+from catalog_sync.runtime.spapi_accounts import SellerCredentials
+
+# One application; refresh token Atzr|<n> was granted by seller S<n>.
+SELLERS = [SellerCredentials(f"S{n}", "app", "s", f"Atzr|{n}") for n in (1, 2)]
 
 GOOD = {"productType": "HAIRBAND", "requirements": "LISTING", "attributes": {
     "item_name": [{"value": "Band", "marketplace_id": "ATVPDKIKX0DER"}], "brand": [{"value": "Acme"}],
@@ -30,9 +34,13 @@ def put(emulator, token, sku="SKU-1", body=GOOD, query="marketplaceIds=ATVPDKIKX
     return answer, json.loads(answer.body), dict(answer.headers)
 
 
+def configured(**settings) -> Emulator:
+    return Emulator(EmulatorConfig(accounts=LwaAccounts.of(SELLERS), **settings))
+
+
 @pytest.fixture
 def emulator():
-    return Emulator(EmulatorConfig())
+    return configured()
 
 
 @pytest.fixture
@@ -121,6 +129,7 @@ def test_mode_is_refused_where_amazons_model_does_not_define_it(emulator, token,
 
 
 def test_the_sandbox_and_production_never_share_listings(emulator, token):
+    emulator.configure(validating_sandbox=True)  # the static sandbox stores nothing to share
     put(emulator, token, sku="SHARED")
     assert put(emulator, token, sku="SHARED", body=None, method="GET", prefix="/sandbox")[0].status == 404
     put(emulator, token, sku="SHARED", body=None, method="DELETE", prefix="/sandbox")
@@ -129,27 +138,11 @@ def test_the_sandbox_and_production_never_share_listings(emulator, token):
     assert put(emulator, token, sku="SANDBOX-ONLY", body=None, method="GET")[0].status == 404
 
 
-def test_sandbox_static_patterns(emulator, token):
-    emulator.configure(throttled=False)  # preview's plan is 1 request per second
-    preview = "marketplaceIds=ATVPDKIKX0DER&mode=VALIDATION_PREVIEW&includedData=identifiers,issues"
-    _, valid, _ = put(emulator, token, sku="VALIDATION_VALID", query=preview, prefix="/sandbox", body={})
-    assert valid["status"] == "VALID" and valid["identifiers"][0]["asin"] == "B07N4M94X4"
-    _, invalid, _ = put(emulator, token, sku="VALIDATION_INVALID", query=preview, prefix="/sandbox", body={})
-    assert invalid["status"] == "INVALID" and invalid["issues"][0]["code"] == "90220"
-    _, accepted, _ = put(emulator, token, sku="GM-ZDPI-9B4E", prefix="/sandbox", body={})
-    assert accepted == {"sku": "GM-ZDPI-9B4E", "status": "ACCEPTED",
-                        "submissionId": "f1dc2914-75dd-11ea-bc55-0242ac130003", "issues": []}
-    strict = Emulator(EmulatorConfig(strict_sandbox=True))
-    strict_token = login(strict)[1]["access_token"]
-    answer, _, _ = put(strict, strict_token, prefix="/sandbox")
-    assert answer.status == 400
-    assert put(strict, strict_token)[1]["status"] == "ACCEPTED"  # production is not static
-
-
 def test_usage_plan_per_seller_and_unthrottled_mode(emulator, token):
     statuses = [put(emulator, token, sku=f"K{i}")[0].status for i in range(11)]
     assert statuses == [200] * 10 + [429]
-    assert put(emulator, token, seller="S2")[0].status == 200  # another seller has its own bucket
+    other = login(emulator, refresh="Atzr|2")[1]["access_token"]
+    assert put(emulator, other, seller="S2")[0].status == 200  # another seller has its own bucket
     body = put(emulator, token, sku="K-over")[1]
     assert body["errors"][0]["code"] == "QuotaExceeded"
     emulator.configure(throttled=False)
@@ -172,7 +165,7 @@ def test_scripted_faults_and_random_5xx(emulator, token):
     assert [put(emulator, token)[0].status for _ in range(3)] == [503, 503, 200]
     emulator.script(200, delay_ms=250)
     assert put(emulator, token)[0].delay_s == pytest.approx(0.25)
-    noisy = Emulator(EmulatorConfig(fault_5xx_rate=0.5, throttled=False, seed=3))
+    noisy = configured(fault_5xx_rate=0.5, throttled=False, seed=3)
     noisy_token = login(noisy)[1]["access_token"]
     statuses = [put(noisy, noisy_token, sku=f"S{i}")[0].status for i in range(200)]
     assert 60 < sum(s in (500, 503) for s in statuses) < 140
@@ -187,13 +180,3 @@ def test_request_log_records_what_tests_assert_on(emulator, token):
     since = entry["seq"]
     put(emulator, token, sku="next")
     assert [e["sku"] for e in emulator.requests(since)] == ["next"]
-
-
-def test_configured_clients_and_seller_authorisation():
-    issuer = TokenIssuer(clients={"app": "s"}, refresh_tokens={"Atzr|1": "S1"})
-    assert issuer.issue({"grant_type": "refresh_token", "refresh_token": "Atzr|1", "client_id": "app",
-                         "client_secret": "wrong"}).status == 401
-    answer = issuer.issue({"grant_type": "refresh_token", "refresh_token": "Atzr|1", "client_id": "app",
-                           "client_secret": "s"})
-    grant, _ = issuer.check(answer.body["access_token"])
-    assert issuer.seller_allowed(grant, "S1") and not issuer.seller_allowed(grant, "S2")
