@@ -15,7 +15,7 @@ from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.metrics import SpApiMetrics
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
 from catalog_sync.submitter.settings import SubmitterSettings
-from catalog_sync.submitter.spapi_client import HttpxSpApi
+from catalog_sync.submitter.spapi_client import SpApiClient
 from catalog_sync.submitter.submission import Submitted, Submitter
 
 log = structlog.get_logger()
@@ -33,10 +33,10 @@ def outputs_of(submitted: Submitted) -> list[Outgoing | RawOutgoing]:
 
 
 def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
-                 stop: StopSignal | None = None) -> tuple[ConcurrentWorker, Submitter, HttpxSpApi, object]:
+                 stop: StopSignal | None = None) -> tuple[ConcurrentWorker, Submitter, SpApiClient, object]:
     registry = registry or CollectorRegistry()
     metrics = SpApiMetrics(registry)
-    client = HttpxSpApi(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
+    client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
     hashes = None
     if settings.unchanged_check == "kafka":
         from catalog_sync.submitter.accepted_hashes import KafkaHashTable

@@ -7,6 +7,7 @@
 | LWA_CLIENT_ID, LWA_CLIENT_SECRET, LWA_REFRESH_TOKEN, SELLER_ID | one account | none |
 | SPAPI_ACCOUNTS_FILE | many accounts (format in runtime/spapi_accounts.py) | none |
 | SPAPI_CONNECT_TIMEOUT_S / SPAPI_READ_TIMEOUT_S | HTTP timeouts | 5 / 30 |
+| SPAPI_WRITE_TIMEOUT_S / SPAPI_POOL_TIMEOUT_S | sending a request / waiting for a free connection | 10 / 60 |
 | SPAPI_MAX_CONNECTIONS | HTTP connections per SP-API host | 256 |
 | SPAPI_MAX_ATTEMPTS | attempts per item (first try included) | 6 |
 | SPAPI_MAX_RETRY_SECONDS | time budget per item from its first attempt | 120 |
@@ -59,6 +60,8 @@ class SubmitterSettings:
             token_url=token_url,
             connect_timeout_s=env_float(env, "SPAPI_CONNECT_TIMEOUT_S", 5.0, minimum=0.1),
             read_timeout_s=env_float(env, "SPAPI_READ_TIMEOUT_S", 30.0, minimum=0.1),
+            write_timeout_s=env_float(env, "SPAPI_WRITE_TIMEOUT_S", 10.0, minimum=0.1),
+            pool_timeout_s=env_float(env, "SPAPI_POOL_TIMEOUT_S", 60.0, minimum=0.1),
             max_connections=env_int(env, "SPAPI_MAX_CONNECTIONS", 256, minimum=1),
         )
         policy = RetryPolicy(
@@ -88,7 +91,8 @@ class SubmitterSettings:
             "spapi_sandbox_endpoint": self.endpoints.sandbox_override or "per region",
             "lwa_token_url": self.endpoints.token_url,
             "max_connections": self.client.max_connections,
-            "timeouts_s": {"connect": self.client.connect_timeout_s, "read": self.client.read_timeout_s},
+            "timeouts_s": {"connect": self.client.connect_timeout_s, "read": self.client.read_timeout_s,
+                           "write": self.client.write_timeout_s, "pool": self.client.pool_timeout_s},
             "max_attempts": self.policy.max_attempts,
             "max_retry_seconds": self.policy.max_elapsed_s,
             "max_in_flight_per_partition": self.max_in_flight_per_partition,

@@ -21,7 +21,7 @@ from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.listing_requests import ListingCall
-from catalog_sync.submitter.spapi_client import ClientSettings, HttpxSpApi
+from catalog_sync.submitter.spapi_client import ClientSettings, SpApiClient
 from catalog_sync.submitter.submission import Submitter
 
 ITEM_TYPES = ("category", "product", "variant")
@@ -57,7 +57,7 @@ def ready(mode: str, operation: str, item_type: str, sku: str) -> dict:
 
 def submit_all(emulator, events: list[dict]):
     async def main():
-        client = HttpxSpApi(ClientSettings(token_url=emulator.token_url),
+        client = SpApiClient(ClientSettings(token_url=emulator.token_url),
                             endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url))
         submitter = Submitter(accounts=Accounts({"S1": ACCOUNT}), transport=client,
                               endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url),
@@ -153,7 +153,7 @@ def test_the_client_refuses_a_request_its_run_mode_does_not_allow(emulator, mode
                        "put", mode, host == "sandbox")
 
     async def main():
-        client = HttpxSpApi(ClientSettings(token_url=emulator.token_url), endpoints=endpoints, on_refused=refused.append)
+        client = SpApiClient(ClientSettings(token_url=emulator.token_url), endpoints=endpoints, on_refused=refused.append)
         try:
             async with client.connection(emulator.sandbox_url if host == "sandbox" else emulator.url) as connection:
                 base = emulator.sandbox_url if host == "sandbox" else emulator.url

@@ -20,7 +20,7 @@ PACKAGES = {
 }
 SERVICES = ["catalog_sync.validator", "catalog_sync.submitter", "catalog_sync.recorder", "catalog_sync.amazon_emulator"]
 # Adapters and wiring: the only service modules allowed to reach I/O libraries.
-IO_LIBRARIES = {"kafka", "httpx", "sqlite3", "psycopg", "uvicorn", "fastapi", "confluent_kafka"}
+IO_LIBRARIES = {"kafka", "httpx", "aiohttp", "sqlite3", "psycopg", "uvicorn", "fastapi", "confluent_kafka"}
 
 
 def modules():
