@@ -18,6 +18,7 @@ import pytest
 
 from catalog_sync.amazon_emulator.emulator import EmulatorConfig
 from catalog_sync.amazon_emulator.server import start_in_thread
+from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.submitter.accounts import Account
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.listing_requests import build_call
@@ -369,7 +370,7 @@ def proxy_env(monkeypatch):
 
 @pytest.fixture(scope="module")
 def emulator():
-    with start_in_thread(EmulatorConfig()) as running:
+    with start_in_thread(EmulatorConfig(accounts=LwaAccounts.of([ACCOUNT]))) as running:
         yield running
 
 
