@@ -10,7 +10,7 @@ future collection; a larger first threshold makes collections rarer but no less 
 
 Each young collection walks every young object still alive, and in a busy submitter that is the
 work in flight (84,000-96,000 objects: tasks, coroutines, messages), ~0.1 s per pass. With the
-per-message reference cycle gone (concurrent_worker._complete), what fills the young generation is
+per-message reference cycle gone (concurrent_strategy._complete), what fills the young generation is
 long-lived growth (answer memory, per-seller state), not garbage: at 50,000 a 30,000-item
 pipeline run made 7-11 passes per submitter (0.82-1.30 s, three runs), at 200,000 one (0.14 and
 0.23 s, one run).

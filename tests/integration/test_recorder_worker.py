@@ -13,9 +13,10 @@ from catalog_sync.recorder.sample_events import TOPIC_OF, SampleRun
 from catalog_sync.recorder.service import TOPICS, Recorder, build_worker
 from catalog_sync.recorder.settings import RecorderSettings
 from catalog_sync.recorder.store import ReadStore
+from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, StopSignal
 from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread, wait_until
-from catalog_sync.runtime.worker import StopSignal, Worker
 
 pytestmark = pytest.mark.kafka
 
@@ -86,8 +87,8 @@ def test_positions_come_from_the_read_store_not_from_kafka(runtime_settings, sto
     second = runtime_settings("recorder", group_id=first.group_id + "-fresh")
     registry, stop2 = CollectorRegistry(), StopSignal()
     recorder = Recorder(store, first.group_id, RecorderMetrics(registry))  # same positions in the store
-    worker = Worker(second, topics=TOPICS, handle_batch=recorder.handle_batch, accepts=PROJECTED_EVENTS,
-                    registry=registry, on_assign=recorder.on_assign, stop=stop2)
+    worker = ConsumerLoop(second, topics=TOPICS, strategy=BatchStrategy(recorder.handle_batch),
+                          accepts=PROJECTED_EVENTS, registry=registry, on_assign=recorder.on_assign, stop=stop2)
     with running_in_thread(worker.run, stop2, "recorder"):
         publish(second, [run.submitted("HB-0")])
         wait_until(lambda: model.items(ItemFilters(status="finished"))["summary"]["total"] == 1, timeout_s=60,

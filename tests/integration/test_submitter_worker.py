@@ -10,10 +10,10 @@ from prometheus_client import CollectorRegistry
 
 from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.consumer_loop import StopSignal
 from catalog_sync.runtime.events import new_header
 from catalog_sync.runtime.testing import publish_raw, read_events, running_in_thread
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED
-from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.submitter.service import build_worker
 from catalog_sync.submitter.settings import SubmitterSettings
 
@@ -52,7 +52,7 @@ class RunningSubmitter:
             self.hashes.start()
             self.hashes.wait_until_current(timeout_s=60)
         try:
-            self.worker.run(on_close=self.client.aclose)
+            self.worker.run()
         finally:
             if self.hashes is not None:
                 self.hashes.close()
