@@ -68,6 +68,15 @@ def test_worker_projects_a_run_ignores_duplicates_and_dead_letters_garbage(runti
     assert registry.get_sample_value("recorder_events_projected_total", {"event_type": "CatalogItemChanged"}) == 12
     assert registry.get_sample_value("recorder_events_skipped_total", {"reason": "duplicate"}) == 3
     assert registry.get_sample_value("recorder_runs", {"status": "finished_with_errors"}) == 1
+
+    def processed(kind: str, outcome: str) -> float:
+        labels = {"service": "recorder", "topic": runtime.topic(TOPIC_OF[kind]), "outcome": outcome}
+        return registry.get_sample_value("pipeline_messages_processed_total", labels) or 0
+
+    # A batch spans the four topics: each message is counted once, under its own topic.
+    assert processed("CatalogItemChanged", "ok") == 15
+    assert (processed("SubmissionCompleted", "ok"), processed("SubmissionCompleted", "dead_letter")) == (12, 1)
+    assert processed("RunOpened", "ok") == 2  # RunOpened and RunClosed
     assert dead[0][2]["reason"] == "not_avro" and dead[0][2]["partition"] >= 0
 
 
