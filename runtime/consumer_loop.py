@@ -258,7 +258,7 @@ class ConsumerLoop:
             if records:
                 self._take(records)
             if self.stop.is_set():
-                return  # the work in hand is the strategy's shutdown's, then the last commit's
+                return  # run() has the strategy finish the work in hand, then commits
             strategy.poll()
             now = time.monotonic()
             if now >= next_commit:
@@ -299,7 +299,7 @@ class ConsumerLoop:
             except DecodeError as exc:
                 dead.append((record, exc.reason, exc.detail))
         for topic, count in per_topic.items():
-            self.metrics.consumed.labels(self.service, topic).inc(count)
+            self._counter("consumed", topic).inc(count)
         if dead:
             self.finish([], [], dead)
         if polled:
@@ -379,10 +379,11 @@ class ConsumerLoop:
             self._counter("ok", topic).inc(count)
 
     def _counter(self, kind: str, topic: str):
+        """pipeline_messages_{consumed,produced}_total, or processed_total with outcome `kind`."""
         child = self._counters.get((kind, topic))
         if child is None:
-            if kind == "produced":
-                child = self.metrics.produced.labels(self.service, topic)
+            if kind in ("consumed", "produced"):
+                child = getattr(self.metrics, kind).labels(self.service, topic)
             else:
                 child = self.metrics.processed.labels(self.service, topic, kind)
             self._counters[(kind, topic)] = child
