@@ -35,7 +35,7 @@ class BatchStrategy:
     def __init__(self, handle_batch: BatchHandler, *, retry_pause_s: float = 1.0):
         self.handle_batch = handle_batch
         self.retry_pause_s = retry_pause_s
-        self._held: list[Polled] = []
+        self._held: list[Record] = []
         self._deadline = 0.0
         self._loop: ConsumerLoop | None = None
 
@@ -49,10 +49,10 @@ class BatchStrategy:
             return 500, self._size
         return max(0, int((self._deadline - time.monotonic()) * 1000)), self._size - len(self._held)
 
-    def submit(self, polled: list[Polled]) -> None:
+    def submit(self, records: list[Record]) -> None:
         if not self._held:
             self._deadline = time.monotonic() + self._linger_s
-        self._held.extend(polled)
+        self._held.extend(records)
 
     def poll(self) -> None:
         held = self._held
@@ -61,7 +61,7 @@ class BatchStrategy:
             self._handle(held)
 
     def revoke(self, partitions: set[TopicPartition]) -> None:
-        self._held = [p for p in self._held if (p.record.topic, p.record.partition) not in partitions]
+        self._held = [r for r in self._held if (r.topic, r.partition) not in partitions]
 
     lose = revoke
 
@@ -71,9 +71,12 @@ class BatchStrategy:
     def close(self) -> None:
         pass
 
-    def _handle(self, batch: list[Polled]) -> None:
+    def _handle(self, records: list[Record]) -> None:
         loop = self._loop
         started = time.perf_counter()
+        batch = loop.decode(records)
+        if not batch:
+            return
         while True:
             try:
                 handled, outputs, failed = self._outcomes(batch)

@@ -35,7 +35,7 @@ from dataclasses import dataclass
 
 import structlog
 
-from .bus import TopicPartition
+from .bus import Record, TopicPartition
 from .consumer_loop import ConsumerLoop, Incoming, Outgoing, Polled, RawOutgoing, RetryableError
 
 log = structlog.get_logger()
@@ -112,9 +112,9 @@ class ConcurrentStrategy:
     def poll_request(self) -> tuple[int, int]:
         return (50 if self._tasks else 500), self._loop.settings.max_poll_records
 
-    def submit(self, polled: list[Polled]) -> None:
+    def submit(self, records: list[Record]) -> None:
         started = time.perf_counter()
-        self._start([_Task(p, started) for p in polled])
+        self._start([_Task(p, started) for p in self._loop.decode(records)])
 
     def poll(self) -> None:
         self._drain()

@@ -160,8 +160,9 @@ class Strategy(Protocol):
     def poll_request(self) -> tuple[int, int]:
         """(timeout_ms, max_records) of the next poll."""
 
-    def submit(self, polled: list[Polled]) -> None:
-        """Decoded messages to handle, in poll order."""
+    def submit(self, records: list[Record]) -> None:
+        """Polled records to handle, in poll order; `loop.decode` makes messages of them when
+        their turn comes."""
 
     def poll(self) -> None:
         """After every poll: finish what is due."""
@@ -283,10 +284,8 @@ class ConsumerLoop:
 
     # -- in: poll → decode ------------------------------------------------------------------
     def _take(self, records: list[Record]) -> None:
-        """Track and decode what a poll brought; undecodable records are dead-lettered at once."""
         per_topic: dict[str, int] = {}
-        polled, dead = [], []
-        progress_of, decode = self._progress, self._decode
+        progress_of = self._progress
         for record in records:
             tp = (record.topic, record.partition)
             progress = progress_of.get(tp)
@@ -294,16 +293,25 @@ class ConsumerLoop:
                 progress = progress_of[tp] = PartitionProgress()
             progress.started(record.offset)
             per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
+        for topic, count in per_topic.items():
+            self._counter("consumed", topic).inc(count)
+        self.strategy.submit(records)
+
+    def decode(self, records: list[Record]) -> list[Polled]:
+        """Messages of polled records; the undecodable ones go to the dead-letter topic with
+        their raw payload. Strategies call it when the records' turn comes: a batch strategy
+        after its linger, whose polls must not wait behind decoding, or fewer records arrive in
+        time and batches shrink."""
+        polled, dead = [], []
+        decode = self._decode
+        for record in records:
             try:
                 polled.append(Polled(record, decode(record)))
             except DecodeError as exc:
                 dead.append((record, exc.reason, exc.detail))
-        for topic, count in per_topic.items():
-            self._counter("consumed", topic).inc(count)
         if dead:
             self.finish([], [], dead)
-        if polled:
-            self.strategy.submit(polled)
+        return polled
 
     def _decode(self, record: Record) -> Incoming:
         schema, event = self.codec.decode(record.value)
