@@ -22,10 +22,10 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.runtime.bus import BusProducer
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.config import RuntimeSettings
+from catalog_sync.runtime.consumer_loop import StopSignal
 from catalog_sync.runtime.events import item_key, new_header
 from catalog_sync.runtime.logs import configure_logging
 from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED
-from catalog_sync.runtime.worker import StopSignal
 from tests.support.broker import unique_prefix
 
 ROOT = Path(__file__).resolve().parents[1]

@@ -11,6 +11,7 @@ import logging
 import time
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
+from typing import Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient, NewTopic
@@ -47,6 +48,38 @@ class Record:
     key: bytes | None
     value: bytes | None
     timestamp_ms: int
+
+
+RebalanceCallback = Callable[[list[TopicPartition]], None]
+AssignCallback = Callable[[list[TopicPartition]], dict[TopicPartition, int] | None]
+
+
+class Consumer(Protocol):
+    """What the worker loop needs of a consumer group member (BusConsumer; memory_bus for tests)."""
+
+    def poll(self, timeout_ms: int = 500, max_records: int | None = None) -> list[Record]: ...
+    def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
+    def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
+    def lag(self) -> dict[TopicPartition, int]: ...
+    def close(self) -> None: ...
+
+
+class Producer(Protocol):
+    """What the worker loop needs of a producer: `send` and `flush` raise DeliveryError with the
+    records they could not queue or confirm."""
+
+    def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None: ...
+    def flush(self, timeout_s: float = 30.0) -> None: ...
+    def close(self) -> None: ...
+
+
+class Bus(Protocol):
+    """Where a worker loop gets its consumer and producer: Kafka here, memory_bus in tests."""
+
+    def consumer(self, topics: Iterable[str], *, on_assign: AssignCallback | None = None,
+                 on_revoke: RebalanceCallback | None = None, on_lost: RebalanceCallback | None = None) -> Consumer: ...
+    def producer(self) -> Producer: ...
 
 
 def _client_config(settings: RuntimeSettings) -> dict:
@@ -91,9 +124,9 @@ class BusConsumer:
         topics: Iterable[str],
         *,
         group_id: str | None = None,
-        on_assign: Callable[[list[TopicPartition]], dict[TopicPartition, int] | None] | None = None,
-        on_revoke: Callable[[list[TopicPartition]], None] | None = None,
-        on_lost: Callable[[list[TopicPartition]], None] | None = None,
+        on_assign: AssignCallback | None = None,
+        on_revoke: RebalanceCallback | None = None,
+        on_lost: RebalanceCallback | None = None,
     ):
         self._consumer = KafkaConsumer(
             **_client_config(settings),
@@ -248,6 +281,20 @@ class BusProducer:
 
     def close(self) -> None:
         self._producer.close(timeout=5)
+
+
+class KafkaBus:
+    """The Bus of every deployed worker: a BusConsumer in the settings' group and a BusProducer."""
+
+    def __init__(self, settings: RuntimeSettings):
+        self._settings = settings
+
+    def consumer(self, topics: Iterable[str], *, on_assign: AssignCallback | None = None,
+                 on_revoke: RebalanceCallback | None = None, on_lost: RebalanceCallback | None = None) -> BusConsumer:
+        return BusConsumer(self._settings, topics, on_assign=on_assign, on_revoke=on_revoke, on_lost=on_lost)
+
+    def producer(self) -> BusProducer:
+        return BusProducer(self._settings)
 
 
 def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: int = 4,

@@ -56,7 +56,7 @@ class DeadLetterBudget:
 
 
 class DeadLetters:
-    """What both worker loops do with messages they give up on: spend the budget, log each one,
+    """What the worker loop does with messages it gives up on: spend the budget, log each one,
     count it, and encode its DeadLetter record for `<service>.dlq` (the loop sends them)."""
 
     def __init__(self, service: str, topic: str, codec: AvroCodec, metrics: PipelineMetrics, per_minute: int):

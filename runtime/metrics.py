@@ -13,7 +13,7 @@ from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, make_wsgi_app
 from prometheus_client.exposition import ThreadingWSGIServer, make_server
 
-# Per-batch handling time: from well under a millisecond to a slow Amazon call.
+# Per-message handling time: from a batch of fast validations to a throttled Amazon call.
 PROCESSING_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30)
 
 
@@ -35,7 +35,8 @@ class PipelineMetrics:
         )
         self.duration = Histogram(
             "pipeline_processing_duration_seconds",
-            "Time to handle one polled batch: decode, handle, produce, flush.",
+            "Time to handle one message, from the start of its handling (its batch's, in a batch worker) "
+            "to its outputs handed to the producer.",
             ["service"],
             buckets=PROCESSING_BUCKETS,
             registry=registry,

@@ -15,14 +15,15 @@ import time
 import structlog
 from prometheus_client import CollectorRegistry
 
+from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.config import RuntimeSettings, mask_secrets
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RetryableError, StopSignal
 from catalog_sync.runtime.topics import (
     CATALOG_ITEM_CHANGED,
     CATALOG_RUN_EVENTS,
     LISTING_SUBMISSION_COMPLETED,
     LISTING_VALIDATION_FAILED,
 )
-from catalog_sync.runtime.worker import Incoming, Outgoing, RetryableError, StopSignal, Worker
 
 from .metrics import RecorderMetrics
 from .projection import PROJECTED_EVENTS
@@ -81,12 +82,12 @@ def open_store(settings: RecorderSettings) -> ReadStore:
 
 
 def build_worker(runtime: RuntimeSettings, settings: RecorderSettings, store: ReadStore, *,
-                 registry: CollectorRegistry | None = None, stop: StopSignal | None = None) -> Worker:
+                 registry: CollectorRegistry | None = None, stop: StopSignal | None = None) -> ConsumerLoop:
     registry = registry or CollectorRegistry()
     metrics = RecorderMetrics(registry, ReadModel(store, stall_seconds=settings.stall_seconds))
     recorder = Recorder(store, runtime.group_id, metrics, settings.default_seller_id)
-    return Worker(runtime, topics=TOPICS, handle_batch=recorder.handle_batch, accepts=PROJECTED_EVENTS,
-                  registry=registry, on_assign=recorder.on_assign, stop=stop)
+    return ConsumerLoop(runtime, topics=TOPICS, strategy=BatchStrategy(recorder.handle_batch),
+                        accepts=PROJECTED_EVENTS, registry=registry, on_assign=recorder.on_assign, stop=stop)
 
 
 def prune_in_background(store: ReadStore, settings: RecorderSettings, stop: threading.Event) -> threading.Thread:

@@ -1,6 +1,6 @@
 """Wiring of the submitter: listing.ready -> SP-API -> listing.submission.completed (+ the
-accepted-hash table), on the runtime's ConcurrentWorker so a throttled seller never holds up
-the others or the poll loop."""
+accepted-hash table), on the runtime's consumer loop with its concurrent strategy, so a throttled
+seller never holds up the others or the poll loop."""
 
 from __future__ import annotations
 
@@ -8,9 +8,9 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.bus import ensure_topics
-from catalog_sync.runtime.concurrent_worker import ConcurrentWorker, RawOutgoing
+from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RawOutgoing, StopSignal
 from catalog_sync.runtime.topics import LISTING_ACCEPTED_HASHES, LISTING_READY, LISTING_SUBMISSION_COMPLETED
-from catalog_sync.runtime.worker import Incoming, Outgoing, StopSignal
 from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.metrics import SpApiMetrics
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
@@ -33,7 +33,7 @@ def outputs_of(submitted: Submitted) -> list[Outgoing | RawOutgoing]:
 
 
 def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
-                 stop: StopSignal | None = None) -> tuple[ConcurrentWorker, Submitter, SpApiClient, object]:
+                 stop: StopSignal | None = None) -> tuple[ConsumerLoop, Submitter, SpApiClient, object]:
     registry = registry or CollectorRegistry()
     metrics = SpApiMetrics(registry)
     client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
@@ -81,10 +81,11 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
             hashes.wait_until_current()  # the previous owner's accepted hashes first
         return None
 
-    worker = ConcurrentWorker(settings.runtime, topics=[LISTING_READY], handle=handle, accepts={"ListingReady"},
-                              registry=registry, on_assign=on_assign, stop=stop,
-                              max_in_flight_per_partition=settings.max_in_flight_per_partition,
-                              shutdown_drain_s=settings.shutdown_drain_s)
+    strategy = ConcurrentStrategy(handle, on_close=client.aclose,
+                                  max_in_flight_per_partition=settings.max_in_flight_per_partition,
+                                  shutdown_drain_s=settings.shutdown_drain_s)
+    worker = ConsumerLoop(settings.runtime, topics=[LISTING_READY], strategy=strategy, accepts={"ListingReady"},
+                          registry=registry, on_assign=on_assign, stop=stop)
     return worker, submitter, client, hashes
 
 
@@ -93,13 +94,13 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
     ensure_topics(settings.runtime, [settings.runtime.topic(t) for t in (LISTING_READY, LISTING_SUBMISSION_COMPLETED)])
     ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_ACCEPTED_HASHES)],
                   configs={settings.runtime.topic(LISTING_ACCEPTED_HASHES): {"cleanup.policy": "compact"}})
-    worker, _submitter, client, hashes = build_worker(settings, registry=registry, stop=stop)
+    worker, _submitter, _client, hashes = build_worker(settings, registry=registry, stop=stop)
     if hashes is not None:
         hashes.start()
         hashes.wait_until_current(timeout_s=60)
         log.info("accepted-hash table loaded", listings=len(hashes.hashes))
     try:
-        worker.run(on_close=client.aclose)
+        worker.run()  # the strategy closes the SP-API client on its event loop at the end
     finally:
         if hashes is not None:
             hashes.close()

@@ -8,9 +8,10 @@ import time
 import structlog
 from prometheus_client import CollectorRegistry
 
+from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.config import RuntimeSettings
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, StopSignal
 from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED
-from catalog_sync.runtime.worker import Incoming, Outgoing, StopSignal, Worker
 
 from .families import FailedParents
 from .handler import handle_change
@@ -56,7 +57,7 @@ def _log_compiled(compiled: CompiledProductType) -> None:
 
 
 class ValidatorBatchHandler:
-    """The Worker's batch handler: the pure core per change, plus metrics and one log line per
+    """The worker loop's batch handler: the pure core per change, plus metrics and one log line per
     rejected item (accepted ones log at debug: 5,000 lines a second help nobody)."""
 
     def __init__(self, validator: ItemValidator, default_seller_id: str | None, metrics: ValidatorMetrics):
@@ -91,12 +92,12 @@ class ValidatorBatchHandler:
 
 
 def build_worker(runtime: RuntimeSettings, settings: ValidatorSettings, *,
-                 registry: CollectorRegistry | None = None, stop: StopSignal | None = None) -> Worker:
+                 registry: CollectorRegistry | None = None, stop: StopSignal | None = None) -> ConsumerLoop:
     registry = registry or CollectorRegistry()
     handler = ValidatorBatchHandler(ItemValidator(build_schemas(settings)), settings.default_seller_id,
                                     ValidatorMetrics(registry))
-    return Worker(runtime, topics=[CATALOG_ITEM_CHANGED], handle_batch=handler, accepts=["CatalogItemChanged"],
-                  registry=registry, stop=stop)
+    return ConsumerLoop(runtime, topics=[CATALOG_ITEM_CHANGED], strategy=BatchStrategy(handler),
+                        accepts=["CatalogItemChanged"], registry=registry, stop=stop)
 
 
 def run(runtime: RuntimeSettings, settings: ValidatorSettings) -> None:

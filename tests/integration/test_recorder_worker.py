@@ -12,8 +12,9 @@ from catalog_sync.recorder.read_model import ItemFilters, ReadModel
 from catalog_sync.recorder.service import TOPICS, Recorder, build_worker
 from catalog_sync.recorder.settings import RecorderSettings
 from catalog_sync.recorder.store import ReadStore
+from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.worker import StopSignal, Worker
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, StopSignal
 from tests.support.background import running_in_thread, wait_until
 from tests.support.broker import publish_raw, read_events
 from tests.support.sample_events import TOPIC_OF, SampleRun
@@ -68,6 +69,15 @@ def test_worker_projects_a_run_ignores_duplicates_and_dead_letters_garbage(runti
     assert registry.get_sample_value("recorder_events_projected_total", {"event_type": "CatalogItemChanged"}) == 12
     assert registry.get_sample_value("recorder_events_skipped_total", {"reason": "duplicate"}) == 3
     assert registry.get_sample_value("recorder_runs", {"status": "finished_with_errors"}) == 1
+
+    def processed(kind: str, outcome: str) -> float:
+        labels = {"service": "recorder", "topic": runtime.topic(TOPIC_OF[kind]), "outcome": outcome}
+        return registry.get_sample_value("pipeline_messages_processed_total", labels) or 0
+
+    # A batch spans the four topics: each message is counted once, under its own topic.
+    assert processed("CatalogItemChanged", "ok") == 15
+    assert (processed("SubmissionCompleted", "ok"), processed("SubmissionCompleted", "dead_letter")) == (12, 1)
+    assert processed("RunOpened", "ok") == 2  # RunOpened and RunClosed
     assert dead[0][2]["reason"] == "not_avro" and dead[0][2]["partition"] >= 0
 
 
@@ -87,8 +97,8 @@ def test_positions_come_from_the_read_store_not_from_kafka(runtime_settings, sto
     second = runtime_settings("recorder", group_id=first.group_id + "-fresh")
     registry, stop2 = CollectorRegistry(), StopSignal()
     recorder = Recorder(store, first.group_id, RecorderMetrics(registry))  # same positions in the store
-    worker = Worker(second, topics=TOPICS, handle_batch=recorder.handle_batch, accepts=PROJECTED_EVENTS,
-                    registry=registry, on_assign=recorder.on_assign, stop=stop2)
+    worker = ConsumerLoop(second, topics=TOPICS, strategy=BatchStrategy(recorder.handle_batch),
+                          accepts=PROJECTED_EVENTS, registry=registry, on_assign=recorder.on_assign, stop=stop2)
     with running_in_thread(worker.run, stop2, "recorder"):
         publish(second, [run.submitted("HB-0")])
         wait_until(lambda: model.items(ItemFilters(status="finished"))["summary"]["total"] == 1, timeout_s=60,

@@ -1,4 +1,4 @@
-"""The runtime's ConcurrentWorker (the submitter's loop) over a Kafka-protocol broker: a blocked
+"""The consumer loop with its concurrent strategy (the submitter's) over a Kafka-protocol broker: a blocked
 message does not hold up others, only the completed prefix is committed, busy partitions are
 paused and resumed."""
 
@@ -11,9 +11,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.codec import AvroCodec
-from catalog_sync.runtime.concurrent_worker import ConcurrentWorker, _Task
+from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy, _Task
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, Outgoing, StopSignal
 from catalog_sync.runtime.events import new_header, utc_now
-from catalog_sync.runtime.worker import Outgoing, StopSignal
 from tests.support.background import running_in_thread, wait_until
 from tests.support.broker import publish_raw, read_events
 
@@ -27,7 +27,7 @@ def closed(count: int) -> dict:
 
 
 class Harness:
-    """A ConcurrentWorker in a thread; items in `blocked` wait until `release()` (or a stop)."""
+    """A concurrent consumer loop in a thread; items in `blocked` wait until `release()` (or a stop)."""
 
     def __init__(self, settings, blocked=(), finishing=(), **options):
         self.blocked = set(blocked)
@@ -35,9 +35,10 @@ class Harness:
         self.seen: list[int] = []
         self.stop = StopSignal()
         self.registry = CollectorRegistry()
-        self.worker = ConcurrentWorker(settings, topics=[SOURCE], handle=self.handle, accepts={"RunClosed"},
-                                       registry=self.registry, stop=self.stop, commit_interval_s=0.2, **options)
-        self.gate = self.worker.run_in_loop(self._make_gate())
+        self.strategy = ConcurrentStrategy(self.handle, commit_interval_s=0.2, **options)
+        self.worker = ConsumerLoop(settings, topics=[SOURCE], strategy=self.strategy, accepts={"RunClosed"},
+                                   registry=self.registry, stop=self.stop)
+        self.gate = self.strategy.run_in_event_loop(self._make_gate())
 
     @staticmethod
     async def _make_gate():
@@ -55,7 +56,7 @@ class Harness:
         return [Outgoing(SINK, message.key, "RunClosed", {**message.event, "item_count": count + 1000})]
 
     def release(self):
-        self.worker.loop.call_soon_threadsafe(self.gate.set)
+        self.strategy.event_loop.call_soon_threadsafe(self.gate.set)
 
     def __enter__(self):
         self._running = running_in_thread(self.worker.run, self.stop, "concurrent-worker", 60)
@@ -80,7 +81,7 @@ def test_a_blocked_message_does_not_hold_up_the_others_and_only_the_prefix_is_co
     # Stopped with message 3 in flight: offsets 0-2 were committed, 3 onwards were not.
     with Harness(settings) as again:
         wait_until(lambda: len(again.seen) >= 7, 60, message="replay after restart")
-        wait_until(lambda: again.worker.in_flight == 0, 30, message="replay finished")
+        wait_until(lambda: again.strategy.in_flight == 0, 30, message="replay finished")
         assert sorted(again.seen) == [3, 4, 5, 6, 7, 8, 9]
 
 
@@ -97,7 +98,7 @@ def test_a_handled_message_is_freed_at_once_not_left_to_the_garbage_collector(ru
     try:
         with Harness(settings) as harness:
             assert len(read_events(settings, SINK, 20, timeout_s=60)) == 20
-            wait_until(lambda: harness.worker.in_flight == 0, 30, message="every message handled")
+            wait_until(lambda: harness.strategy.in_flight == 0, 30, message="every message handled")
             wait_until(lambda: tasks_alive() == 0, 10, message="handled messages freed without gc")
     finally:
         gc.enable()
@@ -107,7 +108,7 @@ def test_a_partition_with_too_much_in_flight_is_paused_then_resumed(runtime_sett
     settings = runtime_settings("concurrent")
     publish(settings, range(10))
     with Harness(settings, blocked=set(range(100)), max_in_flight_per_partition=5) as harness:
-        wait_until(lambda: harness.worker.in_flight >= 5, 60, message="messages in flight")
+        wait_until(lambda: harness.strategy.in_flight >= 5, 60, message="messages in flight")
         wait_until(lambda: harness.worker._paused, 30, message="partition paused")
         publish(settings, range(10, 20))  # same partition: must wait while it is paused
         for i in range(8):  # other keys, other partitions: proof the consumer keeps polling
@@ -128,10 +129,10 @@ def test_a_message_finished_as_the_stop_began_still_has_its_outputs_produced(run
     settings = runtime_settings("concurrent")
     publish(settings, [7])
     with Harness(settings, shutdown_drain_s=0.0) as harness:
-        worker = harness.worker
-        look = worker._drain
-        worker._drain = lambda block_s=0.0: None if worker._tasks else look(block_s)
-        wait_until(lambda: harness.seen == [7] and worker._done.qsize() == 1, 60, message="the message finished")
+        strategy = harness.strategy
+        look = strategy._drain
+        strategy._drain = lambda block_s=0.0: None if strategy._tasks else look(block_s)
+        wait_until(lambda: harness.seen == [7] and strategy._done.qsize() == 1, 60, message="the message finished")
     outputs = read_events(settings, SINK, 1, timeout_s=30)
     assert [e["item_count"] for _, _, e in outputs] == [1007]
 
@@ -146,4 +147,4 @@ def test_a_stop_interrupts_handlers_and_publishes_what_they_finish(runtime_setti
     outputs = read_events(settings, SINK, 1, timeout_s=30)
     assert [e["item_count"] for _, _, e in outputs] == [1000]
     with Harness(settings) as again:  # offset 0 was committed with its outcome; offset 1 comes back
-        wait_until(lambda: again.seen == [1] and again.worker.in_flight == 0, 60, message="replay after restart")
+        wait_until(lambda: again.seen == [1] and again.strategy.in_flight == 0, 60, message="replay after restart")

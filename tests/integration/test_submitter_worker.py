@@ -13,9 +13,9 @@ from catalog_sync.amazon_emulator.sandbox import ACCEPTED as SANDBOX_ACCEPTED
 from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.consumer_loop import StopSignal
 from catalog_sync.runtime.events import new_header
 from catalog_sync.runtime.topics import LISTING_READY, LISTING_SUBMISSION_COMPLETED, dead_letter_topic
-from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.submitter.service import run
 from catalog_sync.submitter.settings import SubmitterSettings
 from tests.support.background import running_in_thread

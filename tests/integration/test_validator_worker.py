@@ -9,9 +9,9 @@ import pytest
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.consumer_loop import StopSignal
 from catalog_sync.runtime.events import item_key, new_header
 from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED, LISTING_READY, LISTING_VALIDATION_FAILED
-from catalog_sync.runtime.worker import StopSignal
 from catalog_sync.validator.service import build_worker
 from catalog_sync.validator.settings import ValidatorSettings
 from tests.support.background import running_in_thread

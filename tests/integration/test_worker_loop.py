@@ -1,13 +1,14 @@
-"""The shared worker loop over a real Kafka-protocol broker: commit, dead letters, graceful stop."""
+"""The consumer loop (batch strategy) over a real Kafka-protocol broker: commit, dead letters, graceful stop."""
 
 import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
 
+from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.consumer_loop import ConsumerLoop, Outgoing, StopSignal
 from catalog_sync.runtime.events import new_header, utc_now
-from catalog_sync.runtime.worker import Outgoing, StopSignal, Worker
 from tests.support.background import wait_until
 from tests.support.broker import publish_raw, read_events
 
@@ -21,15 +22,15 @@ def closed_event(count: int) -> dict:
 
 
 class EchoWorker:
-    """Runs a Worker in a thread that re-publishes every RunClosed with item_count + 1000."""
+    """Runs a batch consumer loop in a thread that re-publishes every RunClosed with item_count + 1000."""
 
     def __init__(self, settings, fail_on: int | None = None):
         self.seen: list[int] = []
         self.stop = StopSignal()
         self.fail_on = fail_on
         self.registry = CollectorRegistry()
-        self.worker = Worker(settings, topics=[SOURCE], handle_batch=self.handle, accepts={"RunClosed"},
-                             registry=self.registry, stop=self.stop)
+        self.worker = ConsumerLoop(settings, topics=[SOURCE], strategy=BatchStrategy(self.handle),
+                                   accepts={"RunClosed"}, registry=self.registry, stop=self.stop)
         self.thread = threading.Thread(target=self.worker.run, daemon=True)
 
     def handle(self, batch):

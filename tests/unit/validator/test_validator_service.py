@@ -10,7 +10,7 @@ from prometheus_client import CollectorRegistry
 from validator_fixtures import change, complete_hairband
 
 from catalog_sync.runtime.config import ConfigError
-from catalog_sync.runtime.worker import Incoming, Outgoing
+from catalog_sync.runtime.consumer_loop import Incoming, Outgoing
 from catalog_sync.validator.metrics import ValidatorMetrics
 from catalog_sync.validator.service import ValidatorBatchHandler, build_schemas
 from catalog_sync.validator.settings import ValidatorSettings

@@ -1,6 +1,6 @@
-"""The commit point of the concurrent worker: only the contiguous completed prefix is committed."""
+"""The commit point of the consumer loop: only the contiguous completed prefix of a partition is committed."""
 
-from catalog_sync.runtime.concurrent_worker import PartitionProgress
+from catalog_sync.runtime.consumer_loop import PartitionProgress
 
 
 def test_commit_point_waits_for_the_oldest_message_in_flight():

@@ -1,0 +1,217 @@
+"""The consumer loop under both strategies, over the in-memory bus: at-least-once commits, revokes,
+dead letters, the dead-letter budget, graceful stops and the shared pipeline metrics."""
+
+from __future__ import annotations
+
+import asyncio
+
+import pytest
+from loop_fixtures import (
+    CODEC,
+    SETTINGS,
+    STYLES,
+    TP,
+    dead_letters,
+    drive,
+    echo,
+    handled,
+    make_loop,
+    metric,
+    outputs,
+    publish,
+    run_until,
+    settings,
+)
+
+from catalog_sync.runtime.dead_letters import DeadLetterFlood
+from catalog_sync.runtime.memory_bus import MemoryBus
+
+
+@pytest.fixture
+def bus() -> MemoryBus:
+    return MemoryBus()
+
+
+def delivered_counts_before(bus: MemoryBus, index: int) -> set[int]:
+    out = bus.records(SETTINGS.topic("out"))
+    return {CODEC.decode(out[e[3]].value)[1]["item_count"] for e in bus.events[:index]
+            if e[0] == "delivered" and e[1] == SETTINGS.topic("out")}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_an_offset_is_committed_only_once_the_outputs_before_it_are_delivered(style, bus):
+    publish(bus, [1, 2, 3])  # offsets 0-2
+    bus.fail_flushes = 1  # the broker does not confirm the first outputs
+    loop = make_loop(bus, style)
+    run_until(loop, bus, lambda: bus.committed.get(TP) == 3)
+
+    assert sorted(outputs(bus)) == [1001, 1002, 1003], "an output was lost or produced twice"
+    commits = [(i, e[1][TP]) for i, e in enumerate(bus.events) if e[0] == "committed" and TP in e[1]]
+    assert commits and commits[-1][1] == 3  # offset + 1 of the last message
+    assert any(e[0] == "flush_failed" for e in bus.events[:commits[0][0]])
+    for index, offset in commits:  # offset N committed: the outputs of offsets 0..N-1 (counts 1..N) are out
+        assert set(range(1001, 1001 + offset)) <= delivered_counts_before(bus, index)
+
+
+def test_a_revoke_in_a_batch_loop_keeps_the_commit_of_what_is_done_and_drops_what_is_held(bus):
+    publish(bus, range(5))  # offsets 0-4; a batch holds 3
+    batches, at_revoke = [], []
+
+    def handle_batch(batch):
+        batches.append([m.offset for m in batch])
+        return []
+
+    loop = make_loop(bus, "batch", handle_batch=handle_batch, runtime=settings(max_poll_records=3,
+                                                                              batch_linger_ms=60_000),
+                     on_revoke=lambda partitions: at_revoke.append(dict(bus.committed)))
+    # Offsets 3-4 are held waiting for a fuller batch when the partition is revoked and assigned
+    # again: the copies held must go (they come back from the committed offset), or they run twice.
+    drive(loop, bus, (lambda: True, lambda: (bus.revoke([TP]), bus.assign([TP]))))
+
+    assert at_revoke == [{TP: 3}]
+    assert batches == [[0, 1, 2], [3, 4]]
+    assert bus.committed == {TP: 5}
+
+
+def test_a_revoke_in_a_concurrent_loop_commits_the_finished_prefix_and_gives_back_the_rest(bus):
+    publish(bus, range(5))  # item_count = offset
+    interrupted = []
+
+    async def handle(message):
+        if message.offset == 2:  # a call that does not answer before the revoke
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                interrupted.append(message.offset)
+                raise
+        return echo(message)
+
+    loop = make_loop(bus, "concurrent", handle, commit_interval_s=60.0, revoke_drain_s=0.0)
+    drive(loop, bus, (lambda: handled(loop) == 4,
+                      lambda: bus.revoke([TP])))
+
+    assert bus.committed == {TP: 2}, "offsets 0-1 are done; 2 is not, so 3-4 wait for it"
+    assert interrupted == [2]
+    assert sorted(outputs(bus)) == [1000, 1001, 1003, 1004]
+
+
+class WrongHost(Exception):
+    """What the submitter raises for a request that would reach the wrong Amazon host."""
+
+    dead_letter_reason = "wrong_amazon_host"
+
+
+@pytest.mark.parametrize("style", STYLES)
+@pytest.mark.parametrize(("error", "reason"), [
+    (ValueError("cannot handle 666"), "handler_error"),
+    (WrongHost("https://sellingpartnerapi-fe.amazon.com is not the seller's region"), "wrong_amazon_host"),
+], ids=["plain", "with-dead-letter-reason"])
+def test_a_failing_message_is_dead_lettered_with_its_reason_and_the_others_flow(style, error, reason, bus):
+    sent = publish(bus, [1, 666, 2])
+
+    def handle(message):
+        if message.event["item_count"] == 666:
+            raise error
+        return echo(message)
+
+    loop = make_loop(bus, style, handle)
+    run_until(loop, bus, lambda: bus.committed.get(TP) == 3)
+
+    assert sorted(outputs(bus)) == [1001, 1002]
+    [letter] = dead_letters(bus)
+    assert letter["reason"] == reason and str(error) in letter["error"]
+    assert (letter["service"], letter["topic"], letter["partition"], letter["offset"]) == ("svc", "t.in", 0, 1)
+    assert letter["key"] == b"k" and letter["value"] == sent[1].value  # the original bytes, to replay once fixed
+    assert metric(loop, "pipeline_dead_letters_total", topic="t.in", reason=reason) == 1
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_undecodable_bytes_are_dead_lettered_with_the_raw_payload(style, bus):
+    publish(bus, [1])
+    bus.publish("t.in", "junk", b'{"not": "avro"}', partition=0)
+    publish(bus, [2])
+    loop = make_loop(bus, style)
+    run_until(loop, bus, lambda: bus.committed.get(TP) == 3)
+
+    assert sorted(outputs(bus)) == [1001, 1002]
+    [letter] = dead_letters(bus)
+    assert (letter["reason"], letter["value"], letter["offset"]) == ("not_avro", b'{"not": "avro"}', 1)
+    assert metric(loop, "pipeline_dead_letters_total", topic="t.in", reason="not_avro") == 1
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_a_flood_of_dead_letters_stops_the_loop_loudly_without_committing_past_it(style, bus):
+    publish(bus, [1, 666, 666, 666, 2])
+    loop = make_loop(bus, style, runtime=settings(dead_letters_per_minute=2))
+    with pytest.raises(DeadLetterFlood):
+        run_until(loop, bus, lambda: False)
+
+    assert bus.committed.get(TP, 0) <= 1, "messages past the flood were committed: a fixed deploy would skip them"
+    assert bus.consumers[0].closed and bus.producers[0].closed
+    assert metric(loop, "pipeline_worker_up") == 0
+
+
+def test_a_stop_in_a_batch_loop_handles_the_batch_in_hand_commits_and_closes(bus):
+    publish(bus, [1, 2, 3])
+    loop = make_loop(bus, "batch", runtime=settings(batch_linger_ms=60_000))  # the batch waits for more
+    run_until(loop, bus, lambda: True)  # stop at the first poll that finds nothing
+
+    assert sorted(outputs(bus)) == [1001, 1002, 1003]
+    assert bus.committed == {TP: 3}
+    closing = bus.events.index(("closed", "consumer"))
+    assert [e for e in bus.events[:closing] if e[0] == "committed"], "committed only after closing"
+    assert bus.producers[0].closed and metric(loop, "pipeline_worker_up") == 0
+
+
+def test_a_stop_in_a_concurrent_loop_lets_a_call_on_the_wire_finish_commits_and_closes(bus):
+    publish(bus, [1, 2, 3])
+    closed = []
+
+    async def handle(message):
+        if message.event["item_count"] == 2:  # a call already sent: interrupted, it still ends with its answer
+            try:
+                await asyncio.Event().wait()
+            except asyncio.CancelledError:
+                return echo(message)
+        return echo(message)
+
+    async def on_close():
+        closed.append(asyncio.get_running_loop().is_running())
+
+    loop = make_loop(bus, "concurrent", handle, commit_interval_s=60.0, shutdown_drain_s=30.0, on_close=on_close)
+    run_until(loop, bus, lambda: handled(loop) == 2)
+
+    assert sorted(outputs(bus)) == [1001, 1002, 1003]
+    assert bus.committed == {TP: 3}
+    assert closed == [True], "on_close did not run on the handlers' event loop"
+    closing = bus.events.index(("closed", "consumer"))
+    assert [e for e in bus.events[:closing] if e[0] == "committed"]
+    assert bus.producers[0].closed and metric(loop, "pipeline_worker_up") == 0
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_each_message_is_counted_once_under_its_own_topic_and_outcome(style, bus):
+    # The recorder reads several topics in one batch; a dead letter is not also a success.
+    publish(bus, [1, 666, 2], topic="in.a")
+    publish(bus, [3], topic="in.b")
+    bus.publish("t.in.b", "junk", b"\x00junk", partition=0)
+    loop = make_loop(bus, style, topics=("in.a", "in.b"))
+    run_until(loop, bus, lambda: bus.committed.get(("t.in.a", 0)) == 3 and bus.committed.get(("t.in.b", 0)) == 2)
+
+    def processed(topic, outcome):
+        return metric(loop, "pipeline_messages_processed_total", topic=topic, outcome=outcome)
+
+    assert (processed("t.in.a", "ok"), processed("t.in.a", "dead_letter")) == (2, 1)
+    assert (processed("t.in.b", "ok"), processed("t.in.b", "dead_letter")) == (1, 1)
+    assert metric(loop, "pipeline_messages_consumed_total", topic="t.in.a") == 3
+    assert metric(loop, "pipeline_messages_consumed_total", topic="t.in.b") == 2
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_processing_time_is_observed_for_every_message_handled(style, bus):
+    publish(bus, [1, 2, 666, 4, 5])
+    loop = make_loop(bus, style)
+    run_until(loop, bus, lambda: bus.committed.get(TP) == 5)
+
+    assert metric(loop, "pipeline_processing_duration_seconds_count") == 5
+    assert metric(loop, "pipeline_processing_duration_seconds_sum") > 0
