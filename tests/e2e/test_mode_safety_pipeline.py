@@ -10,22 +10,11 @@ import sys
 import httpx
 import pytest
 
-from catalog_sync.demo import DEMO_CREDENTIALS, DemoStack, sample_catalog
-from catalog_sync.runtime.processes import free_port
+from catalog_sync.demo import DEMO_CREDENTIALS, sample_catalog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
 
 LIVE, OTHER = "HB-1001", "HB-1002"  # valid HAIRBAND items of the sample catalog
-
-
-@pytest.fixture
-def stack(tmp_path, kafka_env):
-    stack = DemoStack(tmp_path / "stack", api_port=free_port(), kafka_env=kafka_env)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
 
 
 def cli(stack, *args: str) -> str:

@@ -6,20 +6,9 @@ import json
 import httpx
 import pytest
 
-from catalog_sync.demo import DemoStack, sample_catalog
-from catalog_sync.runtime.processes import free_port
+from catalog_sync.demo import sample_catalog
 
 pytestmark = [pytest.mark.kafka, pytest.mark.slow]
-
-
-@pytest.fixture
-def stack(tmp_path, kafka_env):
-    stack = DemoStack(tmp_path, api_port=free_port(), kafka_env=kafka_env)
-    try:
-        stack.start()
-        yield stack
-    finally:
-        stack.stop()
 
 
 def all_items(stack, run_id):

@@ -2,17 +2,14 @@
 
 from __future__ import annotations
 
-import uuid
-
 import httpx
 import pytest
 
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
-from catalog_sync.recorder.store import ReadStore
 from tests.support.background import serving
-from tests.support.requirements import POSTGRES_URL, postgres_answers, require
 from tests.support.sample_events import Partitions, SampleRun
+from tests.support.stores import STORE_KINDS, migrated_store
 
 RUN_KEYS = {"run_id", "mode", "endpoint", "status", "started_at", "finished_at", "counts"}
 ITEM_KEYS = {"reference", "item_type", "seller_id", "marketplace_id", "status", "run_id", "synced_at", "endpoint",
@@ -21,22 +18,10 @@ ITEM_KEYS = {"reference", "item_type", "seller_id", "marketplace_id", "status", 
 
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=STORE_KINDS)
 def store(request, tmp_path):
-    if request.param == "postgres":
-        require(postgres_answers(), f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        s = ReadStore(POSTGRES_URL, schema=schema)
-    else:
-        schema, s = None, ReadStore(f"sqlite:///{tmp_path / 'read.db'}")
-    s.migrate()
-    yield s
-    s.close()
-    if schema:
-        import psycopg
-
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
+    with migrated_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 @pytest.fixture

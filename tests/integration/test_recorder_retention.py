@@ -3,7 +3,6 @@
 
 from __future__ import annotations
 
-import uuid
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -12,8 +11,8 @@ from catalog_sync.recorder.read_model import ItemFilters, ReadModel
 from catalog_sync.recorder.retention import Pruner, RetentionPolicy
 from catalog_sync.recorder.store import ReadStore
 from catalog_sync.runtime.events import item_key
-from tests.support.requirements import POSTGRES_URL, postgres_answers, require
 from tests.support.sample_events import SELLER, US, Partitions, SampleRun
+from tests.support.stores import STORE_KINDS, migrated_store
 
 GROUP = "recorder"
 CATALOG = [f"HB-{i:03d}" for i in range(8)]
@@ -21,23 +20,10 @@ FIRST_RUN = datetime(2026, 1, 1, tzinfo=UTC)
 EVERY = timedelta(days=2)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=STORE_KINDS)
 def store(request, tmp_path):
-    if request.param == "postgres":
-        require(postgres_answers(), f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        opened = ReadStore(POSTGRES_URL, schema=schema)
-    else:
-        schema, opened = None, ReadStore(f"sqlite:///{tmp_path / 'read.db'}")
-    opened.migrate()
-    yield opened
-    opened.close()
-    if schema:
-        import psycopg
-        from psycopg import sql
-
-        with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-            conn.execute(sql.SQL("DROP SCHEMA {} CASCADE").format(sql.Identifier(schema)))
+    with migrated_store(request.param, tmp_path) as opened:
+        yield opened
 
 
 def sync_run(store: ReadStore, partitions: Partitions, n: int) -> SampleRun:

@@ -4,7 +4,6 @@ intact afterwards."""
 
 from __future__ import annotations
 
-import uuid
 from datetime import timedelta
 from urllib.parse import quote
 
@@ -17,8 +16,8 @@ from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import ReadModel
 from catalog_sync.recorder.store import ReadStore
 from tests.support.background import serving
-from tests.support.requirements import POSTGRES_URL, postgres_answers, require
 from tests.support.sample_events import Partitions, SampleRun
+from tests.support.stores import STORE_KINDS, migrated_store
 
 TABLES = ("items", "item_events", "runs", "run_items", "item_counts", "item_refs", "consumer_offsets",
           "schema_migrations")
@@ -34,36 +33,22 @@ PARAMS = ("reference", "status", "type", "since", "run_id", "cursor", "limit")
 
 
 
-@pytest.fixture(scope="module", params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(scope="module", params=STORE_KINDS)
 def api(request, tmp_path_factory):
     """A store with two runs: the last one (HB-00..HB-09) and an older one holding OLD-ONLY."""
-    if request.param == "postgres":
-        require(postgres_answers(), f"PostgreSQL does not answer at {POSTGRES_URL} (set TEST_POSTGRES_URL)")
-        schema = f"t_{uuid.uuid4().hex[:12]}"
-        store = ReadStore(POSTGRES_URL, schema=schema)
-    else:
-        schema, store = None, ReadStore(f"sqlite:///{tmp_path_factory.mktemp('inj') / 'read.db'}")
-    store.migrate()
-    partitions = Partitions()  # one offset sequence: a second one would look like a replay
-    old = SampleRun(run_id="run-old")
-    store.apply("recorder", partitions.messages([old.opened(), old.changed("OLD-ONLY"), old.submitted("OLD-ONLY"),
-                                                 old.closed(1)]))
-    run = SampleRun(run_id="run-new", start=old.start + timedelta(hours=1))
-    events = [run.opened()] + [run.changed(f"HB-{i:02d}") for i in range(10)]
-    events += [run.submitted(f"HB-{i:02d}", accepted=i % 2 == 0) for i in range(10)] + [run.closed(10)]
-    store.apply("recorder", partitions.messages(events))
-    before = table_state(store)
-    try:
+    with migrated_store(request.param, tmp_path_factory.mktemp("inj")) as store:
+        partitions = Partitions()  # one offset sequence: a second one would look like a replay
+        old = SampleRun(run_id="run-old")
+        store.apply("recorder", partitions.messages([old.opened(), old.changed("OLD-ONLY"), old.submitted("OLD-ONLY"),
+                                                     old.closed(1)]))
+        run = SampleRun(run_id="run-new", start=old.start + timedelta(hours=1))
+        events = [run.opened()] + [run.changed(f"HB-{i:02d}") for i in range(10)]
+        events += [run.submitted(f"HB-{i:02d}", accepted=i % 2 == 0) for i in range(10)] + [run.closed(10)]
+        store.apply("recorder", partitions.messages(events))
+        before = table_state(store)
         with serving(create_app(ReadModel(store)), log_level="critical") as url:
             yield url, store, before
         assert table_state(store) == before, "the tables changed under read-only requests"
-    finally:
-        store.close()
-        if schema:
-            import psycopg
-
-            with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
 
 
 def table_state(store: ReadStore) -> dict[str, int]:
