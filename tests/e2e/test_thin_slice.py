@@ -23,7 +23,7 @@ def test_sample_catalog_reaches_its_final_status_with_amazon_request_ids(stack):
     assert run["status"] == "finished_with_errors"
     items, summary = all_items(stack, run_id)
     assert set(items) == {c["reference"] for c in catalog}
-    assert summary == {"total": len(catalog), "pending": 0, "error": 6, "finished": len(catalog) - 6}
+    assert summary == {"total": len(catalog), "pending": 0, "error": 8, "finished": len(catalog) - 8}
 
     amazon = [r for r in httpx.get(f"{stack.emulator_url}/_emulator/requests", timeout=10).json()["requests"]
               if r.get("operation") in ("putListingsItem", "deleteListingsItem")]
@@ -36,7 +36,12 @@ def test_sample_catalog_reaches_its_final_status_with_amazon_request_ids(stack):
             assert reference not in sent_skus, f"{reference} should not have been sent"
             assert item["request_id"] is None
 
-    for reference in ("HB-1001", "HB-1002", "BP-2001", "BP-3000-BLACK"):
+    # Amazon turns BP-3000 down: its variants are not sent, and say which parent and why.
+    for reference in ("BP-3000-BLACK", "BP-3000-FOREST"):
+        assert reference not in sent_skus and items[reference]["error"]["code"] == "parent_not_accepted"
+        assert "BP-3000" in items[reference]["error"]["message"]
+
+    for reference in ("HB-1001", "HB-1002", "BP-2001"):
         item = items[reference]
         assert item["status"] == "finished"
         assert item["endpoint"] == "production"
