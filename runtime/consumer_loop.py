@@ -284,7 +284,6 @@ class ConsumerLoop:
 
     # -- in: poll → decode ------------------------------------------------------------------
     def _take(self, records: list[Record]) -> None:
-        per_topic: dict[str, int] = {}
         progress_of = self._progress
         for record in records:
             tp = (record.topic, record.partition)
@@ -292,23 +291,24 @@ class ConsumerLoop:
             if progress is None:  # polled just before a revoke/assign cycle settled
                 progress = progress_of[tp] = PartitionProgress()
             progress.started(record.offset)
-            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
-        for topic, count in per_topic.items():
-            self._counter("consumed", topic).inc(count)
         self.strategy.submit(records)
 
     def decode(self, records: list[Record]) -> list[Polled]:
-        """Messages of polled records; the undecodable ones go to the dead-letter topic with
-        their raw payload. Strategies call it when the records' turn comes: a batch strategy
-        after its linger, whose polls must not wait behind decoding, or fewer records arrive in
-        time and batches shrink."""
+        """Messages of records taken into handling, counted as consumed; the undecodable ones go
+        to the dead-letter topic with their raw payload. Strategies call it when the records'
+        turn comes: the batch strategy once its linger is over, so the polls topping a batch up
+        do not wait behind decoding, and records it drops on a revoke are not counted."""
         polled, dead = [], []
+        per_topic: dict[str, int] = {}
         decode = self._decode
         for record in records:
+            per_topic[record.topic] = per_topic.get(record.topic, 0) + 1
             try:
                 polled.append(Polled(record, decode(record)))
             except DecodeError as exc:
                 dead.append((record, exc.reason, exc.detail))
+        for topic, count in per_topic.items():
+            self._counter("consumed", topic).inc(count)
         if dead:
             self.finish([], [], dead)
         return polled
