@@ -14,9 +14,9 @@ from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from kafka.partitioner.default import DefaultPartitioner
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
@@ -310,27 +310,34 @@ class BusProducer:
 
 
 def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: int = 4,
-                  configs: dict[str, dict[str, str]] | None = None) -> None:
-    """Create topics if missing. Brokers that cannot (the embedded mock cluster has no controller for
-    CreateTopics) fall back to auto-creation on first metadata request."""
+                  configs: dict[str, dict[str, str]] | None = None, replication_factor: int = -1) -> None:
+    """Create the topics that are missing and wait until each partition has a leader;
+    `replication_factor` -1 takes the broker's default.replication.factor. Brokers that cannot (the
+    embedded mock cluster has no controller for CreateTopics) fall back to auto-creation on first
+    metadata request; a topic that neither way brings raises BusError."""
     names = list(topics)
     configs = configs or {}
+    refused: dict[str, object] = {}
     try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=5_000)
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=5_000, bootstrap_timeout_ms=10_000)
     except KafkaError as exc:
         log.warning("admin client unavailable (%s); relying on auto-creation", exc)
         admin = None
     if admin is not None:
         try:
-            existing = set(admin.list_topics())
-            missing = [n for n in names if n not in existing]
+            missing = [n for n in names if n not in set(admin.list_topics())]
             if missing:
-                admin.create_topics(
-                    [NewTopic(n, partitions, 1, topic_configs=configs.get(n, {})) for n in missing],
-                    timeout_ms=5_000,
+                result = admin.create_topics(
+                    {n: {"num_partitions": partitions, "replication_factor": replication_factor,
+                         "configs": configs.get(n, {})} for n in missing},
+                    timeout_ms=10_000, raise_errors=False,
                 )
-        except TopicAlreadyExistsError:
-            pass
+                refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
+                           for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
+                admin.wait_for_topics([n for n in missing if n not in refused], timeout_ms=30_000)
+            if not refused:
+                return
+            log.info("CreateTopics refused %s; relying on auto-creation", refused)
         except KafkaError as exc:
             log.info("CreateTopics not available (%s); relying on auto-creation", exc)
         finally:
@@ -343,6 +350,47 @@ def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: 
             try:
                 probe.partitions_for(name)
             except KafkaError as exc:
+                if name in refused:
+                    raise BusError(f"topic {name} could not be created: {refused[name]}") from exc
                 log.warning("topic %s not available yet: %s", name, exc)
     finally:
         probe.close(timeout=5)
+
+
+def cluster_brokers(settings: RuntimeSettings, timeout_s: float = 5.0) -> set[int]:
+    """Ids of the brokers the cluster's metadata lists as serving (fenced ones left out), asked
+    through `settings.kafka_bootstrap_servers`. BusError when no broker answers in `timeout_s`."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        cluster = admin.describe_cluster()
+    except KafkaError as exc:
+        raise BusError(f"DescribeCluster failed: {exc}") from exc
+    finally:
+        admin.close()
+    return {broker["broker_id"] for broker in cluster["brokers"] if not broker.get("is_fenced")}
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    leader: int  # -1 while the partition has none
+    replicas: tuple[int, ...]
+    in_sync: tuple[int, ...]
+
+
+def describe_partitions(settings: RuntimeSettings, topic: str, timeout_s: float = 5.0) -> dict[int, PartitionState]:
+    """Leader, replicas and in-sync replicas of each partition of `topic`, from the metadata."""
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        (found,) = admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise BusError(f"metadata of {topic} unavailable: {exc}") from exc
+    finally:
+        admin.close()
+    return {p["partition_index"]: PartitionState(p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
+            for p in found["partitions"]}
