@@ -97,6 +97,10 @@ class BusConsumer:
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         on_lost: Callable[[list[TopicPartition]], None] | None = None,
     ):
+        topics = list(topics)
+        # A group that subscribes before its topic exists would only see it at a metadata refresh,
+        # and brokers that do not auto-create (as production ones should not) would never make it.
+        ensure_topics(settings, topics)
         self._consumer = KafkaConsumer(
             **_client_config(settings),
             group_id=group_id or settings.group_id,
@@ -114,7 +118,7 @@ class BusConsumer:
             metadata_max_age_ms=10_000,
         )
         self._consumer.subscribe(
-            topics=list(topics), listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
+            topics=topics, listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
         )
         self._poll_failures = 0
 
@@ -280,11 +284,21 @@ class BusProducer:
             retries=5,
             partitioner=KeyHashPartitioner(),
         )
+        self._settings = settings
+        self._topics_known: set[str] = set()
         self._pending = []
 
     def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None:
         if isinstance(key, str):
             key = key.encode("utf-8")
+        if topic not in self._topics_known:
+            # Created with our partition count rather than a broker's auto-creation default (1 on
+            # Apache Kafka), or not at all where auto-creation is off.
+            try:
+                ensure_topics(self._settings, [topic])
+            except BusError as exc:
+                raise DeliveryError(f"topic {topic} unavailable: {exc}", [(topic, key, value, headers)]) from exc
+            self._topics_known.add(topic)
         try:
             future = self._producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as exc:  # e.g. no metadata within max_block_ms while the broker is away
