@@ -270,18 +270,29 @@ class KeyHashPartitioner(DefaultPartitioner):
         return sorted(partitions)[hashed % len(partitions)]
 
 
+FLUSH_TIMEOUT_S = 30
+
+
 class BusProducer:
     """Keyed producer; `flush()` raises BusError if any send since the last flush failed."""
 
     def __init__(self, settings: RuntimeSettings, *, linger_ms: int = 5):
         self._producer = KafkaProducer(
             **_client_config(settings),
+            # A record counts as sent once every in-sync replica has it (with the topic's
+            # min.insync.replicas, at least two of three), and the broker drops a batch retried
+            # after a lost answer (idempotence: explicit, so a conflicting setting raises).
             acks="all",
+            enable_idempotence=True,
+            # Retries are bounded by time, not by count: a batch waits out a leader failover
+            # (a killed broker is noticed after its session timeout, 9 s by default) and gives up
+            # when flush() does, so a batch the caller resends is not also delivered late.
+            delivery_timeout_ms=FLUSH_TIMEOUT_S * 1000,
+            request_timeout_ms=15_000,
             linger_ms=linger_ms,
             compression_type=settings.kafka_compression,
             batch_size=256 * 1024,
             max_request_size=8 * 1024 * 1024,
-            retries=5,
             partitioner=KeyHashPartitioner(),
         )
         self._settings = settings
@@ -305,7 +316,7 @@ class BusProducer:
             raise DeliveryError(f"send failed: {exc}", [(topic, key, value, headers)]) from exc
         self._pending.append((future, (topic, key, value, headers)))
 
-    def flush(self, timeout_s: float = 30.0) -> None:
+    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
