@@ -10,6 +10,7 @@ and started again on its own data, as fault tests need.
 from __future__ import annotations
 
 import base64
+import functools
 import logging
 import os
 import re
@@ -189,14 +190,19 @@ def _free_ports(count: int) -> list[int]:
             sock.close()
 
 
-def _die_with_parent() -> None:
-    """In the child before exec: Linux kills the JVM if the process that started it dies (a test run
-    killed by its timeout, a kill -9), instead of leaving a broker behind."""
-    if sys.platform.startswith("linux"):
-        import ctypes
+@functools.cache
+def _parent_death_signal():
+    """A function for the child between fork and exec: Linux kills the JVM if the process that
+    started it dies (a test run killed by its timeout, a kill -9) instead of leaving a broker
+    behind. libc is looked up here, in the parent: the child may only call it (no imports or
+    dlopen there, whose locks another thread of ours could hold at the fork)."""
+    if not sys.platform.startswith("linux"):
+        return None
+    import ctypes
 
-        PR_SET_PDEATHSIG = 1
-        ctypes.CDLL(None, use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGKILL)
+    prctl = ctypes.CDLL(None, use_errno=True).prctl
+    pr_set_pdeathsig = 1
+    return lambda: prctl(pr_set_pdeathsig, signal.SIGKILL)
 
 
 LOG4J2_XML = """<?xml version="1.0" encoding="UTF-8"?>
@@ -388,7 +394,7 @@ class ApacheKafkaCluster:
             node.process = subprocess.Popen(
                 command, stdout=out, stderr=subprocess.STDOUT, stdin=subprocess.DEVNULL,
                 start_new_session=True,  # Ctrl-C reaches us, and we stop the nodes in order
-                preexec_fn=_die_with_parent,
+                preexec_fn=_parent_death_signal(),
             )
 
     def _wait_for(self, node_ids: set[int], bootstrap: str, deadline: float) -> None:
