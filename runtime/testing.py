@@ -54,8 +54,6 @@ def unique_prefix() -> str:
 
 
 TEST_KAFKA_ENV = "CATALOG_SYNC_TEST_KAFKA"  # auto (default) | apache | embedded
-KIND_NAMES = {"env": "KAFKA_BOOTSTRAP_SERVERS", "apache": "Apache Kafka", "testcontainers": "Kafka in Docker",
-              "embedded": "the embedded mock"}
 
 
 @dataclass
@@ -72,11 +70,6 @@ class KafkaForTests:
         if self.api_version:
             env["KAFKA_API_VERSION"] = self.api_version
         return env
-
-    @property
-    def real(self) -> bool:
-        """A real Kafka broker (explicit topics, negotiated protocol), not the mock."""
-        return self.kind != "embedded"
 
     def close(self) -> None:
         for close in reversed(self._closers):
