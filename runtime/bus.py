@@ -270,9 +270,6 @@ class KeyHashPartitioner(DefaultPartitioner):
         return sorted(partitions)[hashed % len(partitions)]
 
 
-FLUSH_TIMEOUT_S = 30
-
-
 class BusProducer:
     """Keyed producer; `flush()` raises BusError if any send since the last flush failed."""
 
@@ -284,11 +281,12 @@ class BusProducer:
             # after a lost answer (idempotence: explicit, so a conflicting setting raises).
             acks="all",
             enable_idempotence=True,
-            # Retries are bounded by time, not by count: a batch waits out a leader failover
-            # (a killed broker is noticed after its session timeout, 9 s by default) and gives up
-            # when flush() does, so a batch the caller resends is not also delivered late.
-            delivery_timeout_ms=FLUSH_TIMEOUT_S * 1000,
-            request_timeout_ms=15_000,
+            # Retries are bounded by time, not by count: a batch waits out a leader failover (a
+            # killed broker is noticed after its session timeout, 9 s by default) or a short outage.
+            # Not as short as an outage we ride out: when a batch already sent expires, kafka-python's
+            # idempotent producer starts over with a new producer id, and with 30 s here it once
+            # delivered nothing for minutes after a 30 s broker cut (docs/operations.md).
+            delivery_timeout_ms=120_000,
             linger_ms=linger_ms,
             compression_type=settings.kafka_compression,
             batch_size=256 * 1024,
@@ -316,7 +314,7 @@ class BusProducer:
             raise DeliveryError(f"send failed: {exc}", [(topic, key, value, headers)]) from exc
         self._pending.append((future, (topic, key, value, headers)))
 
-    def flush(self, timeout_s: float = FLUSH_TIMEOUT_S) -> None:
+    def flush(self, timeout_s: float = 30.0) -> None:
         pending, self._pending = self._pending, []
         if not pending:
             return
