@@ -117,11 +117,6 @@ class BusConsumer:
             # sees them at the next metadata refresh: seconds, not kafka-python's 5 minutes.
             metadata_max_age_ms=10_000,
         )
-        # kafka-python joins the group without waiting for the topics' metadata (only pattern
-        # subscriptions wait), and a leader without it assigns nothing: seen once with a new group
-        # on Apache Kafka, which then read nothing for a minute. Known partitions first.
-        for topic in topics:
-            self._consumer.partitions_for_topic(topic)
         self._consumer.subscribe(
             topics=topics, listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
         )
