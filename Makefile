@@ -4,8 +4,9 @@ PYTHON ?= python3
 VENV ?= .venv
 BIN = $(VENV)/bin
 STAMP = $(VENV)/.installed-stamp
+KAFKA_NODES ?= 1
 
-.PHONY: demo test test-fast bench lint install clean
+.PHONY: demo test test-fast bench lint install clean kafka kafka-jars
 
 $(STAMP): pyproject.toml
 	@$(PYTHON) -c 'import sys; sys.exit(sys.version_info < (3, 11) and "catalog-sync needs Python >= 3.11 (set PYTHON=python3.11)")'
@@ -24,6 +25,13 @@ test: $(STAMP)
 
 test-fast: $(STAMP)
 	$(BIN)/pytest tests/unit
+
+# Real Apache Kafka (KRaft) from its jars, no Docker: Java 17+, and Maven once to fetch the jars.
+kafka: $(STAMP)
+	$(BIN)/catalog-sync broker --engine apache --nodes $(KAFKA_NODES)
+
+kafka-jars: $(STAMP)
+	$(BIN)/catalog-sync broker --engine apache --fetch-only
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/run.py

@@ -20,7 +20,17 @@ def register(subparsers) -> None:
     demo.add_argument("--timeout", type=float, default=300.0, help="with --once: give up after this many seconds")
     demo.set_defaults(func=_demo)
 
-    broker = subparsers.add_parser("broker", help="run the embedded development broker and print its bootstrap address")
+    broker = subparsers.add_parser(
+        "broker", help="run a development broker and print its bootstrap address",
+        description="Runs a broker on this machine until Ctrl-C and prints its bootstrap address. The default "
+                    "engine is the embedded one (librdkafka's in-memory mock cluster, pip only); 'apache' runs "
+                    "real Apache Kafka (KRaft) from its jars: Java 17+, and Maven the first time to fetch them.")
+    broker.add_argument("--engine", choices=("embedded", "apache"), default="embedded",
+                        help="embedded: in-memory mock (default); apache: real Apache Kafka from its jars")
+    broker.add_argument("--nodes", type=int, choices=(1, 3), default=1,
+                        help="apache: combined broker+controller nodes (3: replication factor 3, min.insync.replicas 2)")
+    broker.add_argument("--fetch-only", action="store_true",
+                        help="apache: fetch the jars into the cache if missing, print their folder and exit")
     broker.set_defaults(func=_broker)
 
     publish = subparsers.add_parser("publish", help="open a sync run, publish a catalog file, close the run; prints the run id")
@@ -69,17 +79,48 @@ def parse_interval(text: str) -> float:
 
 
 def _broker(args: argparse.Namespace) -> int:
-    import signal
-
+    if args.engine == "apache":
+        return _apache_broker(args)
     from catalog_sync.runtime.embedded_broker import EmbeddedBroker
 
     with EmbeddedBroker() as broker:
         print(broker.bootstrap_servers, flush=True)
         print(f"# export KAFKA_BOOTSTRAP_SERVERS={broker.bootstrap_servers} KAFKA_API_VERSION={broker.api_version}",
               file=sys.stderr, flush=True)
-        signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
-        with contextlib.suppress(KeyboardInterrupt):
-            signal.pause()
+        _wait_for_stop()
+    return 0
+
+
+def _wait_for_stop() -> None:
+    import signal
+
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
+    with contextlib.suppress(KeyboardInterrupt):
+        signal.pause()
+
+
+def _apache_broker(args: argparse.Namespace) -> int:
+    from catalog_sync.runtime.apache_kafka import ApacheKafkaCluster, KafkaUnavailable, fetch_jars
+
+    try:
+        if args.fetch_only:
+            print(fetch_jars(), flush=True)
+            return 0
+        cluster = ApacheKafkaCluster(args.nodes)
+        print(f"# starting Apache Kafka {cluster.version} ({args.nodes} node(s), data in {cluster.work_dir})",
+              file=sys.stderr, flush=True)
+        cluster.start()
+    except KafkaUnavailable as exc:
+        print(f"catalog-sync broker: {exc}", file=sys.stderr)
+        return 2
+    try:
+        print(cluster.bootstrap_servers, flush=True)
+        print(f"# ready in {cluster.started_in_s:.1f} s; Ctrl-C stops it and removes its data\n"
+              f"# export KAFKA_BOOTSTRAP_SERVERS={cluster.bootstrap_servers}   (leave KAFKA_API_VERSION unset)",
+              file=sys.stderr, flush=True)
+        _wait_for_stop()
+    finally:
+        cluster.close()
     return 0
 
 

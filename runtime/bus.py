@@ -14,9 +14,9 @@ from dataclasses import dataclass
 from typing import Protocol
 
 from kafka import KafkaConsumer, KafkaProducer
-from kafka.admin import KafkaAdminClient, NewTopic
+from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
-from kafka.errors import KafkaError, TopicAlreadyExistsError
+from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
 
@@ -128,6 +128,10 @@ class BusConsumer:
         on_revoke: RebalanceCallback | None = None,
         on_lost: RebalanceCallback | None = None,
     ):
+        topics = list(topics)
+        # A group that subscribes before its topic exists would only see it at a metadata refresh,
+        # and brokers that do not auto-create (as production ones should not) would never make it.
+        ensure_topics(settings, topics)
         self._consumer = KafkaConsumer(
             **_client_config(settings),
             group_id=group_id or settings.group_id,
@@ -145,7 +149,7 @@ class BusConsumer:
             metadata_max_age_ms=10_000,
         )
         self._consumer.subscribe(
-            topics=list(topics), listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
+            topics=topics, listener=_Listener(on_assign, on_revoke, lambda: self._consumer, on_lost)
         )
         self._poll_failures = 0
 
@@ -247,18 +251,37 @@ class BusProducer:
     def __init__(self, settings: RuntimeSettings, *, linger_ms: int = 5):
         self._producer = KafkaProducer(
             **_client_config(settings),
+            # A record counts as sent once every in-sync replica has it (with the topic's
+            # min.insync.replicas, at least two of three), and the broker drops a batch retried
+            # after a lost answer (idempotence: explicit, so a conflicting setting raises).
             acks="all",
+            enable_idempotence=True,
+            # Retries are bounded by time, not by count: a batch waits out a leader failover (a
+            # killed broker is noticed after its session timeout, 9 s by default) or a short outage.
+            # Not as short as an outage we ride out: when a batch already sent expires, kafka-python's
+            # idempotent producer starts over with a new producer id, and with 30 s here it once
+            # delivered nothing for minutes after a 30 s broker cut (docs/operations.md).
+            delivery_timeout_ms=120_000,
             linger_ms=linger_ms,
             compression_type=settings.kafka_compression,
             batch_size=256 * 1024,
             max_request_size=8 * 1024 * 1024,
-            retries=5,
         )
+        self._settings = settings
+        self._topics_known: set[str] = set()
         self._pending = []
 
     def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None:
         if isinstance(key, str):
             key = key.encode("utf-8")
+        if topic not in self._topics_known:
+            # Created with our partition count rather than a broker's auto-creation default (1 on
+            # Apache Kafka), or not at all where auto-creation is off.
+            try:
+                ensure_topics(self._settings, [topic])
+            except BusError as exc:
+                raise DeliveryError(f"topic {topic} unavailable: {exc}", [(topic, key, value, headers)]) from exc
+            self._topics_known.add(topic)
         try:
             future = self._producer.send(topic, key=key, value=value, headers=headers)
         except KafkaError as exc:  # e.g. no metadata within max_block_ms while the broker is away
@@ -298,27 +321,34 @@ class KafkaBus:
 
 
 def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: int = 4,
-                  configs: dict[str, dict[str, str]] | None = None) -> None:
-    """Create topics if missing. Brokers that cannot (the embedded mock cluster has no controller for
-    CreateTopics) fall back to auto-creation on first metadata request."""
+                  configs: dict[str, dict[str, str]] | None = None, replication_factor: int = -1) -> None:
+    """Create the topics that are missing and wait until each partition has a leader;
+    `replication_factor` -1 takes the broker's default.replication.factor. Brokers that cannot (the
+    embedded mock cluster has no controller for CreateTopics) fall back to auto-creation on first
+    metadata request; a topic that neither way brings raises BusError."""
     names = list(topics)
     configs = configs or {}
+    refused: dict[str, object] = {}
     try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=5_000)
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=5_000, bootstrap_timeout_ms=10_000)
     except KafkaError as exc:
         log.warning("admin client unavailable (%s); relying on auto-creation", exc)
         admin = None
     if admin is not None:
         try:
-            existing = set(admin.list_topics())
-            missing = [n for n in names if n not in existing]
+            missing = [n for n in names if n not in set(admin.list_topics())]
             if missing:
-                admin.create_topics(
-                    [NewTopic(n, partitions, 1, topic_configs=configs.get(n, {})) for n in missing],
-                    timeout_ms=5_000,
+                result = admin.create_topics(
+                    {n: {"num_partitions": partitions, "replication_factor": replication_factor,
+                         "configs": configs.get(n, {})} for n in missing},
+                    timeout_ms=10_000, raise_errors=False,
                 )
-        except TopicAlreadyExistsError:
-            pass
+                refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
+                           for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
+                admin.wait_for_topics([n for n in missing if n not in refused], timeout_ms=30_000)
+            if not refused:
+                return
+            log.info("CreateTopics refused %s; relying on auto-creation", refused)
         except KafkaError as exc:
             log.info("CreateTopics not available (%s); relying on auto-creation", exc)
         finally:
@@ -331,6 +361,47 @@ def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: 
             try:
                 probe.partitions_for(name)
             except KafkaError as exc:
+                if name in refused:
+                    raise BusError(f"topic {name} could not be created: {refused[name]}") from exc
                 log.warning("topic %s not available yet: %s", name, exc)
     finally:
         probe.close(timeout=5)
+
+
+def cluster_brokers(settings: RuntimeSettings, timeout_s: float = 5.0) -> set[int]:
+    """Ids of the brokers the cluster's metadata lists as serving (fenced ones left out), asked
+    through `settings.kafka_bootstrap_servers`. BusError when no broker answers in `timeout_s`."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        cluster = admin.describe_cluster()
+    except KafkaError as exc:
+        raise BusError(f"DescribeCluster failed: {exc}") from exc
+    finally:
+        admin.close()
+    return {broker["broker_id"] for broker in cluster["brokers"] if not broker.get("is_fenced")}
+
+
+@dataclass(frozen=True, slots=True)
+class PartitionState:
+    leader: int  # -1 while the partition has none
+    replicas: tuple[int, ...]
+    in_sync: tuple[int, ...]
+
+
+def describe_partitions(settings: RuntimeSettings, topic: str, timeout_s: float = 5.0) -> dict[int, PartitionState]:
+    """Leader, replicas and in-sync replicas of each partition of `topic`, from the metadata."""
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        (found,) = admin.describe_topics([topic])
+    except KafkaError as exc:
+        raise BusError(f"metadata of {topic} unavailable: {exc}") from exc
+    finally:
+        admin.close()
+    return {p["partition_index"]: PartitionState(p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
+            for p in found["partitions"]}

@@ -65,7 +65,7 @@ def test_handles_produces_and_commits_so_a_restart_does_not_replay(runtime_setti
         assert sorted(e["item_count"] for _, _, e in echoed) == [i + 1000 for i in range(20)]
         assert sorted(first.seen) == list(range(20))
         assert first.metric("pipeline_messages_consumed_total", service="echo", topic=settings.topic(SOURCE)) == 20
-        # Lag is exported per assigned partition (4 on the embedded broker), 0 once all is handled.
+        # Lag is exported per assigned partition (the 4 ensure_topics creates), 0 once all is handled.
         lag_samples = wait_until(lambda: [
             s for m in first.registry.collect() if m.name == "pipeline_consumer_lag_messages" for s in m.samples
         ], timeout_s=15, message="lag gauges")
