@@ -182,10 +182,6 @@ class _Postgres(_Dialect):
 
     def connect(self):
         conn = self._psycopg.connect(self.url, autocommit=True)
-        # Like SQLite's synchronous=NORMAL: a commit returns before its WAL reaches the disk. A
-        # server crash can lose the last commits (never half of one); the consumer offsets in
-        # them go too, so the recorder replays those events from Kafka.
-        conn.execute("SET synchronous_commit TO OFF")
         if self.schema:
             from psycopg import sql
 
