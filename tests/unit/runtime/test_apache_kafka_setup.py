@@ -8,8 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from catalog_sync.runtime import apache_kafka, testing
+from catalog_sync.runtime import apache_kafka
 from catalog_sync.runtime.apache_kafka import KafkaNode, KafkaUnavailable, _properties
+from tests.support import broker
+from tests.support.requirements import STRICT_ENV
 
 
 def fake_tool(folder: Path, name: str, script: str) -> Path:
@@ -31,7 +33,7 @@ def isolated(tmp_path, monkeypatch):
     monkeypatch.setenv("PATH", str(bin_dir))
     monkeypatch.setenv("XDG_CACHE_HOME", str(tmp_path / "cache"))
     for name in ("JAVA_HOME", apache_kafka.JARS_DIR_ENV, apache_kafka.VERSION_ENV, "KAFKA_BOOTSTRAP_SERVERS",
-                 testing.TEST_KAFKA_ENV, testing.STRICT_ENV):
+                 broker.TEST_KAFKA_ENV, STRICT_ENV):
         monkeypatch.delenv(name, raising=False)
     return bin_dir
 
@@ -77,22 +79,22 @@ def test_missing_or_old_java_and_missing_maven_say_what_to_install(isolated):
 
 
 def test_without_java_the_tests_use_the_mock_unless_strict(isolated, monkeypatch):
-    assert testing.kafka_plan().startswith("Docker or the embedded mock: Java is not installed")
-    monkeypatch.setenv(testing.STRICT_ENV, "1")
-    assert "Apache Kafka required" in testing.kafka_plan()
+    assert broker.kafka_plan().startswith("Docker or the embedded mock: Java is not installed")
+    monkeypatch.setenv(STRICT_ENV, "1")
+    assert "Apache Kafka required" in broker.kafka_plan()
     with pytest.raises(KafkaUnavailable, match="CATALOG_SYNC_STRICT=1.*Java is not installed"):
-        testing.kafka_for_tests()
-    monkeypatch.setenv(testing.TEST_KAFKA_ENV, "embedded")  # an explicit choice still stands
-    assert testing.kafka_plan() == "the embedded mock (CATALOG_SYNC_TEST_KAFKA=embedded)"
+        broker.kafka_for_tests()
+    monkeypatch.setenv(broker.TEST_KAFKA_ENV, "embedded")  # an explicit choice still stands
+    assert broker.kafka_plan() == "the embedded mock (CATALOG_SYNC_TEST_KAFKA=embedded)"
     monkeypatch.setenv("KAFKA_BOOTSTRAP_SERVERS", "kafka-1:9092")
-    broker = testing.kafka_for_tests()
-    assert (broker.kind, broker.bootstrap_servers, broker.api_version) == ("env", "kafka-1:9092", None)
+    chosen = broker.kafka_for_tests()
+    assert (chosen.kind, chosen.bootstrap_servers, chosen.api_version) == ("env", "kafka-1:9092", None)
 
 
 def test_a_wrong_choice_is_refused(monkeypatch):
-    monkeypatch.setenv(testing.TEST_KAFKA_ENV, "docker")
+    monkeypatch.setenv(broker.TEST_KAFKA_ENV, "docker")
     with pytest.raises(ValueError, match="must be auto, apache or embedded"):
-        testing.kafka_choice()
+        broker.kafka_choice()
 
 
 def parse(text: str) -> dict[str, str]:
