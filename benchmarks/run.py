@@ -30,6 +30,18 @@ TARGETS = {
 }
 
 
+# Ratios of two figures measured in the same run (interfaces.md §6): comparable across machines.
+RATIOS = {
+    "validator_worker_vs_passthrough_ratio": ("validator_worker_events_per_s", "kafka_passthrough_events_per_s"),
+    "e2e_vs_passthrough_ratio": ("e2e_items_per_s", "kafka_passthrough_events_per_s"),
+}
+GOALS = {
+    "validator_vs_jsonschema_ratio": (">=", 100),
+    "validator_worker_vs_passthrough_ratio": (">=", 0.5),
+    "e2e_vs_passthrough_ratio": (">=", 0.5),
+}
+
+
 def machine() -> dict:
     memory_gib = None
     try:
@@ -67,9 +79,9 @@ def python_reference_ms() -> float:
 
 
 def verdict(name: str, value: float) -> str:
-    if name not in TARGETS:
+    if name not in TARGETS and name not in GOALS:
         return ""
-    op, target = TARGETS[name]
+    op, target = TARGETS.get(name) or GOALS[name]
     ok = value >= target if op == ">=" else value <= target
     return f"{'ok  ' if ok else 'MISS'} (target {op} {target:,})"
 
@@ -84,15 +96,21 @@ def main() -> int:
     if args.output.exists():  # running some groups keeps the other groups' last figures
         results.update(json.loads(args.output.read_text()))
     failed = []
+    measured: dict = {}  # this run's figures: ratios are only taken between figures of one run
     for group in args.groups:
         started = time.monotonic()
         print(f"== {group}", flush=True)
         try:
-            importlib.import_module(f"benchmarks.{group}").run(results)
+            importlib.import_module(f"benchmarks.{group}").run(measured)
         except Exception:
             traceback.print_exc()
             failed.append(group)
         print(f"   ({time.monotonic() - started:.0f} s)", flush=True)
+    for name, (numerator, denominator) in RATIOS.items():
+        if measured.get(numerator) and measured.get(denominator):
+            measured[name] = round(measured[numerator] / measured[denominator], 3)
+            print(f"{name}: {measured[numerator]:,} / {measured[denominator]:,} = {measured[name]}")
+    results.update(measured)
     results["machine"] = machine()
     args.output.write_text(json.dumps(results, indent=2, sort_keys=True) + "\n")
     print(f"\nmachine: {results['machine']['cores']} cores, Python reference workload "
