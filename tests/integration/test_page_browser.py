@@ -295,6 +295,8 @@ def test_since_is_typed_in_the_users_time_zone_and_shown_in_utc(browser, history
 
 
 def test_an_unchanged_item_says_its_request_came_from_an_earlier_run(browser, history):
+    from playwright.sync_api import expect
+
     context, pg = open_page(browser, history)
     pg.fill("#f-reference", "HB-2000")
     only_reference(pg, "HB-2000")
@@ -304,7 +306,8 @@ def test_an_unchanged_item_says_its_request_came_from_an_earlier_run(browser, hi
     assert "unchanged: not resent in this run" in note and "run run-a-finished" in note
     row.locator("[data-testid=show-timeline]").click()
     timeline = pg.locator("[data-testid=timeline]")
-    assert timeline.locator("[data-testid=timeline-run]").all_inner_texts() == ["run run-a-finished", "run run-c-latest"]
+    # The timeline is fetched when the button is pressed: wait for it, not for the first paint.
+    expect(timeline.locator("[data-testid=timeline-run]")).to_have_text(["run run-a-finished", "run run-c-latest"])
     events = timeline.locator("[data-testid=timeline-event]").all_inner_texts()
     assert any("accepted" in e and "req-a-2000" in e for e in events) and any("unchanged" in e for e in events)
     context.close()
