@@ -20,14 +20,12 @@ from catalog_sync.runtime.bus import (
 )
 from catalog_sync.runtime.config import RuntimeSettings
 from tests.support.background import wait_until
-from tests.support.broker import kafka_choice
 from tests.support.requirements import require
 
 pytestmark = [pytest.mark.kafka, pytest.mark.apache]
 
 
 def apache_or_skip() -> None:
-    require(kafka_choice() != "embedded", "CATALOG_SYNC_TEST_KAFKA=embedded: no Apache Kafka")
     try:
         find_kafka()
     except KafkaUnavailable as exc:
@@ -57,9 +55,10 @@ def test_the_broker_command_prints_the_bootstrap_and_cleans_up_on_sigterm(tmp_pa
             process.wait(30)
 
 
-def test_the_bus_negotiates_the_protocol_and_produces_idempotently_with_acks_all(kafka, runtime_settings):
-    require(kafka.kind == "apache", f"the session broker is {kafka.kind}, not Apache Kafka")
-    settings = runtime_settings("probe")
+def test_the_bus_negotiates_the_protocol_and_produces_idempotently_with_acks_all(kafka, apache_cluster, topic_prefix):
+    # The session's broker when it is Apache Kafka, else a one-node cluster of this test's own.
+    bootstrap = kafka.bootstrap_servers if kafka.kind == "apache" else apache_cluster(1).bootstrap_servers
+    settings = RuntimeSettings.from_env("probe", {"KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TOPIC_PREFIX": topic_prefix})
     assert settings.kafka_api_version is None
     topic = settings.topic("probe.settings")
     ensure_topics(settings, [topic], partitions=2)
