@@ -5,17 +5,15 @@ parents first, so the submitter owning a seller sees a parent before its variant
 
 from __future__ import annotations
 
-from collections import OrderedDict
-
+from catalog_sync.runtime.run_failures import RunFailures
 from catalog_sync.submitter.outcomes import SubmissionResult
 
 
 class ParentOutcomes:
-    """Failed product submissions per run, remembered up to `limit` (oldest forgotten first)."""
+    """Failed product submissions per run (bounded: runtime.run_failures)."""
 
     def __init__(self, limit: int = 100_000) -> None:
-        self._limit = limit
-        self._failed: OrderedDict[tuple, str] = OrderedDict()
+        self._failed = RunFailures(limit)
 
     @staticmethod
     def _key(ready: dict, reference: str) -> tuple:
@@ -23,19 +21,15 @@ class ParentOutcomes:
 
     def record(self, ready: dict, result: SubmissionResult) -> None:
         """After a product's upsert: remember why Amazon did not take it, or forget an earlier failure."""
-        key = self._key(ready, ready["reference"])
-        if result.status != "error":
-            self._failed.pop(key, None)
-            return
-        self._failed[key] = f"{result.error_code or result.outcome}: {result.error_message or 'no message'}"
-        self._failed.move_to_end(key)
-        if len(self._failed) > self._limit:
-            self._failed.popitem(last=False)
+        reason = None
+        if result.status == "error":
+            reason = f"{result.error_code or result.outcome}: {result.error_message or 'no message'}"
+        self._failed.record(self._key(ready, ready["reference"]), reason)
 
     def refusal(self, ready: dict) -> SubmissionResult | None:
         """The outcome of a variant upsert whose parent Amazon did not accept in this run, else None."""
         parent = ready.get("parent_reference")
-        reason = parent and self._failed.get(self._key(ready, parent))
+        reason = parent and self._failed.reason(self._key(ready, parent))
         if not reason:
             return None
         return SubmissionResult("failed", error_code="parent_not_accepted",
