@@ -93,29 +93,45 @@ def test_monitoring_mounts_files_that_exist(compose):
                 assert (DEPLOY / source).exists(), f"{name} mounts missing {source}"
 
 
-def test_dockerfile_installs_every_package_folder():
+def image_distributions(service: str) -> set[str]:
+    """The distributions deploy/Dockerfile installs for build argument SERVICE=service."""
+    return {tomllib.loads((DEPLOY.parent / folder / "pyproject.toml").read_text())["project"]["name"]
+            for folder in ("schemas", "runtime", f"services/{service}")}
+
+
+def test_dockerfile_installs_one_service_on_the_runtime():
     dockerfile = (DEPLOY / "Dockerfile").read_text()
     assert re.search(r"^FROM python:3\.11-slim\b", dockerfile, re.M)
-    assert re.search(r"^RUN pip install \.", dockerfile, re.M)
+    assert re.search(r"^RUN .*pip install \./schemas \./runtime \./services/\$\{SERVICE\}", dockerfile, re.M)
     assert 'ENTRYPOINT ["catalog-sync"]' in dockerfile
     copied = set(re.findall(r"^COPY (\S+) ", dockerfile, re.M))
-    pyproject = tomllib.loads((DEPLOY.parent / "pyproject.toml").read_text())
-    folders = {path.split("/")[0] for path in pyproject["tool"]["setuptools"]["package-dir"].values()}
-    assert folders <= copied, f"Dockerfile does not copy {sorted(folders - copied)}"
+    assert copied == {"schemas", "runtime", "services/${SERVICE}"}
     ignored = (DEPLOY / "Dockerfile.dockerignore").read_text()
-    for folder in folders:
+    for folder in ("schemas", "runtime", "services"):
         assert f"!{folder}/**" in ignored, folder
 
 
-def test_every_command_is_one_the_cli_accepts(compose, k8s_docs):
+def images(compose, k8s_docs):
+    """(SERVICE build argument, command) of every catalog-sync container in compose and Kubernetes."""
+    found = [(s["build"]["args"]["SERVICE"], s["command"]) for s in compose["services"].values() if "build" in s]
+    for _, doc in k8s_docs:
+        if doc["kind"] == "Deployment":
+            for container in doc["spec"]["template"]["spec"]["containers"]:
+                name = re.fullmatch(r"catalog-sync-([a-z-]+):[\w.]+", container["image"])
+                assert name, container["image"]
+                found.append((name.group(1).replace("-", "_"), container["args"]))
+    return found
+
+
+def test_each_image_holds_the_command_it_runs(compose, k8s_docs):
     from catalog_sync.cli import build_parser
 
-    commands = [s["command"] for s in compose["services"].values() if s.get("image", "").startswith("${CATALOG_SYNC_IMAGE")]
-    commands += [
-        c["args"] for _, doc in k8s_docs if doc["kind"] == "Deployment"
-        for c in doc["spec"]["template"]["spec"]["containers"]
-    ]
-    assert len(commands) >= 9
-    for command in commands:
-        args = build_parser().parse_args(command)
-        assert callable(args.func), command
+    found = images(compose, k8s_docs)
+    assert len(found) >= 9
+    for service, command in found:
+        # Only the commands of the distributions that image installs: a command of another
+        # service would fail in the container.
+        args = build_parser(image_distributions(service)).parse_args(command)
+        assert callable(args.func), (service, command)
+
+

@@ -21,7 +21,7 @@ from pathlib import Path
 import httpx
 import structlog
 
-from catalog_sync import __version__
+from catalog_sync.runtime import __version__
 from catalog_sync.runtime.marketplaces import PRODUCTION_HOSTS, UnknownMarketplace, region_of
 
 from .schema_sources import LoadedSchema, SchemaUnavailable

@@ -34,7 +34,7 @@ import orjson
 from aiohttp.http_exceptions import ContentEncodingError
 from yarl import URL
 
-from catalog_sync import __version__
+from catalog_sync.runtime import __version__
 from catalog_sync.runtime.sync_modes import ModeViolation, check_request
 from catalog_sync.submitter.accounts import Account
 from catalog_sync.submitter.classification import Answer

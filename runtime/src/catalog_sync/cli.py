@@ -1,24 +1,25 @@
 """`catalog-sync`: one console script for every worker and tool (interfaces.md §3).
 
-The composition root: each service contributes its commands through `register(subparsers)`;
-heavy imports happen inside the command functions so `catalog-sync --help` stays fast.
+Each installed distribution contributes its commands through the `catalog_sync.commands` entry
+point, a `register(subparsers)` function: a service's image holds only that service's commands, a
+full install all of them. Heavy imports happen inside the command functions so `catalog-sync
+--help` stays fast.
 """
 
 from __future__ import annotations
 
 import argparse
 import sys
+from importlib.metadata import entry_points
 
-from catalog_sync import __version__
+from catalog_sync.runtime import __version__
+
+COMMANDS = "catalog_sync.commands"
 
 
-def build_parser() -> argparse.ArgumentParser:
-    from catalog_sync import operations
-    from catalog_sync.amazon_emulator import entry as emulator_entry
-    from catalog_sync.recorder import entry as recorder_entry
-    from catalog_sync.submitter import entry as submitter_entry
-    from catalog_sync.validator import entry as validator_entry
-
+def build_parser(distributions: set[str] | None = None) -> argparse.ArgumentParser:
+    """The command line of what is installed; `distributions` narrows it to the commands of those
+    distributions (e.g. what one service's image holds)."""
     parser = argparse.ArgumentParser(
         prog="catalog-sync",
         description="Keeps a product catalog in sync with Amazon listings through Kafka workers.",
@@ -26,11 +27,9 @@ def build_parser() -> argparse.ArgumentParser:
     parser.add_argument("--version", action="version", version=f"catalog-sync {__version__}")
     subparsers = parser.add_subparsers(dest="command", metavar="COMMAND")
     subparsers.required = True
-    operations.register(subparsers)
-    validator_entry.register(subparsers)
-    submitter_entry.register(subparsers)
-    recorder_entry.register(subparsers)
-    emulator_entry.register(subparsers)
+    for command in sorted(entry_points(group=COMMANDS), key=lambda found: found.name):
+        if distributions is None or (command.dist and command.dist.name in distributions):
+            command.load()(subparsers)
     return parser
 
 

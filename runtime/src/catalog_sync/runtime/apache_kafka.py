@@ -31,7 +31,8 @@ from .config import RuntimeSettings
 
 log = logging.getLogger(__name__)
 
-POM = Path(__file__).resolve().parents[1] / "deploy" / "kafka-local" / "pom.xml"
+# The repository root from runtime/src/catalog_sync/runtime/: the pom is not part of the wheel.
+POM = Path(__file__).resolve().parents[4] / "deploy" / "kafka-local" / "pom.xml"
 JARS_DIR_ENV = "KAFKA_JARS_DIR"  # a folder of Kafka's jars to use instead of the cache (e.g. a distribution's libs/)
 VERSION_ENV = "CATALOG_SYNC_KAFKA_VERSION"  # try another Kafka version than the pom's
 MIN_JAVA = 17  # Kafka 4 brokers need Java 17
