@@ -26,7 +26,7 @@ from pathlib import Path
 
 import httpx
 
-from catalog_sync.amazon_emulator.quota import UsagePlan, admitted_by_plan
+from catalog_sync.amazon_emulator.quota import admitted_by_plan
 from catalog_sync.amazon_emulator.server import RunningEmulator, start_in_subprocess
 from catalog_sync.runtime.bus import BusProducer
 from catalog_sync.runtime.codec import AvroCodec
@@ -35,6 +35,7 @@ from catalog_sync.runtime.embedded_broker import EmbeddedBroker
 from catalog_sync.runtime.events import new_header
 from catalog_sync.runtime.processes import ServiceProcess
 from catalog_sync.runtime.topics import LISTING_READY
+from catalog_sync.runtime.usage_plans import UsagePlan
 from tests.support.broker import unique_prefix
 
 SINGLE_ITEMS = int(os.environ.get("BENCH_SUBMITTER_SINGLE_ITEMS", "300"))

@@ -10,9 +10,10 @@ from collections import defaultdict
 import pytest
 
 from catalog_sync.amazon_emulator.emulator import EmulatorConfig
-from catalog_sync.amazon_emulator.quota import UsagePlan, admitted_by_plan
+from catalog_sync.amazon_emulator.quota import admitted_by_plan
 from catalog_sync.amazon_emulator.server import start_in_subprocess, start_in_thread
 from catalog_sync.amazon_emulator.tokens import LwaAccounts
+from catalog_sync.runtime.usage_plans import UsagePlan
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints

@@ -7,9 +7,10 @@ from urllib.parse import urlencode
 import pytest
 
 from catalog_sync.amazon_emulator.emulator import Emulator, EmulatorConfig
-from catalog_sync.amazon_emulator.quota import Quotas, UsagePlan, parse_plan
+from catalog_sync.amazon_emulator.quota import Quotas, parse_plan
 from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.runtime.spapi_accounts import SellerCredentials
+from catalog_sync.runtime.usage_plans import UsagePlan
 
 # One application; refresh token Atzr|<n> was granted by seller S<n>.
 SELLERS = [SellerCredentials(f"S{n}", "app", "s", f"Atzr|{n}") for n in (1, 2)]

@@ -5,11 +5,11 @@ import asyncio
 import pytest
 from submitter_fakes import FakeClock
 
-from catalog_sync.amazon_emulator.quota import UsagePlan, admitted_by_plan
+from catalog_sync.amazon_emulator.quota import admitted_by_plan
+from catalog_sync.runtime.usage_plans import UsagePlan
 from catalog_sync.submitter.rate import (
     JITTER_RESERVE_TOKENS,
     AdaptiveRate,
-    LanePlan,
     RateLimiter,
     TokenBucket,
     parse_rate_limit,
@@ -33,14 +33,14 @@ def test_bucket_never_holds_more_than_its_capacity():
 
 
 def test_client_keeps_tokens_of_the_burst_in_reserve_and_runs_single_token_lanes_under_plan():
-    put = AdaptiveRate(LanePlan(5.0, 10), now=0.0)
+    put = AdaptiveRate(UsagePlan(5.0, 10), now=0.0)
     assert (put.bucket.capacity, put.rate) == (10 - JITTER_RESERVE_TOKENS, 5.0) == (8, 5.0)
-    preview = AdaptiveRate(LanePlan(1.0, 1), now=0.0)
+    preview = AdaptiveRate(UsagePlan(1.0, 1), now=0.0)
     assert preview.bucket.capacity == 1 and preview.rate < 1.0
 
 
 def test_throttle_halves_the_rate_empties_the_bucket_and_recovery_stops_at_the_plan():
-    rate = AdaptiveRate(LanePlan(5.0, 10), now=0.0)
+    rate = AdaptiveRate(UsagePlan(5.0, 10), now=0.0)
     rate.on_throttled(0.0)
     assert rate.rate == pytest.approx(2.5)
     assert rate.bucket.try_take(0.0) == pytest.approx(0.4)  # nothing in reserve after a 429
@@ -52,14 +52,14 @@ def test_throttle_halves_the_rate_empties_the_bucket_and_recovery_stops_at_the_p
 
 
 def test_repeated_throttles_do_not_stop_the_seller_entirely():
-    rate = AdaptiveRate(LanePlan(5.0, 10), now=0.0)
+    rate = AdaptiveRate(UsagePlan(5.0, 10), now=0.0)
     for _ in range(50):
         rate.on_throttled(0.0)
     assert rate.rate == pytest.approx(0.25)
 
 
 def test_rate_limit_header_lowers_and_raises_the_ceiling():
-    rate = AdaptiveRate(LanePlan(5.0, 10), now=0.0)
+    rate = AdaptiveRate(UsagePlan(5.0, 10), now=0.0)
     rate.on_limit_header(2.0, 0.0)
     assert rate.rate == pytest.approx(2.0)
     rate.on_limit_header(10.0, 1.0)
@@ -105,7 +105,7 @@ def test_lanes_and_sellers_have_separate_buckets():
 
 def test_accounts_file_overrides_a_sellers_plan():
     clock = FakeClock(start=0.0)
-    limiter = RateLimiter(overrides={"BIG": {"put": LanePlan(20.0, 40)}}, clock=clock, sleep=clock.sleep)
+    limiter = RateLimiter(overrides={"BIG": {"put": UsagePlan(20.0, 40)}}, clock=clock, sleep=clock.sleep)
     sent = _drive(limiter, clock, "BIG", "put", 78)
     assert sent[-1] == pytest.approx(2.0)  # 38 immediately, 40 more at 20/s
 

@@ -5,24 +5,11 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 
+from catalog_sync.runtime.usage_plans import LISTINGS_ITEMS_PLANS, UsagePlan
 
-@dataclass(frozen=True)
-class UsagePlan:
-    rate: float  # requests per second
-    burst: int
-
-
-# Listings Items API 2021-08-01 defaults (the model's "Usage Plan" tables); VALIDATION_PREVIEW
-# has its own, much lower plan.
-DEFAULT_PLANS: dict[str, UsagePlan] = {
-    "put": UsagePlan(5.0, 10),
-    "patch": UsagePlan(5.0, 5),
-    "delete": UsagePlan(5.0, 5),
-    "get": UsagePlan(5.0, 10),
-    "preview": UsagePlan(1.0, 1),
-}
+# The plans the emulator enforces unless told otherwise (--plan).
+DEFAULT_PLANS: dict[str, UsagePlan] = LISTINGS_ITEMS_PLANS
 
 
 def parse_plan(text: str) -> tuple[str, UsagePlan]:

@@ -7,25 +7,24 @@ Secrets never appear in reprs, logs or events.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 
 from catalog_sync.runtime.spapi_accounts import (
     AccountsError,
     SellerCredentials,
     credentials_from_env,
 )
-from catalog_sync.submitter.rate import DEFAULT_PLANS, LanePlan
+from catalog_sync.runtime.usage_plans import UsagePlan
+from catalog_sync.submitter.rate import DEFAULT_PLANS
 
 __all__ = ["Account", "Accounts", "AccountsError"]  # AccountsError: raised by Accounts.from_env
 
 
 @dataclass(frozen=True)
-class Account:
-    seller_id: str
-    client_id: str
-    client_secret: str = field(repr=False)
-    refresh_token: str = field(repr=False)
-    rates: Mapping[str, LanePlan] = field(default_factory=dict)
+class Account(SellerCredentials):
+    """A seller's credentials with its usage-plan overrides (the entry's `rates`) parsed."""
+
+    rates: Mapping[str, UsagePlan] = field(default_factory=dict)
 
 
 class Accounts:
@@ -42,7 +41,7 @@ class Accounts:
     def sellers(self) -> list[str]:
         return sorted(self._accounts)
 
-    def rate_overrides(self) -> dict[str, dict[str, LanePlan]]:
+    def rate_overrides(self) -> dict[str, dict[str, UsagePlan]]:
         return {s: dict(a.rates) for s, a in self._accounts.items() if a.rates}
 
     @classmethod
@@ -52,11 +51,11 @@ class Accounts:
 
 
 def _account(credentials: SellerCredentials) -> Account:
-    return Account(credentials.seller_id, credentials.client_id, credentials.client_secret,
-                   credentials.refresh_token, _rates(credentials.options.get("rates"), credentials.origin))
+    return Account(**{f.name: getattr(credentials, f.name) for f in fields(SellerCredentials)},
+                   rates=_rates(credentials.options.get("rates"), credentials.origin))
 
 
-def _rates(raw, where: str) -> dict[str, LanePlan]:
+def _rates(raw, where: str) -> dict[str, UsagePlan]:
     if raw is None:
         return {}
     if not isinstance(raw, dict):
@@ -74,5 +73,5 @@ def _rates(raw, where: str) -> dict[str, LanePlan]:
             raise AccountsError(f"{where}: lane {lane} needs {{\"rate\": <req/s>, \"burst\": <n>}}") from None
         if rate <= 0 or burst < 1:
             raise AccountsError(f"{where}: lane {lane} needs rate > 0 and burst >= 1")
-        plans[lane] = LanePlan(rate, burst)
+        plans[lane] = UsagePlan(rate, burst)
     return plans

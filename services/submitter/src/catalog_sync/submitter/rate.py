@@ -24,25 +24,12 @@ from __future__ import annotations
 import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
-from dataclasses import dataclass
 
-LANES = ("put", "patch", "delete", "get", "preview")
+from catalog_sync.runtime.usage_plans import LISTINGS_ITEMS_PLANS, UsagePlan
 
-
-@dataclass(frozen=True)
-class LanePlan:
-    rate: float  # requests per second
-    burst: int
-
-
-# Listings Items API 2021-08-01 usage plans per (selling partner, application).
-DEFAULT_PLANS: dict[str, LanePlan] = {
-    "put": LanePlan(5.0, 10),
-    "patch": LanePlan(5.0, 5),
-    "delete": LanePlan(5.0, 5),
-    "get": LanePlan(5.0, 10),
-    "preview": LanePlan(1.0, 1),
-}
+# Amazon's plans, the client's ceilings unless a seller's account overrides them.
+DEFAULT_PLANS: dict[str, UsagePlan] = LISTINGS_ITEMS_PLANS
+LANES = tuple(DEFAULT_PLANS)
 
 SLOWDOWN_FACTOR = 0.5  # multiplicative decrease on 429
 MIN_RATE_FRACTION = 0.05  # never below 5 % of the plan (0.25 req/s for put)
@@ -105,7 +92,7 @@ class AdaptiveRate:
     """The bucket of one (seller, lane) plus its AIMD policy: halve on 429, give back a little
     on each success, never above the ceiling (the plan, or what Amazon's header says)."""
 
-    def __init__(self, plan: LanePlan, now: float) -> None:
+    def __init__(self, plan: UsagePlan, now: float) -> None:
         self.plan = plan
         self.ceiling = plan.rate
         self._quiet_until = now
@@ -214,8 +201,8 @@ class RateLimiter:
 
     def __init__(
         self,
-        plans: Mapping[str, LanePlan] | None = None,
-        overrides: Mapping[str, Mapping[str, LanePlan]] | None = None,
+        plans: Mapping[str, UsagePlan] | None = None,
+        overrides: Mapping[str, Mapping[str, UsagePlan]] | None = None,
         *,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable] = asyncio.sleep,
