@@ -75,7 +75,7 @@ def endpoint_for_mode(mode: str | None) -> str | None:
 
 
 # -- item events, normalised ----------------------------------------------------------------
-@dataclass(slots=True)  # not frozen: a frozen __init__ costs 2 µs per event instead of 0.3
+@dataclass(slots=True)  # not frozen: a frozen __init__ is several times slower, once per event
 class ItemEvent:
     """One item event with what every fold needs; `details` is what the history row keeps.
     Treated as read-only once built."""
