@@ -39,6 +39,7 @@ GOALS = {
     "validator_vs_jsonschema_ratio": (">=", 100),
     "validator_worker_vs_passthrough_ratio": (">=", 0.5),
     "e2e_vs_passthrough_ratio": (">=", 0.5),
+    "submitter_vs_sequential_sdk_ratio": (">=", 20),
 }
 
 

@@ -12,7 +12,12 @@ Figures:
 - submitter_multi_seller_requests_per_s: 200 sellers × 50 items, emulator unthrottled (the
   submitter still holds every seller to 5/s burst 10; checked on the log).
 - submitter_vs_sequential_speedup: the same 10,000 PUTs by a plain sequential httpx loop, divided
-  by the submitter's time for them.
+  by the submitter's time for them (no plans, 1 ms answers: superseded by the next figure).
+- submitter_vs_sequential_sdk_ratio: 100 sellers x 3 items against an emulator that enforces
+  Amazon's plans and answers in 200-300 ms, as Amazon does: the time of a sequential loop with
+  python-amazon-sp-api that honours each seller's 5 req/s (what a user would script) divided by
+  the submitter's. Both times run from the first request's arrival to the last answer (the last
+  arrival plus the mean latency), from the emulator's log.
 """
 
 from __future__ import annotations
@@ -38,6 +43,9 @@ from catalog_sync.runtime.topics import LISTING_READY
 from catalog_sync.runtime.usage_plans import UsagePlan
 from tests.support.broker import unique_prefix
 
+SDK_SELLERS = int(os.environ.get("BENCH_SUBMITTER_SDK_SELLERS", "100"))
+SDK_ITEMS_PER_SELLER = int(os.environ.get("BENCH_SUBMITTER_SDK_ITEMS_PER_SELLER", "3"))
+AMAZON_LATENCY_MS, AMAZON_JITTER_MS = 200.0, 100.0  # a PUT's answer from Amazon: a few hundred ms
 SINGLE_ITEMS = int(os.environ.get("BENCH_SUBMITTER_SINGLE_ITEMS", "300"))
 SELLERS = int(os.environ.get("BENCH_SUBMITTER_SELLERS", "200"))
 ITEMS_PER_SELLER = int(os.environ.get("BENCH_SUBMITTER_ITEMS_PER_SELLER", "50"))
@@ -168,11 +176,62 @@ def sequential(results: dict, submitter_seconds: float, accounts: Path) -> None:
           f"limit, unthrottled emulator) vs submitter {submitter_seconds:.2f} s")
 
 
+def answered_span(calls: list[dict]) -> float:
+    """First arrival to the last answer (last arrival plus the emulator's mean latency)."""
+    arrivals = [c["monotonic"] for c in calls]
+    return max(arrivals) - min(arrivals) + (AMAZON_LATENCY_MS + AMAZON_JITTER_MS / 2) / 1000.0
+
+
+def sdk_loop(emulator: RunningEmulator, sellers: list[str], accounts: Path) -> None:
+    """What a seller integration would script: python-amazon-sp-api, one PUT after the other, never
+    faster than a seller's 5 req/s."""
+    from urllib.parse import urlsplit
+
+    from sp_api.api import ListingsItems
+    from sp_api.auth import AccessTokenClient
+    from sp_api.base import Marketplaces
+
+    lwa = urlsplit(emulator.token_url)
+    emulator_lwa = type("EmulatorLwa", (AccessTokenClient,),
+                        {"scheme": f"{lwa.scheme}://", "host": lwa.netloc, "path": lwa.path})
+    refresh = json.loads(accounts.read_text())["sellers"]
+    body = {"productType": "HAIRBAND", "requirements": "LISTING", "attributes": json.loads(ATTRIBUTES)}
+    interval = 1 / 5.0
+    for seller in sellers:
+        client = ListingsItems(Marketplaces.US, refresh_token=refresh[seller], version="2021-08-01",
+                               credentials={"lwa_app_id": "bench-app", "lwa_client_secret": "bench-secret"},
+                               auth_token_client_class=emulator_lwa)
+        client.endpoint = emulator.url  # the library takes the host from the marketplace otherwise
+        next_allowed = 0.0
+        for i in range(SDK_ITEMS_PER_SELLER):
+            time.sleep(max(0.0, next_allowed - time.monotonic()))  # the plan: 5 requests per second
+            next_allowed = time.monotonic() + interval
+            client.put_listings_item(seller, f"HB-{i:03d}", marketplaceIds=["ATVPDKIKX0DER"], body=body)
+
+
+def sequential_sdk(results: dict, broker: EmbeddedBroker, workdir: Path) -> None:
+    sellers = MULTI_SELLERS[:SDK_SELLERS]
+    accounts = accounts_file(workdir, sellers)
+    amazon_like = ["--accounts-file", str(accounts), "--latency-ms", str(AMAZON_LATENCY_MS),
+                   "--latency-jitter-ms", str(AMAZON_JITTER_MS)]
+    total = len(sellers) * SDK_ITEMS_PER_SELLER
+    with start_in_subprocess(amazon_like) as emulator:
+        events = [ready(s, f"HB-{i:03d}") for i in range(SDK_ITEMS_PER_SELLER) for s in sellers]
+        submitter = answered_span(run_backlog(broker, emulator, events, accounts, workdir, timeout_s=300))
+    with start_in_subprocess(amazon_like) as emulator:
+        sdk_loop(emulator, sellers, accounts)
+        sdk = answered_span(listing_calls(emulator, total, timeout_s=60))
+    results["submitter_vs_sequential_sdk_ratio"] = round(sdk / submitter, 1)
+    print(f"   {len(sellers)} sellers x {SDK_ITEMS_PER_SELLER}, Amazon's plans, {AMAZON_LATENCY_MS:.0f}+0..{AMAZON_JITTER_MS:.0f}"
+          f" ms answers: python-amazon-sp-api loop {sdk:.1f} s, submitter {submitter:.2f} s")
+
+
 def run(results: dict) -> None:
     with tempfile.TemporaryDirectory(prefix="bench-submitter-") as tmp, EmbeddedBroker() as broker:
         workdir = Path(tmp)
         accounts = accounts_file(workdir, MULTI_SELLERS)
         span = multi_seller(results, broker, workdir, accounts)
         sequential(results, span, accounts)
+        sequential_sdk(results, broker, workdir)
         if os.environ.get("BENCH_SUBMITTER_SKIP_SINGLE") != "1":
             single_seller(results, broker, workdir)
