@@ -6,7 +6,7 @@
   worker-sized batches (2,000 events: the default KAFKA_MAX_POLL_RECORDS): a run opened, 50,000
   catalog changes with real attribute JSON, then per item a validation failure (1 in 7) or a
   submission outcome (accepted, or INVALID with issues), the run closed, with the worker's
-  collector settings (runtime/gc_policy.py). Kafka I/O and Avro decoding are NOT included (the
+  collector settings (catalog_sync.runtime.gc_policy). Kafka I/O and Avro decoding are NOT included (the
   worker loop and kafka_passthrough figures cover those). PostgreSQL runs on the same 2 cores as
   the benchmark.
 - api_items_p99_ms (+ _p50_ms): GET /api/items over real HTTP against a separate `uvicorn` process,

@@ -1,7 +1,7 @@
 """Realistic event dicts of sync runs, shaped exactly as the Avro codec decodes them.
 
 The recorder's tests and its benchmark build their input here, so both exercise the same
-event shapes the validator and submitter produce (schemas/*.avsc).
+event shapes the validator and submitter produce (schemas/src/catalog_sync/schemas/*.avsc).
 """
 
 from __future__ import annotations

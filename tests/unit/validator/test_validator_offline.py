@@ -82,7 +82,7 @@ def test_unreadable_lines_are_named_and_nothing_is_validated(tmp_path, bundled_v
 
 
 # The command as a user runs it, in its own process: stdout carries only results, stderr the
-# problems, and the exit code says which. (Wired into `catalog-sync` by catalog_sync/cli.py.)
+# problems, and the exit code says which. (Wired into `catalog-sync` by catalog_sync.cli.)
 COMMAND = """
 import argparse, sys
 from catalog_sync.validator import entry

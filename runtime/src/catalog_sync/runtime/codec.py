@@ -3,7 +3,7 @@
 Wire form of every event: marker C3 01, the 8-byte little-endian CRC-64-AVRO fingerprint of the
 writer schema's canonical form, then the Avro binary body. The fingerprint tells a reader which
 schema wrote the bytes; the reader then resolves it to the newest version of that record it
-knows (schemas/<name>.v<N>.avsc), so old events stay readable after a schema evolves.
+knows (schemas/src/catalog_sync/schemas/<name>.v<N>.avsc), so old events stay readable after a schema evolves.
 """
 
 from __future__ import annotations
@@ -63,7 +63,7 @@ class SchemaVersion:
 
 
 def load_schema_versions(folder=None) -> list[SchemaVersion]:
-    """Every schemas/*.v<N>.avsc (bundled with the package unless `folder` is given)."""
+    """Every schemas/src/catalog_sync/schemas/*.v<N>.avsc (bundled with the package unless `folder` is given)."""
     root = resources.files("catalog_sync.schemas") if folder is None else folder
     versions = []
     for entry in sorted(root.iterdir(), key=lambda p: p.name):

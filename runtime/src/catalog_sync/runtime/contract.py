@@ -1,13 +1,13 @@
 """The product contract in one place: its vocabulary and the catalog change (interfaces.md §1-2).
 
 - Vocabulary: sync modes, item types, operations, requirements, submission outcomes and statuses,
-  read from the Avro schemas (schemas/*.avsc) where the wire defines them, and the status rules:
+  read from the Avro schemas (schemas/src/catalog_sync/schemas/*.avsc) where the wire defines them, and the status rules:
   which outcome finishes an item, and when an item is pending.
 - The catalog change: one JSON object per item and marketplace, checked by `catalog-sync publish`
   (every line before publishing) and by the validator (with the schema errors); its content hash.
 
-Where a sync mode sends what is the mode table's (runtime/sync_modes.py); marketplaces and
-Amazon's hosts are runtime/marketplaces.py.
+Where a sync mode sends what is the mode table's (catalog_sync.runtime.sync_modes); marketplaces and
+Amazon's hosts are catalog_sync.runtime.marketplaces.
 """
 
 from __future__ import annotations

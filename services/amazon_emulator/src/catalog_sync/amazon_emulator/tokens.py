@@ -82,7 +82,7 @@ class LwaAccounts:
 
     @classmethod
     def from_json(cls, data) -> LwaAccounts:
-        """The accounts file's JSON (runtime/spapi_accounts.py), e.g. sent to /_emulator/config."""
+        """The accounts file's JSON (catalog_sync.runtime.spapi_accounts), e.g. sent to /_emulator/config."""
         if isinstance(data, LwaAccounts):
             return data
         if isinstance(data, dict) and data.get("any_credentials") is True:

@@ -1,5 +1,5 @@
 """Which SP-API host a call goes to: marketplace -> region -> production or sandbox base URL (the
-sync mode's route in runtime/sync_modes.py chooses which), with the operator's overrides applied;
+sync mode's route in catalog_sync.runtime.sync_modes chooses which), with the operator's overrides applied;
 and, back from a base URL, which of the two hosts it is (the HTTP client's mode guard asks)."""
 
 from __future__ import annotations

@@ -1,6 +1,6 @@
 """From a ListingReady event to the exact SP-API call: operation, method, path (SKU
 percent-encoded once, as UTF-8), query, body, and the usage-plan lane it draws on; or, where the
-run's mode may not send the change (runtime/sync_modes.py), why nothing is sent."""
+run's mode may not send the change (catalog_sync.runtime.sync_modes), why nothing is sent."""
 
 from __future__ import annotations
 

@@ -1,7 +1,7 @@
-"""SubmissionCompleted events (schemas/submission_completed.v2.avsc) from submission results.
+"""SubmissionCompleted events (schemas/src/catalog_sync/schemas/submission_completed.v2.avsc) from submission results.
 
 Outcome -> item status (interfaces.md §2): accepted, valid, deleted, not_sent, unchanged,
-preview_not_sent (a delete in a preview run, never sent: runtime/sync_modes.py) -> finished; invalid (Amazon status INVALID), rejected (final HTTP error), failed (retries
+preview_not_sent (a delete in a preview run, never sent: catalog_sync.runtime.sync_modes) -> finished; invalid (Amazon status INVALID), rejected (final HTTP error), failed (retries
 exhausted or a local reason) -> error, which the recorder shows as error type amazon_response."""
 
 from __future__ import annotations

@@ -5,7 +5,7 @@
 | SPAPI_ENDPOINT / SPAPI_SANDBOX_ENDPOINT | base URL override for production / sandbox (every region) | per region |
 | LWA_TOKEN_URL | Login with Amazon token URL | https://api.amazon.com/auth/o2/token |
 | LWA_CLIENT_ID, LWA_CLIENT_SECRET, LWA_REFRESH_TOKEN, SELLER_ID | one account | none |
-| SPAPI_ACCOUNTS_FILE | many accounts (format in runtime/spapi_accounts.py) | none |
+| SPAPI_ACCOUNTS_FILE | many accounts (format in catalog_sync.runtime.spapi_accounts) | none |
 | SPAPI_CONNECT_TIMEOUT_S / SPAPI_READ_TIMEOUT_S | HTTP timeouts | 5 / 30 |
 | SPAPI_WRITE_TIMEOUT_S / SPAPI_POOL_TIMEOUT_S | sending a request / waiting for a free connection | 10 / 60 |
 | SPAPI_MAX_CONNECTIONS | HTTP connections per SP-API host | 256 |
