@@ -54,9 +54,10 @@ def pinned_version(pom: Path = POM) -> str:
         raise KafkaUnavailable(f"{pom} is missing: run from a clone of catalog-sync, or set {VERSION_ENV}")
     namespace = {"m": "http://maven.apache.org/POM/4.0.0"}
     found = ET.parse(pom).getroot().find("m:properties/m:kafka.version", namespace)
-    if found is None or not (found.text or "").strip():
+    version = (found.text or "").strip() if found is not None else ""
+    if not version:
         raise KafkaUnavailable(f"{pom} pins no kafka.version")
-    return found.text.strip()
+    return version
 
 
 def cache_root() -> Path:
@@ -252,6 +253,7 @@ class KafkaNode:
         """CPU time the running node used so far (Linux), for reports."""
         if not self.running:
             return None
+        assert self.process is not None  # running means started
         try:
             fields = Path(f"/proc/{self.process.pid}/stat").read_text().rsplit(")", 1)[1].split()
         except OSError:
@@ -424,6 +426,7 @@ class ApacheKafkaCluster:
         """kill -9: no controlled shutdown, no flush; the cluster notices by the missing heartbeats."""
         node = self.node(node_id)
         if node.running:
+            assert node.process is not None  # running means started
             node.process.send_signal(signal.SIGKILL)
             node.process.wait(30)
 
@@ -466,9 +469,11 @@ def _accepts(port: int) -> bool:
 def _stop(nodes: list[KafkaNode], timeout_s: float) -> None:
     running = [n for n in nodes if n.running]
     for node in running:
+        assert node.process is not None  # running means started
         node.process.send_signal(signal.SIGTERM)
     deadline = time.monotonic() + timeout_s
     for node in running:
+        assert node.process is not None  # running means started
         try:
             node.process.wait(max(0.0, deadline - time.monotonic()))
         except subprocess.TimeoutExpired:

@@ -37,7 +37,7 @@ class BatchStrategy:
         self.retry_pause_s = retry_pause_s
         self._held: list[Record] = []
         self._deadline = 0.0
-        self._loop: ConsumerLoop | None = None
+        self._loop: ConsumerLoop  # set by start(), which the loop calls before anything else
 
     def start(self, loop: ConsumerLoop) -> None:
         self._loop = loop

@@ -17,6 +17,7 @@ from kafka import KafkaConsumer, KafkaProducer
 from kafka.admin import KafkaAdminClient
 from kafka.consumer.subscription_state import ConsumerRebalanceListener
 from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
+from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
 
@@ -82,8 +83,8 @@ class Bus(Protocol):
     def producer(self) -> Producer: ...
 
 
-def _client_config(settings: RuntimeSettings) -> dict:
-    config = {"bootstrap_servers": settings.kafka_bootstrap_servers.split(","), "client_id": settings.service}
+def _client_config(settings: RuntimeSettings) -> dict[str, object]:
+    config: dict[str, object] = {"bootstrap_servers": settings.kafka_bootstrap_servers.split(","), "client_id": settings.service}
     if settings.kafka_api_version:
         config["api_version"] = settings.kafka_api_version
     return config
@@ -165,7 +166,7 @@ class BusConsumer:
             time.sleep(timeout_ms / 1000)  # what a poll that found nothing would have waited
             return []
         self._poll_failures = 0
-        records = []
+        records: list[Record] = []
         for tp_records in batches.values():
             records.extend(
                 Record(r.topic, r.partition, r.offset, r.key, r.value, r.timestamp) for r in tp_records
@@ -269,7 +270,7 @@ class BusProducer:
         )
         self._settings = settings
         self._topics_known: set[str] = set()
-        self._pending = []
+        self._pending: list[tuple[FutureRecordMetadata, tuple]] = []
 
     def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None:
         if isinstance(key, str):

@@ -72,6 +72,8 @@ def load_schema_versions(folder=None) -> list[SchemaVersion]:
             continue
         schema = json.loads(entry.read_text(encoding="utf-8"))
         parsed = fastavro.parse_schema(schema)
+        if not isinstance(parsed, dict):
+            raise ValueError(f"{entry.name} is not an Avro record schema")
         canonical = to_parsing_canonical_form(parsed)
         versions.append(
             SchemaVersion(
@@ -133,4 +135,5 @@ class AvroCodec:
             raise DecodeError("undecodable", f"{writer.record_name} body is corrupt: {exc!r}"[:500]) from None
         if body.tell() != len(data):
             raise DecodeError("undecodable", f"{writer.record_name} body has {len(data) - body.tell()} trailing bytes")
+        assert isinstance(event, dict)  # every known schema is a record (load_schema_versions)
         return writer.record_name, event

@@ -27,11 +27,13 @@ from __future__ import annotations
 
 import asyncio
 import concurrent.futures
+import functools
 import queue
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass
+from typing import Any, TypeVar
 
 import structlog
 
@@ -41,6 +43,7 @@ from .consumer_loop import ConsumerLoop, Incoming, Outgoing, Polled, RawOutgoing
 log = structlog.get_logger()
 
 AsyncHandler = Callable[[Incoming], Awaitable[list[Outgoing | RawOutgoing]]]
+T = TypeVar("T")
 
 
 @dataclass(slots=True)
@@ -57,7 +60,7 @@ class ConcurrentStrategy:
         self,
         handle: AsyncHandler,
         *,
-        on_close: Callable[[], Awaitable] | None = None,
+        on_close: Callable[[], Coroutine[Any, Any, object]] | None = None,
         max_in_flight_per_partition: int = 2_000,
         commit_interval_s: float = 1.0,
         revoke_drain_s: float = 5.0,
@@ -73,10 +76,10 @@ class ConcurrentStrategy:
         self.shutdown_drain_s = shutdown_drain_s
         self.retry_pause_s = retry_pause_s
         self._tasks: dict[tuple[str, int, int], _Task] = {}
-        self._done: queue.SimpleQueue = queue.SimpleQueue()
+        self._done: queue.SimpleQueue[tuple[_Task, concurrent.futures.Future]] = queue.SimpleQueue()
         self._event_loop = event_loop or _new_event_loop()
         self._thread: threading.Thread | None = None
-        self._loop: ConsumerLoop | None = None
+        self._loop: ConsumerLoop  # set by start(), which the loop calls before anything else
 
     # -- the asyncio side ------------------------------------------------------------------
     @property
@@ -88,7 +91,7 @@ class ConcurrentStrategy:
             self._thread = threading.Thread(target=self._event_loop.run_forever, name="handlers", daemon=True)
             self._thread.start()
 
-    def run_in_event_loop(self, coroutine: Awaitable, timeout_s: float | None = None):
+    def run_in_event_loop(self, coroutine: Coroutine[Any, Any, T], timeout_s: float | None = None) -> T:
         """Run a coroutine on the handlers' event loop from another thread (set-up and clean-up of
         async resources such as HTTP clients) and return its result."""
         self.start_event_loop()
@@ -144,13 +147,20 @@ class ConcurrentStrategy:
         concurrent future the loop's thread can wait on or cancel."""
         if not tasks:
             return
+        started: list[tuple[_Task, concurrent.futures.Future]] = []
         for task in tasks:
             record = task.polled.record
             self._tasks[(record.topic, record.partition, record.offset)] = task
-            task.future = concurrent.futures.Future()
-            task.future.add_done_callback(lambda fut, t=task: self._done.put((t, fut)))
+            future: concurrent.futures.Future = concurrent.futures.Future()
+            task.future = future
+            future.add_done_callback(functools.partial(self._ended, task))
+            started.append((task, future))
         # The futures travel with their tasks: `_complete` (loop thread) may drop task.future first.
-        self._event_loop.call_soon_threadsafe(self._launch, [(task, task.future) for task in tasks], delay_s)
+        self._event_loop.call_soon_threadsafe(self._launch, started, delay_s)
+
+    def _ended(self, task: _Task, future: concurrent.futures.Future) -> None:
+        """The future's done callback (any thread): `_drain` completes it on the loop's thread."""
+        self._done.put((task, future))
 
     def _launch(self, started: list[tuple[_Task, concurrent.futures.Future]], delay_s: float) -> None:
         """On the event-loop thread: one asyncio task per message, its end copied to the task's
@@ -160,9 +170,8 @@ class ConcurrentStrategy:
             if outcome.cancelled():
                 continue
             running = task.running = event_loop.create_task(self._handle_after(task.polled.message, delay_s))
-            running.add_done_callback(lambda r, f=outcome: _settle(f, r))
-            outcome.add_done_callback(
-                lambda f, r=running: f.cancelled() and not r.done() and event_loop.call_soon_threadsafe(r.cancel))
+            running.add_done_callback(functools.partial(_settle, outcome))
+            outcome.add_done_callback(functools.partial(_cancel_if_cancelled, event_loop, running))
 
     async def _handle_after(self, message: Incoming, delay_s: float) -> list:
         if delay_s:
@@ -203,8 +212,8 @@ class ConcurrentStrategy:
             if future.exception() is None:
                 try:
                     loop.produce(loop.encode(future.result()))
-                except Exception as exc:
-                    log.error("cannot encode output", error=repr(exc))
+                except Exception as encode_exc:
+                    log.error("cannot encode output", error=repr(encode_exc))
             return
         exc = future.exception()
         if isinstance(exc, RetryableError) and not loop.stop.is_set():
@@ -254,6 +263,13 @@ def _interrupt(tasks: list[_Task]) -> None:
         running = task.running
         if running is not None:
             running.cancel()
+
+
+def _cancel_if_cancelled(event_loop: asyncio.AbstractEventLoop, running: asyncio.Task,
+                         outcome: concurrent.futures.Future) -> None:
+    """Done callback of `outcome`: when the loop's thread cancelled it, cancel the asyncio task too."""
+    if outcome.cancelled() and not running.done():
+        event_loop.call_soon_threadsafe(running.cancel)
 
 
 def _settle(outcome: concurrent.futures.Future, running: asyncio.Task) -> None:

@@ -11,6 +11,7 @@ import os
 import re
 from collections.abc import Mapping
 from dataclasses import dataclass
+from typing import Literal, overload
 
 DEFAULT_METRICS_PORTS = {"validator": 9101, "submitter": 9102, "recorder": 9103}
 _SECRET_NAME = re.compile(r"secret|token|password|credential", re.IGNORECASE)
@@ -21,6 +22,12 @@ class ConfigError(ValueError):
     """A setting is missing or malformed; the message names the variable."""
 
 
+@overload
+def env_str(env: Mapping[str, str], name: str, default: str, *, required: bool = False) -> str: ...
+@overload
+def env_str(env: Mapping[str, str], name: str, default: None = None, *, required: Literal[True]) -> str: ...
+@overload
+def env_str(env: Mapping[str, str], name: str, default: None = None, *, required: bool = False) -> str | None: ...
 def env_str(env: Mapping[str, str], name: str, default: str | None = None, *, required: bool = False) -> str | None:
     value = env.get(name, "").strip()
     if value:
@@ -109,7 +116,7 @@ class RuntimeSettings:
             metrics_port = None
         else:
             metrics_port = env_int(env, "METRICS_PORT", DEFAULT_METRICS_PORTS.get(service, 0), minimum=0)
-        values = dict(
+        settings = cls(
             service=service,
             kafka_bootstrap_servers=env_str(env, "KAFKA_BOOTSTRAP_SERVERS", "localhost:9092"),
             kafka_api_version=parse_api_version(env_str(env, "KAFKA_API_VERSION")),
@@ -127,19 +134,24 @@ class RuntimeSettings:
             log_format=env_choice(env, "LOG_FORMAT", "auto", ("auto", "json", "console")),
             log_level=env_choice(env, "LOG_LEVEL", "INFO", ("DEBUG", "INFO", "WARNING", "ERROR")),
         )
-        values.update(overrides)
-        if values["heartbeat_interval_ms"] >= values["session_timeout_ms"]:
+        settings = dataclasses.replace(settings, **overrides)
+        if settings.heartbeat_interval_ms >= settings.session_timeout_ms:
             raise ConfigError("KAFKA_HEARTBEAT_INTERVAL_MS must be lower than KAFKA_SESSION_TIMEOUT_MS")
-        return cls(**values)
+        return settings
 
     def topic(self, name: str) -> str:
         return f"{self.topic_prefix}{name}" if self.topic_prefix else name
 
 
-def mask_secrets(settings: object) -> dict:
+def mask_secrets(settings: object) -> dict[str, object]:
     """The effective configuration as a dict, safe to log: secret-looking fields and URL passwords masked."""
-    raw = dataclasses.asdict(settings) if dataclasses.is_dataclass(settings) else dict(settings)  # type: ignore[arg-type]
-    masked = {}
+    if dataclasses.is_dataclass(settings) and not isinstance(settings, type):
+        raw = dataclasses.asdict(settings)
+    elif isinstance(settings, Mapping):
+        raw = dict(settings)
+    else:
+        raise TypeError(f"mask_secrets takes a dataclass instance or a mapping, not {type(settings).__name__}")
+    masked: dict[str, object] = {}
     for name, value in raw.items():
         if value and _SECRET_NAME.search(name):
             masked[name] = "***"

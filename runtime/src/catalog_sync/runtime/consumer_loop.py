@@ -22,14 +22,14 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
 import structlog
 from prometheus_client import CollectorRegistry
 
-from .bus import Bus, BusError, DeliveryError, KafkaBus, Record, TopicPartition
+from .bus import Bus, BusError, Consumer, DeliveryError, KafkaBus, Producer, Record, TopicPartition
 from .codec import AvroCodec, DecodeError
 from .config import RuntimeSettings
 from .dead_letters import DeadLetters
@@ -152,7 +152,10 @@ class Strategy(Protocol):
     strategy hands each message it is done with to `loop.finish`."""
 
     commit_interval_s: float  # flush and commit at most this often (0: after every poll)
-    max_in_flight_per_partition: int | None  # unfinished messages that pause a partition (None: never)
+
+    @property
+    def max_in_flight_per_partition(self) -> int | None:
+        """Unfinished messages that pause a partition (None: never); the loop only reads it."""
 
     def start(self, loop: ConsumerLoop) -> None:
         """Before the first poll."""
@@ -219,8 +222,8 @@ class ConsumerLoop:
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._paused: set[TopicPartition] = set()
         self._unsent: list[tuple] = []  # outputs the producer has not taken or confirmed, in order
-        self._consumer = None
-        self._producer = None
+        self._consumer: Consumer | None = None  # opened by run()
+        self._producer: Producer | None = None
         # Per-message counters: their labelled children looked up once, not for every message.
         self._duration = self.metrics.duration.labels(self.service)
         self._counters: dict[tuple[str, str], object] = {}
@@ -252,6 +255,7 @@ class ConsumerLoop:
 
     def _loop(self) -> None:
         strategy, consumer = self.strategy, self._consumer
+        assert consumer is not None  # run() opened it
         next_commit = next_lag = 0.0
         while not self.stop.is_set():
             timeout_ms, max_records = strategy.poll_request()
@@ -322,7 +326,7 @@ class ConsumerLoop:
                         schema, event)
 
     # -- out: what strategies call -----------------------------------------------------------
-    def encode(self, outputs: list[Outgoing | RawOutgoing]) -> list[tuple]:
+    def encode(self, outputs: Sequence[Outgoing | RawOutgoing]) -> list[tuple]:
         """The (topic, key, value) records of a handler's outputs. Raises on an event the codec
         refuses: a handler bug, dead-lettered like one."""
         topic, encode = self.settings.topic, self.codec.encode
@@ -402,6 +406,7 @@ class ConsumerLoop:
         order) and go out before anything newer, so nothing handled is committed without them."""
         if self._unsent:
             records, self._unsent = self._unsent + records, []
+        assert self._producer is not None  # messages are only handled while run() has it open
         send = self._producer.send
         for index, record in enumerate(records):
             try:
@@ -414,9 +419,9 @@ class ConsumerLoop:
     def _flush_and_commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
         chosen = self._progress if partitions is None else {tp: self._progress[tp] for tp in partitions
                                                              if tp in self._progress}
-        offsets = {tp: p.to_commit() for tp, p in chosen.items()}
-        offsets = {tp: o for tp, o in offsets.items() if o is not None}
+        offsets = {tp: o for tp, p in chosen.items() if (o := p.to_commit()) is not None}
         self._send([])  # records queued while the broker was away go first
+        assert self._producer is not None and self._consumer is not None  # run() opened them
         try:
             self._producer.flush()  # outputs first: a committed offset never outruns its outcome
         except DeliveryError as exc:
@@ -459,6 +464,7 @@ class ConsumerLoop:
                 pause.append(tp)
             elif paused and not busy:
                 resume.append(tp)
+        assert self._consumer is not None  # run() opened it
         if pause:
             self._consumer.pause(pause)
             self._paused.update(pause)
@@ -503,5 +509,6 @@ class ConsumerLoop:
             self._on_revoke([(self._unprefixed.get(t, t), p) for t, p in partitions])
 
     def _refresh_lag(self) -> None:
+        assert self._consumer is not None  # run() opened it
         for (topic, partition), lag in self._consumer.lag().items():
             self.metrics.lag.labels(self.service, topic, str(partition)).set(lag)

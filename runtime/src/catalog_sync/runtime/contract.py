@@ -65,6 +65,7 @@ def item_status(change_time: int | None, final_time: int | None, final_status: s
     """An item is pending until a final event arrives, and again once a newer change arrives."""
     if final_time is None or (change_time is not None and change_time > final_time):
         return PENDING
+    assert final_status is not None  # a final event always carries its status
     return final_status
 
 
@@ -113,9 +114,9 @@ def _not_unicode(name: str) -> ContractError:
     return ContractError("contract.encoding", f"'{name}' contains an unpaired surrogate (not valid Unicode text)", f"/{name}")
 
 
-def depth_exceeds(value: object, limit: int) -> bool:
+def depth_exceeds(value: dict | list, limit: int) -> bool:
     """True when dicts and lists nest more than `limit` levels deep. Iterative: no recursion."""
-    stack = [(value, 1)]
+    stack: list[tuple[dict | list, int]] = [(value, 1)]
     while stack:
         node, depth = stack.pop()
         if depth > limit:

@@ -15,7 +15,7 @@ class EmbeddedBroker:
         from confluent_kafka import Producer  # imported here: only dev and test use it
 
         # The holder owns the mock cluster; keep it alive as long as the broker is needed.
-        self._holder = Producer({"test.mock.num.brokers": num_brokers, "log_level": 0})
+        self._holder: Producer | None = Producer({"test.mock.num.brokers": num_brokers, "log_level": 0})
         metadata = self._holder.list_topics(timeout=10)
         self.bootstrap_servers = ",".join(f"{b.host}:{b.port}" for b in metadata.brokers.values())
         self.api_version = EMBEDDED_API_VERSION

@@ -64,6 +64,7 @@ class ServiceProcess:
     def kill(self) -> None:
         """kill -9: no chance to commit or close (what fault-injection tests want)."""
         if self.running:
+            assert self.process is not None  # running means started
             self.process.send_signal(signal.SIGKILL)
             self.process.wait(10)
 
