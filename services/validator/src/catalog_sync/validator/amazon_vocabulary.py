@@ -35,7 +35,7 @@ class _Node:
 
     __slots__ = ("unique", "max_bytes", "min_bytes", "properties", "items", "leaf", "unique_floor")
 
-    def __init__(self):
+    def __init__(self) -> None:
         self.unique: list[tuple[int, tuple[str, ...]]] = []  # (maxUniqueItems, selectors)
         self.max_bytes: int | None = None
         self.min_bytes: int | None = None
@@ -129,21 +129,20 @@ class AmazonKeywordChecks:
 
 
 def _walk(node: _Node, instance: object, tokens: Tokens, found: list[ValidationIssue]) -> None:
-    kind = type(instance)
-    if kind is str:
+    if type(instance) is str:
         # UTF-8 needs 1-4 bytes per character: most strings are decided without encoding them.
         if node.max_bytes is not None and len(instance) * 4 > node.max_bytes:
             _max_utf8_bytes(instance, node.max_bytes, tokens, found)
         if node.min_bytes is not None and len(instance) < node.min_bytes:
             _min_utf8_bytes(instance, node.min_bytes, tokens, found)
-    elif kind is list:
+    elif type(instance) is list:
         for limit, selectors in node.unique:
             if len(instance) > limit:
                 _max_unique_items(instance, limit, selectors, tokens, found)
         if node.items is not None:
             for i, value in enumerate(instance):
                 _walk(node.items, value, (*tokens, i), found)
-    elif kind is dict and node.properties:
+    elif type(instance) is dict and node.properties:
         properties = node.properties
         # Items carry a few of a schema's hundred attributes: iterate the smaller side.
         if len(instance) <= len(properties):

@@ -56,6 +56,7 @@ def handle_change(event: dict, *, validator: ItemValidator, default_seller_id: s
         failed = {**common, "errors": [issue.as_dict() for issue in verdict.issues]}
         key = item_key(seller_id, event["marketplace_id"], event["reference"])
         return [Emission(LISTING_VALIDATION_FAILED, key, "ValidationFailed", failed)]
+    assert seller_id  # a change without a seller fails validation (seller_issue)
     operation = event["operation"]
     requirements = event["requirements"]
     ready = {

@@ -7,7 +7,8 @@ all of them together with the schema's.
 from __future__ import annotations
 
 import re
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
+from typing import Any
 
 from .identifiers import identifier_problem
 from .issues import ValidationIssue, attribute_pointer, location, pointer, quote
@@ -82,7 +83,7 @@ def _all_marketplaces_are(node: dict | list, marketplace_id: str) -> bool:
     if type(node) is dict:
         if node.get("marketplace_id", marketplace_id) != marketplace_id:
             return False
-        values = node.values()
+        values: Iterable[Any] = node.values()
     else:
         values = node
     for value in values:
@@ -118,7 +119,7 @@ def _marketplace_ids(node: object, tokens: tuple) -> Iterator[tuple[tuple, objec
 
 def identifier_issues(attributes: dict) -> list[ValidationIssue]:
     """Check digits and lengths of the EAN/UPC/GTIN barcodes in the product identifier."""
-    issues = []
+    issues: list[ValidationIssue] = []
     entries = attributes.get(IDENTIFIER_ATTRIBUTE)
     if not isinstance(entries, list):
         return issues

@@ -54,13 +54,13 @@ def issues_from_error(error: ValidationError) -> Iterator[ValidationIssue]:
 def _message(keyword: str, details: dict, where: str, value: object, error: ValidationError) -> str:
     shown = quote(value)
     match keyword:
-        case "maxLength":
+        case "maxLength" if isinstance(value, str):
             return f"{where} {shown} is {len(value)} characters long; at most {details['limit']} allowed"
-        case "minLength":
+        case "minLength" if isinstance(value, str):
             return f"{where} {shown} is {len(value)} characters long; at least {details['limit']} required"
-        case "maxItems":
+        case "maxItems" if isinstance(value, list):
             return f"{where} has {len(value)} values; at most {details['limit']} allowed"
-        case "minItems":
+        case "minItems" if isinstance(value, list):
             return f"{where} has {len(value)} values; at least {details['limit']} required"
         case "maximum":
             return f"{where} is {shown}; at most {_number(details['limit'])} allowed"
@@ -87,7 +87,7 @@ def _message(keyword: str, details: dict, where: str, value: object, error: Vali
             return f"{where} repeats a value; every value must be different"
         case "oneOf" if isinstance(error.kind, ValidationErrorKind.OneOfMultipleValid):
             return f"{where} {shown} matches more than one of the allowed forms; it must match exactly one"
-        case "anyOf" | "oneOf":
+        case "anyOf" | "oneOf" if isinstance(error.kind, ValidationErrorKind.AnyOf | ValidationErrorKind.OneOfNotValid):
             return f"{where} {shown} must be {_alternatives(error.kind.context)}"
         case "contains":
             return f"{where} has no value of the required kind"

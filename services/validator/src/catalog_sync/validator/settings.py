@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -31,7 +32,7 @@ class ValidatorSettings:
         env = os.environ if env is None else env
         folder = env_str(env, "PRODUCT_TYPES_DIR")
         cache = env_str(env, "PRODUCT_TYPES_CACHE_DIR")
-        values = dict(
+        settings = cls(
             product_types_dir=Path(folder) if folder else None,
             product_types_source=env_choice(env, "PRODUCT_TYPES_SOURCE", "local", ("local", "amazon")),
             product_types_cache_dir=Path(cache) if cache else cls.product_types_cache_dir,
@@ -43,8 +44,7 @@ class ValidatorSettings:
             lwa_client_secret=env_str(env, "LWA_CLIENT_SECRET"),
             lwa_refresh_token=env_str(env, "LWA_REFRESH_TOKEN"),
         )
-        values.update(overrides)
-        settings = cls(**values)
+        settings = dataclasses.replace(settings, **overrides)
         if settings.product_types_dir is not None and not settings.product_types_dir.is_dir():
             raise ConfigError(f"PRODUCT_TYPES_DIR={settings.product_types_dir} is not a folder")
         if settings.product_types_source == "amazon":

@@ -80,7 +80,7 @@ class ItemValidator:
         return Verdict(finalize(issues), attributes)
 
 
-def _parse_attributes(raw: object) -> tuple[dict, ValidationIssue | None]:
+def _parse_attributes(raw: str | dict | None) -> tuple[dict, ValidationIssue | None]:
     if raw is None or raw == "":
         return {}, None
     if isinstance(raw, dict):
