@@ -7,10 +7,12 @@ import json
 import pytest
 from submitter_fakes import FakeClock, ScriptedTransport, error, login_refused
 
+from catalog_sync.runtime.usage_plans import UsagePlan
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import Answer, RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.outcomes import completed_event
+from catalog_sync.submitter.rate import DEFAULT_PLANS
 from catalog_sync.submitter.submission import LoginFailed, MemoryHashes, Submitter
 
 ATTRS = {"item_name": [{"value": "x"}]}
@@ -58,6 +60,16 @@ def test_429_slows_the_seller_down_then_succeeds_with_every_request_id_kept():
     assert done.result.request_ids == ["req-1", "req-2", "req-3"]
     assert submitter.limiter.lane("S1", "put").rate.rate < 5.0
     assert all(d > 0 for d in clock.slept)
+
+
+def test_a_sellers_own_usage_plan_from_the_accounts_file_replaces_the_default():
+    clock = FakeClock()
+    accounts = Accounts({"S1": Account("S1", "app", "secret", "Atzr|1"),
+                         "S2": Account("S2", "app", "secret", "Atzr|2", rates={"put": UsagePlan(20.0, 40)})})
+    submitter = Submitter(accounts=accounts, transport=ScriptedTransport(clock), endpoints=Endpoints("http://prod"),
+                          clock=clock, sleep=clock.sleep)
+    assert submitter.limiter.lane("S2", "put").rate.plan == UsagePlan(20.0, 40)
+    assert submitter.limiter.lane("S1", "put").rate.plan == DEFAULT_PLANS["put"]
 
 
 def test_503_and_timeouts_are_retried_and_latency_includes_the_backoff():

@@ -148,7 +148,7 @@ class Submitter:
         self.accounts = accounts
         self.transport = transport
         self.endpoints = endpoints
-        self.limiter = limiter or RateLimiter(accounts.rate_overrides(), clock=clock, sleep=sleep)
+        self.limiter = limiter or RateLimiter(overrides=accounts.rate_overrides(), clock=clock, sleep=sleep)
         self.hashes = hashes if hashes is not None else MemoryHashes()
         self.policy = policy or RetryPolicy()
         self.observer = observer or _NoMetrics()
