@@ -174,7 +174,7 @@ class Lane:
                         self.rate.bucket.hold(now)
                     delay = self.rate.bucket.wait_time(now)
                     if delay <= 0.0:
-                        if not fetched:
+                        if not fetched and before_take is not None:
                             resource = await before_take()
                             fetched = True
                             continue  # time passed; a 429 meanwhile may have emptied the bucket

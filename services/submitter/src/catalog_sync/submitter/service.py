@@ -4,6 +4,8 @@ seller never holds up the others or the poll loop."""
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import structlog
 from prometheus_client import CollectorRegistry
 
@@ -17,6 +19,9 @@ from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, 
 from catalog_sync.submitter.settings import SubmitterSettings
 from catalog_sync.submitter.spapi_client import SpApiClient
 from catalog_sync.submitter.submission import Submitted, Submitter
+
+if TYPE_CHECKING:
+    from catalog_sync.submitter.accepted_hashes import KafkaHashTable
 
 log = structlog.get_logger()
 
@@ -33,11 +38,11 @@ def outputs_of(submitted: Submitted) -> list[Outgoing | RawOutgoing]:
 
 
 def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
-                 stop: StopSignal | None = None) -> tuple[ConsumerLoop, Submitter, SpApiClient, object]:
+                 stop: StopSignal | None = None) -> tuple[ConsumerLoop, Submitter, SpApiClient, KafkaHashTable | None]:
     registry = registry or CollectorRegistry()
     metrics = SpApiMetrics(registry)
     client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
-    hashes = None
+    hashes: KafkaHashTable | None = None
     if settings.unchanged_check == "kafka":
         from catalog_sync.submitter.accepted_hashes import KafkaHashTable
 
@@ -67,7 +72,7 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
             (log.debug if result.outcome in FINISHED_OUTCOMES else log.info)(
                 "submission completed", seller_id=ready.get("seller_id"), marketplace_id=ready.get("marketplace_id"),
                 reference=ready.get("reference"), run_id=ready.get("run_id"), event_id=event_id,
-                outcome=result.outcome, http_status=result.http_status, request_id=(result.request_ids or [None])[-1],
+                outcome=result.outcome, http_status=result.http_status, request_id=result.request_ids[-1] if result.request_ids else None,
                 submission_id=result.submission_id, attempts=result.attempts, latency_ms=round(result.latency_ms, 1),
                 error_code=result.error_code)
             outputs = outputs_of(submitted)
