@@ -96,7 +96,7 @@ def recorded_endpoint(mode: str) -> str:
     return "test" if mode == "test" else "production"
 
 
-def persists(mode: str) -> bool:
+def persists(mode: str | None) -> bool:
     """Whether an accepted submission of a run in `mode` changes what its endpoint holds (and so
     counts for `publish --changed-only`): not in preview, which validates only."""
     return mode != "preview"

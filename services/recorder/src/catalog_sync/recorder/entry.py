@@ -97,6 +97,7 @@ def prune_command(args: argparse.Namespace) -> int:
 
 def api_command(args: argparse.Namespace) -> int:
     import os
+    import socket
 
     import uvicorn
 
@@ -118,18 +119,18 @@ def api_command(args: argparse.Namespace) -> int:
     app = create_app(ReadModel(store, stall_seconds=settings.stall_seconds), api_token=settings.api_token)
     config = uvicorn.Config(app, host=settings.api_host, port=settings.api_port, log_level="warning",
                             access_log=False)
-    server = uvicorn.Server(config)
-    # Announce the real address (port 0 picks a free one) once the socket is bound.
-    original_startup = server.startup
 
-    async def startup(sockets=None):
-        await original_startup(sockets)
-        for s in server.servers:
-            for sock in s.sockets:
-                host, port = sock.getsockname()[:2]
-                print(f"read API and web page on http://{host}:{port}/ (OpenAPI at /docs)", flush=True)
+    class AnnouncingServer(uvicorn.Server):
+        """Announces the real address (port 0 picks a free one) once the socket is bound."""
 
-    server.startup = startup
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            for s in self.servers:
+                for sock in s.sockets:
+                    host, port = sock.getsockname()[:2]
+                    print(f"read API and web page on http://{host}:{port}/ (OpenAPI at /docs)", flush=True)
+
+    server = AnnouncingServer(config)
     try:
         server.run()
     finally:

@@ -21,6 +21,7 @@ from collections import Counter
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from functools import lru_cache
+from typing import overload
 
 from catalog_sync.runtime.contract import (
     ERROR,
@@ -58,6 +59,12 @@ class InvalidEvent(ValueError):
     """A decoded event the recorder cannot project (missing or malformed field)."""
 
 
+@overload
+def to_ms(value: datetime | int) -> int: ...
+@overload
+def to_ms(value: None) -> None: ...
+@overload
+def to_ms(value: datetime | int | None) -> int | None: ...
 def to_ms(value: datetime | int | None) -> int | None:
     """Event times are kept as epoch milliseconds: the same column type in SQLite and PostgreSQL."""
     if value is None:
@@ -411,8 +418,7 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
 
     for kind, event in run_events:
         run_id = _required(event, "run_id", kind)
-        run = runs.setdefault(run_id, RunState(run_id))
-        apply_run_event(run, kind, event)
+        apply_run_event(runs.setdefault(run_id, RunState(run_id)), kind, event)
         changed_runs.add(run_id)
         applied[kind] += 1
 
@@ -456,10 +462,10 @@ def project(loaded: Loaded, item_events: list[ItemEvent], run_events: list[tuple
         runs[run_id].settle()
 
     minute_deltas: Counter = Counter()
-    for key in changed_items:
-        new = items[key]
+    for k in changed_items:
+        new = items[k]
         new_row = (new.synced_at // MINUTE_MS, new.run_id or NO_RUN, new.item_type, new.status)
-        old_row = old_item_rows.get(key)
+        old_row = old_item_rows.get(k)
         if old_row != new_row:
             if old_row is not None:
                 minute_deltas[old_row] -= 1

@@ -284,7 +284,7 @@ class ReadModel:
             cw, cp = _equality_filters(run_id, f)
             clause = f"WHERE {' AND '.join(cw)}" if cw else ""
             rows = s.execute(f"SELECT status, SUM(n) FROM item_counts {clause} GROUP BY status", cp)
-        elif not f.reference:
+        elif not f.reference and since is not None:
             # A time window: per-minute counters for its whole minutes, the items themselves for
             # the part of its first minute after `since`.
             cw, cp = _equality_filters(run_id, f)
@@ -299,6 +299,7 @@ class ReadModel:
             # without a sort, a third faster than SUM(CASE ...) on SQLite.
             row = s.one("SELECT " + ", ".join(f"COUNT(*) FILTER (WHERE status = '{st}')" for st in ITEM_STATUSES)
                         + f" FROM items WHERE {' AND '.join(where)}", params)
+            assert row is not None  # an aggregate without GROUP BY answers one row
             rows = list(zip(ITEM_STATUSES, row, strict=True))
         for status, n in rows:
             counts[status] = counts.get(status, 0) + int(n or 0)

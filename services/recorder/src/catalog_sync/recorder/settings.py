@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
@@ -30,7 +31,7 @@ class RecorderSettings:
         url = env_str(env, "READ_STORE_URL", DEFAULT_URL)
         if not url.lower().startswith(("sqlite:///", "postgresql://", "postgres://")):
             raise ConfigError(f"READ_STORE_URL={url!r} must start with sqlite:/// or postgresql://")
-        values = dict(
+        settings = cls(
             read_store_url=url,
             read_store_schema=env_str(env, "READ_STORE_SCHEMA"),
             api_host=env_str(env, "API_HOST", "127.0.0.1"),
@@ -42,16 +43,16 @@ class RecorderSettings:
             keep_runs=env_int(env, "RECORDER_KEEP_RUNS", 500, minimum=1),
             prune_every_s=env_float(env, "RECORDER_PRUNE_EVERY_S", 600.0, minimum=1.0),
         )
-        values.update(overrides)
-        if values["api_port"] > 65535:
-            raise ConfigError(f"API_PORT={values['api_port']} is not a TCP port")
-        if values["keep_runs"] < 1:
-            raise ConfigError(f"RECORDER_KEEP_RUNS={values['keep_runs']} must be at least 1")
-        if 0 < values["retention_days"] < 8:
-            raise ConfigError(f"RECORDER_RETENTION_DAYS={values['retention_days']:g} must be 0 (keep everything) or "
+        settings = dataclasses.replace(settings, **overrides)
+        if settings.api_port > 65535:
+            raise ConfigError(f"API_PORT={settings.api_port} is not a TCP port")
+        if settings.keep_runs < 1:
+            raise ConfigError(f"RECORDER_KEEP_RUNS={settings.keep_runs} must be at least 1")
+        if 0 < settings.retention_days < 8:
+            raise ConfigError(f"RECORDER_RETENTION_DAYS={settings.retention_days:g} must be 0 (keep everything) or "
                               "at least 8: history is the record of events already applied, and must outlive "
                               "the Kafka topics' retention (7 days by default)")
-        return cls(**values)
+        return settings
 
     @property
     def retention(self):

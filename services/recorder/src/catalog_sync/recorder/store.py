@@ -472,11 +472,12 @@ class ReadStore:
         if not statements:
             return
         names = self.dialect.extension_schemas(s)
+        skipped: tuple[type[BaseException], ...] = (KeyError, *self.dialect.refused)
         for statement in statements:
             s.execute("SAVEPOINT optional_ddl")
             try:
                 s.execute(statement.format(**names))
-            except (KeyError, *self.dialect.refused) as exc:
+            except skipped as exc:
                 s.execute("ROLLBACK TO SAVEPOINT optional_ddl")
                 log.warning("optional index not created: searches scan instead", statement=statement,
                             error=str(exc) if not isinstance(exc, KeyError) else f"extension {exc} unavailable")
@@ -583,6 +584,7 @@ class ReadStore:
                 state, member = _item_from_row(row)
                 loaded.items[state.item_key] = state
                 if member is not None:
+                    assert state.run_id is not None  # an item has a current membership only in a run
                     loaded.run_items[(state.run_id, state.item_key)] = member
         # Memberships of runs the item has left. They are written with the item row: an item not
         # stored has none.
@@ -607,7 +609,8 @@ class ReadStore:
         `members`: every membership the batch knows (loaded or created), by (run, item)."""
         if p.items:
             dumps = orjson.dumps
-            new, old = [], []
+            new: list[tuple] = []
+            old: list[tuple] = []
             for key, i in p.items.items():
                 m = members[(i.run_id, key)] if i.run_id else _NO_MEMBER
                 (old if key in stored.run_of else new).append((
@@ -656,7 +659,7 @@ class ReadStore:
             s.append("run_items", _RUN_ITEM_COLUMNS, new)
             s.insert_rows("run_items", _RUN_ITEM_COLUMNS, old, _RUN_ITEMS_UPSERT)
         if p.runs:
-            rows = [(r.run_id, r.mode, r.endpoint, r.source, r.started_at, r.next_run_at, int(r.opened), r.closed_at,
+            rows: list[tuple] = [(r.run_id, r.mode, r.endpoint, r.source, r.started_at, r.next_run_at, int(r.opened), r.closed_at,
                      r.item_count, r.changes_received, r.total, r.pending, r.error, r.finished, r.last_event_at,
                      r.finished_at, r.status) for r in p.runs.values()]
             s.insert_rows("runs", RUN_COLUMNS, rows,
