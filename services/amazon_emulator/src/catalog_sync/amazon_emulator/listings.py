@@ -197,6 +197,7 @@ class ListingsBehaviour:
             return self._get(req)
         if req.method == "DELETE":
             return self._delete(req)
+        assert body is not None  # check_request parses the body of every PUT and PATCH
         if req.method == "PATCH":
             return self._patch(req, body)
         return self._put(req, body)
@@ -309,8 +310,7 @@ class ListingsBehaviour:
         return Answer(200, {"sku": req.sku, "status": "ACCEPTED", "submissionId": new_event_id(), "issues": []})
 
     def _get(self, req: ListingRequest) -> Answer:
-        found = [(m, self.store.get(_key(req, m))) for m in req.marketplace_ids]
-        found = [(m, s) for m, s in found if s is not None]
+        found = [(m, s) for m in req.marketplace_ids if (s := self.store.get(_key(req, m))) is not None]
         if not found:
             return errors(404, "NOT_FOUND", f"SKU '{req.sku}' not found in marketplace "
                           f"{','.join(req.marketplace_ids)}")
@@ -357,7 +357,7 @@ def asin_of(seller_id: str, sku: str) -> str:
 
 
 def _summary(seller_id: str, sku: str, marketplace: str, stored: StoredListing, attributes: dict) -> dict:
-    summary = {"marketplaceId": marketplace, "asin": asin_of(seller_id, sku), "productType": stored.product_type}
+    summary: dict[str, object] = {"marketplaceId": marketplace, "asin": asin_of(seller_id, sku), "productType": stored.product_type}
     condition = _first_value(attributes.get("condition_type"))
     if condition in CONDITION_TYPES:
         summary["conditionType"] = condition

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from urllib.parse import parse_qs
 
@@ -116,7 +117,7 @@ class RunningEmulator:
 
     url: str
     emulator: Emulator | None  # None when it runs in a subprocess: use the HTTP control API
-    _stop: object
+    _stop: Callable[[], None]
 
     @property
     def sandbox_url(self) -> str:

@@ -20,12 +20,17 @@ from catalog_sync.runtime.spapi_accounts import AccountsError, credentials_from_
 
 class Credentials(Protocol):
     """One seller's login: runtime.spapi_accounts.SellerCredentials, or a client's own account
-    object with the same names (tests give both sides the same accounts)."""
+    object with the same names (tests give both sides the same accounts). Read-only: frozen
+    dataclasses qualify."""
 
-    seller_id: str
-    client_id: str
-    client_secret: str
-    refresh_token: str
+    @property
+    def seller_id(self) -> str: ...
+    @property
+    def client_id(self) -> str: ...
+    @property
+    def client_secret(self) -> str: ...
+    @property
+    def refresh_token(self) -> str: ...
 
 
 @dataclass(frozen=True)
