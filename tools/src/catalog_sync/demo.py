@@ -94,8 +94,13 @@ class DemoStack:
         return f"http://127.0.0.1:{self.emulator_port}"
 
     def env(self) -> dict[str, str]:
+        kafka_env = self.kafka_env
+        if kafka_env is None:
+            if self.broker is None:
+                raise RuntimeError("the demo stack has no broker: start() it first, or give it kafka_env")
+            kafka_env = self.broker.env()
         return {
-            **(self.kafka_env if self.kafka_env is not None else self.broker.env()),
+            **kafka_env,
             "READ_STORE_URL": f"sqlite:///{self.data_dir / 'catalog-sync.db'}",
             "SPAPI_ENDPOINT": self.emulator_url,
             "SPAPI_SANDBOX_ENDPOINT": f"{self.emulator_url}/sandbox",

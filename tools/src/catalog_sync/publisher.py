@@ -49,7 +49,7 @@ def read_catalog(path: Path) -> CatalogFile:
                 catalog.problems.append(LineProblem(line_no, [problem]))
                 continue
             fields, errors = parse_change(obj, line_no)
-            if errors:
+            if fields is None:  # parse_change gives fields exactly when there are no errors
                 catalog.problems.append(LineProblem(line_no, errors))
             else:
                 catalog.items.append(fields)
