@@ -9,8 +9,8 @@ until the answer decides, or the time limit passes:
 - error: an issue of severity ERROR (for the marketplace); the item becomes an `amazon_response`
   error with the x-amzn-RequestId of the GET that found it, and its accepted content hash is
   dropped so the next run sends it again;
-- awaiting: neither by the time limit (counted from the acceptance, at least one look made), or
-  the sandbox answered its static example instead of this listing.
+- awaiting: neither by the time limit (counted from the acceptance; an acceptance already older
+  than the limit is not looked at), or the sandbox answered its static example, not this listing.
 
 The GETs of a seller go through the seller's own `get` lane of a RateLimiter (5 req/s, burst 10
 per seller and application; 429s and x-amzn-RateLimit-Limit slow it down), in arrival order, so a
@@ -169,7 +169,8 @@ class Reconciler:
 
     # -- the looking --------------------------------------------------------------------------
     async def observe(self, completed: dict) -> Observation | None:
-        """Look until Amazon decides or the time limit passes; None when superseded."""
+        """Look until Amazon decides or the time limit passes. None (no event): superseded by a
+        newer submission, or accepted longer ago than the time limit (history being re-read)."""
         key = _key(completed)
         watch = _Watch(_ms(completed.get("event_time")))
         self._watches.setdefault(key, []).append(watch)
@@ -193,8 +194,11 @@ class Reconciler:
             base_url = self.endpoints.base_url(completed["marketplace_id"], sandbox=call.sandbox)
         except (UnknownMarketplace, ValueError) as exc:
             return Observation(AWAITING, "refused", note=f"not checked: {exc}")
-        # Counted from the acceptance: a backlog of observations must not look forever.
+        # Counted from the acceptance: a backlog of observations must not look forever, and a new
+        # consumer group reading old acceptances (the first start) must not look at all of them.
         accepted_ago = max(0.0, (self._wall_ms() - _ms(completed.get("event_time"))) / 1000.0)
+        if accepted_ago >= policy.time_limit_s:
+            return None
         start = self._clock()
         deadline = start - accepted_ago + policy.time_limit_s
         next_look = start - accepted_ago + policy.first_look_s

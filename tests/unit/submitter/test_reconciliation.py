@@ -86,10 +86,12 @@ def test_the_time_limit_leaves_the_item_accepted_awaiting_amazon_with_a_note():
     assert 5 <= seen.looks == len(transport.calls) <= 20  # backed off to one look per 15-30 s
 
 
-def test_the_limit_counts_from_the_acceptance_but_one_look_is_always_made():
-    reconciler, transport, _ = make([listing("SKU-1")])
-    seen = run(reconciler.observe(completed(event_time=datetime(2026, 12, 7, 11, 0, tzinfo=UTC))))
-    assert (seen.state, seen.ended_by, seen.looks) == ("awaiting", "time_limit", 1)
+def test_the_limit_counts_from_the_acceptance_and_older_acceptances_are_not_looked_at():
+    reconciler, transport, _ = make([listing("SKU-1")] * 100)
+    late = run(reconciler.observe(completed(event_time=datetime(2026, 12, 7, 11, 56, tzinfo=UTC))))
+    assert (late.state, late.ended_by) == ("awaiting", "time_limit") and 1 <= late.looks <= 8  # 60 s were left
+    assert run(reconciler.observe(completed(event_time=datetime(2026, 12, 7, 11, 0, tzinfo=UTC)))) is None
+    assert len(transport.calls) == late.looks
 
 
 def test_a_sellers_gets_stay_within_the_get_plan_of_5_per_second_burst_10():
