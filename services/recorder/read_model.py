@@ -42,7 +42,8 @@ API_NAME = "Listings Items API"
 API_VERSION = "2021-08-01"
 _RUN_COLS = ", ".join(RUN_COLUMNS)  # in RunState's field order
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
-              "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time")
+              "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time, listing_state, "
+              "listing_note, listing_checked_at")
 EXPORT_PAGE = 1_000  # rows per query of an export: memory stays flat however many items match
 
 
@@ -520,7 +521,8 @@ def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], li
 
 def _item_json(row: tuple) -> dict:
     (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
-     submission_id, error_json, issues_json, outcome, request_run_id, request_time) = row
+     submission_id, error_json, issues_json, outcome, request_run_id, request_time, listing_state, listing_note,
+     listing_checked_at) = row
     final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
     return {
         "reference": reference,
@@ -542,6 +544,11 @@ def _item_json(row: tuple) -> dict:
         "request_run_id": request_run_id if final and request_id else None,
         "request_at": iso_from_ms(request_time) if final and request_id else None,
         "resent": _resent(outcome) if final else None,
+        # Amazon's view after ACCEPTED: "awaiting" (accepted, awaiting Amazon), "live" or "error";
+        # None when the item's outcome is no acceptance (or predates the looking).
+        "listing_state": listing_state if final else None,
+        "listing_note": listing_note if final else None,
+        "listing_checked_at": iso_from_ms(listing_checked_at) if final and listing_checked_at else None,
     }
 
 
