@@ -128,11 +128,12 @@ class Emulator:
         with self._lock:
             self._scripts.append(_Script(status, times, seller_id, sku, method, delay_ms, code, message))
 
-    def after_acceptance(self, sku: str, *, seller_id: str | None = None, live_after_s: float = 0.0,
+    def after_acceptance(self, sku: str, *, seller_id: str | None = None, live_after_s: float | None = None,
                          issues_after_s: float | None = None, issues: list[dict] | None = None) -> None:
         """Script what happens to `sku` (of `seller_id`, or of any seller) once a later PUT is
         ACCEPTED: no status for `live_after_s` seconds, then live; or `issues` (default: Amazon's
-        8541 catalog conflict, severity ERROR) from `issues_after_s` seconds on."""
+        8541 catalog conflict, severity ERROR) from `issues_after_s` seconds on (not live before,
+        unless `live_after_s` says so)."""
         sku, seller, fate = fate_from_json({"sku": sku, "seller_id": seller_id, "live_after_s": live_after_s,
                                              "issues_after_s": issues_after_s, "issues": issues})
         with self._lock:

@@ -4,7 +4,8 @@ Amazon's ACCEPTED only queues a submission: for a while getListingsItem shows th
 status (neither BUYABLE nor DISCOVERABLE), and issues can appear later (spapi-facts.md). By default
 the emulator's listings are processed at once; a fate makes one SKU take `live_after_s` seconds to
 go live, or develop `issues` `issues_after_s` seconds after acceptance (an ERROR issue suppresses
-the listing: no status). Set through `Emulator.after_acceptance` or POST /_emulator/after-acceptance."""
+the listing: no status; until then it has none either, unless `live_after_s` says it goes live
+first). Set through `Emulator.after_acceptance` or POST /_emulator/after-acceptance."""
 
 from __future__ import annotations
 
@@ -49,7 +50,10 @@ def fate_from_json(args: dict) -> tuple[str, str | None, Fate]:
     if issues is not None and not (isinstance(issues, list) and all(isinstance(i, dict) for i in issues)):
         raise ValueError("issues must be a list of Amazon issue objects")
     after = args.get("issues_after_s")
-    fate = Fate(live_after_s=float(args.get("live_after_s", 0.0)),
+    live = args.get("live_after_s")
+    if live is None:  # a listing heading for issues is still being processed until they show
+        live = 0.0 if after is None else float("inf")
+    fate = Fate(live_after_s=float(live),
                 issues_after_s=float(after) if after is not None else None,
                 issues=tuple(issues) if issues else (CATALOG_CONFLICT,))
     return sku, args.get("seller_id"), fate

@@ -32,7 +32,7 @@ def test_a_listing_develops_an_error_issue_seconds_after_acceptance(clock):
     answer, body, _ = put(emulator, token)
     assert body["status"] == "ACCEPTED" and body["issues"] == []
     status, issues, _ = look(emulator, token, "SKU-1")
-    assert status == ["DISCOVERABLE"] and issues == []
+    assert status == [] and issues == []  # still being processed
     clock.t += 30
     status, issues, request_id = look(emulator, token, "SKU-1")
     assert status == []  # suppressed
@@ -56,3 +56,13 @@ def test_the_control_endpoint_refuses_a_fate_without_a_sku():
     emulator = configured()
     with pytest.raises(ValueError):
         emulator.after_acceptance("", issues_after_s=1)
+
+
+def test_a_listing_can_go_live_first_and_be_suppressed_later(clock):
+    emulator = configured()
+    token = login(emulator)[1]["access_token"]
+    emulator.after_acceptance("SKU-1", live_after_s=0, issues_after_s=60)
+    put(emulator, token)
+    assert look(emulator, token, "SKU-1")[:2] == (["DISCOVERABLE"], [])
+    clock.t += 60
+    assert look(emulator, token, "SKU-1")[0] == []
