@@ -27,6 +27,7 @@ from __future__ import annotations
 import asyncio
 import random
 import time
+from collections import OrderedDict
 from collections.abc import Awaitable, Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
@@ -43,6 +44,7 @@ from catalog_sync.submitter.rate import RateLimiter
 from catalog_sync.submitter.submission import LoginFailed, SpApiTransport, SubmissionObserver, _NoMetrics
 
 GET = "getListingsItem"
+EARLY_NOTIFICATIONS = 10_000  # notifications remembered until their acceptance arrives
 LIVE_STATUSES = frozenset({"BUYABLE", "DISCOVERABLE"})
 
 
@@ -141,10 +143,16 @@ class Reconciler:
         self._sleep = sleep
         self._rng = rng or random.Random()
         self._watches: dict[str, list[_Watch]] = {}
+        # (seller, sku) -> (marketplace or None, when received): notifications that found no watch
+        self._early: OrderedDict[tuple[str, str], tuple[str | None, int]] = OrderedDict()
 
     # -- inputs besides the acceptances -----------------------------------------------------
     def notified(self, seller_id: str, marketplace_id: str | None, sku: str) -> int:
-        """Amazon says the listing changed: look at once. Returns how many observations woke."""
+        """Amazon says the listing changed: look at once. Returns how many observations woke.
+
+        The notification and the acceptance come on different topics, in any order: one that finds
+        no watch is remembered (bounded), and a watch of an acceptance older than it starts with a
+        look at once."""
         woken = 0
         for key, watches in self._watches.items():
             seller, marketplace, reference = key.split("|", 2)
@@ -153,6 +161,11 @@ class Reconciler:
                     watch.notified = True
                     watch.wake.set()
                     woken += 1
+        if not woken:
+            self._early[seller_id, sku] = (marketplace_id, self._wall_ms())
+            self._early.move_to_end((seller_id, sku))
+            while len(self._early) > EARLY_NOTIFICATIONS:
+                self._early.popitem(last=False)
         return woken
 
     def supersede(self, completed: dict) -> None:
@@ -173,6 +186,10 @@ class Reconciler:
         newer submission, or accepted longer ago than the time limit (history being re-read)."""
         key = _key(completed)
         watch = _Watch(_ms(completed.get("event_time")))
+        early = self._early.pop((completed["seller_id"], completed["reference"]), None)
+        if early is not None and early[0] in (None, completed["marketplace_id"]) and early[1] >= watch.since:
+            watch.notified = True
+            watch.wake.set()
         self._watches.setdefault(key, []).append(watch)
         try:
             return await self._observe(completed, watch)
@@ -217,8 +234,7 @@ class Reconciler:
                 return Observation(
                     AWAITING, "time_limit", looks, last_request_id,
                     note=f"accepted, awaiting Amazon: neither live nor in error {policy.time_limit_s:g} s after "
-                         f"acceptance ({looks} getListingsItem calls); it may still change: see Seller Central, "
-                         "or the next run's look")
+                         f"acceptance ({looks} getListingsItem calls); Amazon may still decide: see Seller Central")
             answer = await self._look(account, base_url, call)
             looks += 1
             last_request_id = answer.request_id or last_request_id

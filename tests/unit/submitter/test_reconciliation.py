@@ -163,3 +163,19 @@ def test_only_accepted_upserts_of_runs_that_persist_are_looked_at():
     assert not wants(completed(outcome="unchanged"))
     assert not wants(completed(operation="delete", outcome="deleted"))
     assert not wants(completed(item_type="category", outcome="not_sent"))
+
+
+def test_a_notification_that_comes_before_its_acceptance_is_read_still_ends_the_wait():
+    reconciler, transport, clock = make([listing("SKU-1", ["BUYABLE"])],
+                                        policy=ReconcilePolicy(first_look_s=60, max_interval_s=600, time_limit_s=3600))
+    assert reconciler.notified("S1", US, "SKU-1") == 0  # nobody watching yet: remembered
+    started = clock.now
+    seen = run(reconciler.observe(completed()))
+    assert (seen.state, seen.ended_by, seen.looks) == ("live", "notification", 1)
+    assert transport.calls[0][1] - started < 1  # not 60 s later
+    # ...once: a later acceptance of the SKU waits for its own first look again.
+    transport.script = [listing("SKU-1", ["BUYABLE"])]
+    later = datetime.fromtimestamp(reconciler._wall_ms() / 1000, UTC)
+    started = clock.now
+    again = run(reconciler.observe(completed(event_id="sc-2", event_time=later)))
+    assert (again.ended_by, transport.calls[1][1] - started) == ("poll", 60)
