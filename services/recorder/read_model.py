@@ -20,9 +20,10 @@ import orjson
 from catalog_sync.runtime.contract import ITEM_STATUSES, ITEM_TYPES, PENDING, RUN_STATUSES, parse_time
 from catalog_sync.runtime.events import split_item_key
 from catalog_sync.runtime.marketplaces import PRODUCTION_HOSTS, SANDBOX_HOSTS, describe
-from catalog_sync.runtime.sync_modes import SANDBOX, SPAPI_OPERATION, not_sent_message, route_of_change
+from catalog_sync.runtime.sync_modes import SANDBOX, SPAPI_OPERATION, not_sent_message, route, route_of_change
 
 from .projection import (
+    LISTING_OBSERVED,
     MINUTE_MS,
     RUN_FINISHED,
     RUN_FINISHED_WITH_ERRORS,
@@ -397,10 +398,13 @@ class ReadModel:
                                    "AND final_event_id IS NOT NULL ORDER BY final_time DESC LIMIT ?",
                                    (run_id, run_id, limit * 2))
                 wanted = {r[1] for r in finals}
-                # History is indexed per item: fetch those items' submissions, keep the final ones.
-                events = s.select_in("SELECT event_id, item_key, event_time, details_json FROM item_events "
-                                     "WHERE event_type = 'SubmissionCompleted' AND item_key",
+                # History is indexed per item: fetch those items' submissions (and the looks that
+                # found issues after an acceptance), keep the final ones and what they observed.
+                events = s.select_in("SELECT event_id, item_key, event_time, details_json, event_type FROM item_events "
+                                     "WHERE event_type IN ('SubmissionCompleted', 'ListingObserved') AND item_key",
                                      sorted({r[0] for r in finals}))
+                wanted |= {orjson.loads(e[3]).get("source_event_id") for e in events
+                           if e[0] in wanted and e[4] == LISTING_OBSERVED}
                 events = sorted((e for e in events if e[0] in wanted), key=lambda e: (e[2], e[0]),
                                 reverse=True)[:limit]
         submissions = [_submission_json(e) for e in events]
@@ -428,9 +432,12 @@ class ReadModel:
     def _submissions_of_items(s: Session, keys: list[str], limit: int) -> list[tuple]:
         rows: list[tuple] = []
         for key in keys:
-            rows.extend(s.execute("SELECT event_id, item_key, event_time, details_json FROM item_events "
-                                  "WHERE item_key = ? AND event_type = ? ORDER BY event_time DESC LIMIT ?",
-                                  (key, SUBMISSION_COMPLETED, limit)))
+            found = s.execute("SELECT event_id, item_key, event_time, details_json, event_type FROM item_events "
+                              "WHERE item_key = ? AND event_type IN (?, ?) ORDER BY event_time DESC LIMIT ?",
+                              (key, SUBMISSION_COMPLETED, LISTING_OBSERVED, limit))
+            # Of the looks after an acceptance, those that found issues (what a case is about).
+            rows.extend(e for e in found if e[4] == SUBMISSION_COMPLETED or
+                        orjson.loads(e[3]).get("listing_state") == "error")
         return sorted(rows, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
 
 
@@ -567,9 +574,11 @@ def _history_json(row: tuple) -> dict:
 
 
 def _submission_json(row: tuple) -> dict:
-    event_id, item_key, event_time, details_json = row
+    event_id, item_key, event_time, details_json, event_type = row
     seller, marketplace, reference = split_item_key(item_key)
     d = orjson.loads(details_json)
+    if event_type == LISTING_OBSERVED:
+        return _look_json(event_id, seller, marketplace, reference, event_time, d)
     request_ids = d.get("attempt_request_ids") or ([d["request_id"]] if d.get("request_id") else [])
     if d.get("request_id") and d["request_id"] not in request_ids:
         request_ids.append(d["request_id"])
@@ -591,6 +600,25 @@ def _submission_json(row: tuple) -> dict:
         "error_message": d.get("error_message"),
         "issue_codes": [i.get("code") for i in d.get("issues") or [] if i.get("code")],
         "event_id": event_id,
+    }
+
+
+def _look_json(event_id: str, seller: str, marketplace: str, reference: str, event_time: int, d: dict) -> dict:
+    """The getListingsItem that found issues after an acceptance, shaped as a submission entry."""
+    try:
+        host = route(d.get("mode") or "", "getListingsItem").host
+    except ValueError:
+        host = None
+    region = describe(marketplace)["region"]
+    return {
+        "reference": reference, "seller_id": seller or None, "marketplace_id": marketplace,
+        "country": describe(marketplace)["country"], "operation": "getListingsItem", "endpoint": host,
+        "endpoint_url": (SANDBOX_HOSTS if host == SANDBOX else PRODUCTION_HOSTS).get(region) if host else None,
+        "amazon_mode": None, "time": iso_from_ms(event_time), "request_id": d.get("request_id"),
+        "attempt_request_ids": [d["request_id"]] if d.get("request_id") else [],
+        "submission_id": d.get("submission_id"), "outcome": "issues after acceptance", "http_status": 200,
+        "amazon_status": None, "error_code": d.get("error_code"), "error_message": d.get("error_message"),
+        "issue_codes": [i.get("code") for i in d.get("issues") or [] if i.get("code")], "event_id": event_id,
     }
 
 

@@ -808,3 +808,11 @@ def test_amazons_view_after_acceptance_shows_in_items_runs_and_the_changed_only_
     hashes = model.last_finished_hashes(keys, "production")
     assert hashes[keys[0]] == hb1[1]["content_hash"] and hashes.get(keys[1]) != hb2[1]["content_hash"]
     assert [h["event_type"] for h in model.item("HB-2")["history"]][-1] == "ListingObserved"
+    # A support case about the run names the look that found the issue and the accepted PUT.
+    case = model.support_case(run_id=run.run_id)
+    assert {(sub["operation"], sub["request_id"]) for sub in case["submissions"]} == {
+        ("getListingsItem", "get-req-hb2"), ("putListingsItem", hb2[1]["request_id"])}
+    assert case["operation"] == "getListingsItem, putListingsItem"
+    assert [s["operation"] for s in model.support_case(reference="HB-2")["submissions"]] == \
+        ["getListingsItem", "putListingsItem"]
+    assert [s["operation"] for s in model.support_case(reference="HB-1")["submissions"]] == ["putListingsItem"]
