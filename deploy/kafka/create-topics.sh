@@ -59,7 +59,8 @@ create listing.state.observed "$PARTITIONS"
 create listing.ready "$PARTITIONS"
 # Run opened/closed, keyed by run id: a few events per run.
 create catalog.run.events 3
-# Amazon's listing notifications as JSON, from the user's SQS forwarder (any key).
+# Amazon's listing notifications as JSON, from the user's SQS forwarder; keyed seller|marketplace|sku
+# and partitioned like listing.submission.completed, they reach the submitter watching the listing.
 create listing.notification.received "$PARTITIONS"
 # Submitter state: last accepted content hash per item; only the newest value per key matters.
 create listing.accepted.hashes "$PARTITIONS" --config cleanup.policy=compact
