@@ -54,10 +54,14 @@ create() {
 create catalog.item.changed "$PARTITIONS"
 create listing.validation.failed "$PARTITIONS"
 create listing.submission.completed "$PARTITIONS"
+create listing.state.observed "$PARTITIONS"
 # Seller-keyed: one submitter owns each seller's rate limit.
 create listing.ready "$PARTITIONS"
 # Run opened/closed, keyed by run id: a few events per run.
 create catalog.run.events 3
+# Amazon's listing notifications as JSON, from the user's SQS forwarder; keyed seller|marketplace|sku
+# and partitioned like listing.submission.completed, they reach the submitter watching the listing.
+create listing.notification.received "$PARTITIONS"
 # Submitter state: last accepted content hash per item; only the newest value per key matters.
 create listing.accepted.hashes "$PARTITIONS" --config cleanup.policy=compact
 # Dead letters: rare, kept long enough to inspect and replay.

@@ -451,7 +451,9 @@ def test_a_running_run_finishes_on_screen_without_losing_the_users_place(browser
             expect(pg.locator("#count-error")).to_have_text("5")
             expect(rows(pg).locator("td.status-pending")).to_have_count(0, timeout=15_000)
             expect(rows(pg)).to_have_count(40)  # both loaded pages stay
-            assert rows(pg).locator("td.status").all_inner_texts().count("finished") == 35
+            # The status is the cell's first line (an accepted item adds Amazon's view below it).
+            statuses = [text.splitlines()[0] for text in rows(pg).locator("td.status").all_inner_texts()]
+            assert statuses.count("finished") == 35
             expect(pg.locator("[data-testid=error-details]")).to_have_count(1)  # still open
             assert pg.get_by_role("button", name="Error details of LIVE-00").get_attribute("aria-expanded") == "true"
             assert pg.evaluate("window.scrollY") > 0
@@ -460,3 +462,30 @@ def test_a_running_run_finishes_on_screen_without_losing_the_users_place(browser
             context.close()
     finally:
         store.close()
+
+
+def test_the_page_tells_accepted_awaiting_amazon_from_live_and_from_turned_down(browser, tmp_path):
+    from playwright.sync_api import expect
+
+    store = ReadStore(f"sqlite:///{tmp_path / 'read.db'}")
+    store.migrate()
+    run = SampleRun(mode="production", start=just_now())
+    events = [run.opened(), *[run.changed(r) for r in ("LV-1", "AW-1", "TD-1")]]
+    live, awaiting, turned_down = (run.submitted(r) for r in ("LV-1", "AW-1", "TD-1"))
+    events += [live, awaiting, turned_down, run.closed(3), run.observed(live, "live"),
+               run.observed(turned_down, "error", request_id="req-get-td1")]
+    store.apply("recorder", Partitions().messages(events))
+    with serving(create_app(ReadModel(store))) as url:
+        context, pg = open_page(browser, url)
+        expect(rows(pg)).to_have_count(3)
+        states = {row.locator("td.ref").inner_text(): row for row in rows(pg).all()}
+        assert states["LV-1"].locator("[data-testid=listing-state]").inner_text() == "live on Amazon"
+        assert states["AW-1"].locator("[data-testid=listing-state]").inner_text() == "accepted, awaiting Amazon"
+        turned = states["TD-1"]
+        assert turned.locator("td.status").inner_text().startswith("error")
+        assert turned.locator("[data-testid=listing-state]").inner_text() == "turned down after acceptance"
+        assert turned.locator("[data-testid=request-id]").inner_text() == "req-get-td1"
+        turned.locator("[data-testid=show-error]").click()
+        expect(pg.locator("[data-testid=error-details]")).to_contain_text("8541")
+        context.close()
+    store.close()

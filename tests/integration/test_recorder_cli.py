@@ -76,3 +76,23 @@ def test_status_of_an_unknown_run_fails_with_a_message(store_env, capsys):
     assert status(["--run-id", "run-does-not-exist", "--csv"]) == 2
     captured = capsys.readouterr()
     assert captured.out == "" and "no run" in captured.err
+
+
+def test_status_tells_accepted_awaiting_amazon_from_live(tmp_path, monkeypatch, capsys):
+    url = f"sqlite:///{tmp_path / 'read.db'}"
+    store = ReadStore(url)
+    store.migrate()
+    run = SampleRun(mode="production", start=just_now())
+    events = [run.opened(), *[run.changed(f"HB-{i}") for i in range(3)]]
+    accepted = [run.submitted(f"HB-{i}") for i in range(3)]
+    events += [*accepted, run.closed(3), run.observed(accepted[0], "live"),
+               run.observed(accepted[2], "awaiting", note="accepted, awaiting Amazon: neither live nor in error 900 s "
+                                                          "after acceptance")]
+    store.apply("recorder", Partitions().messages(events))
+    store.close()
+    monkeypatch.setenv("READ_STORE_URL", url)
+    assert status([]) == 0
+    lines = {line.split()[0]: line for line in capsys.readouterr().out.splitlines() if line.startswith("HB-")}
+    assert "finished (live)" in lines["HB-0"]
+    assert "finished (accepted, awaiting Amazon)" in lines["HB-1"]
+    assert "finished (accepted, awaiting Amazon)" in lines["HB-2"] and "neither live nor in error 900 s" in lines["HB-2"]

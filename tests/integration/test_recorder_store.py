@@ -14,7 +14,7 @@ from catalog_sync.recorder.service import Recorder
 from catalog_sync.recorder.store import ReadStore, StoreError
 from catalog_sync.runtime.codec import AvroCodec
 from tests.support.requirements import POSTGRES_URL, postgres_answers, require
-from tests.support.sample_events import ATTRIBUTES_JSON, SELLER, US, Message, Partitions, SampleRun
+from tests.support.sample_events import ATTRIBUTES_JSON, SELLER, US, Message, Partitions, SampleRun, just_now
 
 GROUP = "recorder"
 
@@ -711,10 +711,10 @@ def test_a_version_7_store_gets_its_references_folded_for_search(store):
         else:
             s.execute("UPDATE item_refs SET reference = 'Äpfel-9' WHERE reference = 'äpfel-9'")
         s.execute("DELETE FROM schema_migrations WHERE version >= 8")
-        for column in ("request_run_id", "request_time"):
+        for column in ("request_run_id", "request_time", "listing_state", "listing_note", "listing_checked_at"):
             s.execute(f"ALTER TABLE items DROP COLUMN {column}")
     model = ReadModel(store)
-    assert store.migrate() == [8, 9]
+    assert store.migrate() == [8, 9, 10]
     assert [i["reference"] for i in model.items(ItemFilters(reference="äpfel", run_id="all"))["items"]] == ["ÄPFEL-9"]
     assert model.item("ÄPFEL-9")["reference"] == "ÄPFEL-9"
     assert [i["reference"] for i in model.items(ItemFilters(reference="PLAIN", run_id="all"))["items"]] == ["Plain-1"]
@@ -776,3 +776,43 @@ def test_a_support_case_for_selected_items_names_endpoint_and_operation(store):
     assert {m["country"] for m in both["marketplaces"]} == {"United States", "Germany"}
     assert "Marketplace: A1PA6795UKMFR9 (Germany)" in both["text"] and "Operation: putListingsItem" in both["text"]
     assert model.support_case(items=["nobody|nowhere|nothing"]) is None
+
+
+def test_amazons_view_after_acceptance_shows_in_items_runs_and_the_changed_only_hashes(store):
+    run = SampleRun(mode="production", start=just_now())
+    partitions = Partitions()
+    opening = [run.opened(), *(run.changed(r) for r in ("HB-1", "HB-2", "HB-3"))]
+    hb1, hb2, hb3 = (run.submitted(r) for r in ("HB-1", "HB-2", "HB-3"))
+    store.apply(GROUP, partitions.messages([*opening, hb1, hb2, hb3, run.closed(3)]))
+    model = ReadModel(store)
+    items = {i["reference"]: i for i in model.items(ItemFilters())["items"]}
+    assert {r: (i["status"], i["listing_state"]) for r, i in items.items()} == {
+        r: ("finished", "awaiting") for r in ("HB-1", "HB-2", "HB-3")}
+    assert model.runs()["runs"][0]["status"] == "finished"
+    store.apply(GROUP, partitions.messages([
+        run.observed(hb1, "live"), run.observed(hb2, "error", request_id="get-req-hb2"),
+        run.observed(hb3, "awaiting", note="neither live nor in error 900 s after acceptance")]))
+    items = {i["reference"]: i for i in model.items(ItemFilters())["items"]}
+    assert (items["HB-1"]["status"], items["HB-1"]["listing_state"], items["HB-1"]["request_id"]) == \
+        ("finished", "live", hb1[1]["request_id"])
+    assert items["HB-1"]["listing_checked_at"]
+    assert (items["HB-2"]["status"], items["HB-2"]["listing_state"], items["HB-2"]["request_id"]) == \
+        ("error", "error", "get-req-hb2")
+    assert (items["HB-2"]["error"]["type"], items["HB-2"]["error"]["code"]) == ("amazon_response", "8541")
+    assert (items["HB-3"]["status"], items["HB-3"]["listing_state"], items["HB-3"]["listing_note"]) == \
+        ("finished", "awaiting", "neither live nor in error 900 s after acceptance")
+    run_row = model.runs()["runs"][0]
+    assert (run_row["status"], run_row["counts"]["error"], run_row["counts"]["finished"]) == ("finished_with_errors", 1, 2)
+    assert model.items(ItemFilters(status="error"))["summary"]["error"] == 1
+    keys = [f"{SELLER}|{US}|{r}" for r in ("HB-1", "HB-2")]
+    hashes = model.last_finished_hashes(keys, "production")
+    assert hashes[keys[0]] == hb1[1]["content_hash"] and hashes.get(keys[1]) != hb2[1]["content_hash"]
+    assert [h["event_type"] for h in model.item("HB-2")["history"]][-1] == "ListingObserved"
+    # A support case about the run names the look that found the issue and the accepted PUT.
+    case = model.support_case(run_id=run.run_id)
+    assert {(sub["operation"], sub["request_id"]) for sub in case["submissions"]} == {
+        ("getListingsItem", "get-req-hb2"), ("putListingsItem", hb2[1]["request_id"])}
+    assert case["operation"] == "getListingsItem, putListingsItem"
+    assert [s["operation"] for s in model.support_case(reference="HB-2")["submissions"]] == \
+        ["getListingsItem", "putListingsItem"]
+    assert [s["operation"] for s in model.support_case(reference="HB-1")["submissions"]] == ["putListingsItem"]

@@ -12,6 +12,7 @@ from datetime import UTC, datetime, timedelta
 
 from catalog_sync.recorder.projection import (
     CHANGED,
+    LISTING_OBSERVED,
     RUN_CLOSED,
     RUN_OPENED,
     SUBMISSION_COMPLETED,
@@ -24,6 +25,7 @@ TOPIC_OF = {
     CHANGED: "catalog.item.changed",
     VALIDATION_FAILED: "listing.validation.failed",
     SUBMISSION_COMPLETED: "listing.submission.completed",
+    LISTING_OBSERVED: "listing.state.observed",
 }
 SELLER = "A3SELLER0EXAMPLE"
 US = "ATVPDKIKX0DER"
@@ -121,6 +123,27 @@ class SampleRun:
             "content_hash": "9f2c" * 16,
         }
 
+
+    def observed(self, submitted: tuple[str, dict], state: str = "live", *, request_id: str | None = None,
+                 issues: list[dict] | None = None, note: str | None = None, at: datetime | None = None) -> tuple[str, dict]:
+        """The submitter's look at an accepted listing (ListingObserved) after `submitted`."""
+        sub = submitted[1]
+        if issues is None:
+            issues = [{"code": "8541", "message": "conflicts with the Amazon catalog", "severity": "ERROR",
+                       "attribute_names": [], "categories": []}] if state == "error" else []
+        errors = [i for i in issues if i["severity"] == "ERROR"]
+        return LISTING_OBSERVED, {
+            **self.header(at), "mode": sub["mode"], "endpoint": sub["endpoint"], "source_event_id": sub["event_id"],
+            "submitted_at": sub["event_time"], "reference": sub["reference"], "item_type": sub["item_type"],
+            "seller_id": sub["seller_id"], "marketplace_id": sub["marketplace_id"], "listing_state": state,
+            "status": "error" if state == "error" else "finished",
+            "amazon_statuses": ["BUYABLE", "DISCOVERABLE"] if state == "live" else [],
+            "request_id": request_id or f"get-{uuid.uuid4()}", "submission_request_id": sub["request_id"],
+            "submission_id": sub["submission_id"], "issues": issues,
+            "error_code": errors[0]["code"] if errors else None,
+            "error_message": errors[0]["message"] if errors else None, "looks": 2,
+            "ended_by": "time_limit" if state == "awaiting" else "poll", "note": note,
+        }
 
     def unchanged(self, reference: str, **fields) -> tuple[str, dict]:
         """The submitter's answer for content Amazon already holds: finished, nothing sent, no request."""

@@ -276,3 +276,60 @@ def test_a_delete_a_preview_run_did_not_send_finishes_as_not_sent_and_changes_no
     item = p.items[f"{SELLER}|{US}|HB-1"]
     assert (item.status, item.outcome, item.request_id) == ("finished", "preview_not_sent", None)
     assert p.finished_hashes[(f"{SELLER}|{US}|HB-1", "production")].finished_hash == "h-live"
+
+
+# -- Amazon's view after ACCEPTED (ListingObserved, issue 18 item 5) ------------------------------
+def test_an_accepted_item_is_finished_and_awaiting_amazon_until_it_is_seen_live():
+    run = SampleRun(mode="production")
+    change, accepted = run.changed("HB-1"), run.submitted("HB-1")
+    state = fold(item_events(run, change, accepted))
+    assert (state.status, state.listing_state, state.outcome) == ("finished", "awaiting", "accepted")
+    live = fold(item_events(run, change, accepted, run.observed(accepted, "live")))
+    assert (live.status, live.listing_state, live.outcome, live.error) == ("finished", "live", "accepted", None)
+    assert live.request_id == accepted[1]["request_id"]  # the acceptance's request stays the item's
+
+
+def test_an_issue_after_acceptance_makes_the_item_an_amazon_error_with_the_gets_request_id():
+    run = SampleRun(mode="production")
+    change, accepted = run.changed("HB-1"), run.submitted("HB-1")
+    seen = run.observed(accepted, "error", request_id="get-req-1")
+    for order in ([change, accepted, seen], [seen, change, accepted]):  # topics are read in any order
+        state = fold(item_events(run, *order))
+        assert (state.status, state.listing_state) == ("error", "error"), order
+        assert state.error == {"type": "amazon_response", "code": "8541",
+                               "message": "conflicts with the Amazon catalog", "details": seen[1]["issues"]}
+        assert state.request_id == "get-req-1"
+    assert normalise(*seen).finished_hash == ""  # publish --changed-only resends it
+
+
+def test_the_time_limit_leaves_the_item_finished_awaiting_amazon_with_its_note():
+    run = SampleRun(mode="production")
+    accepted = run.submitted("HB-1")
+    state = fold(item_events(run, run.changed("HB-1"), accepted,
+                             run.observed(accepted, "awaiting", note="neither live nor in error after 900 s")))
+    assert (state.status, state.listing_state, state.listing_note) == \
+        ("finished", "awaiting", "neither live nor in error after 900 s")
+
+
+def test_a_newer_change_after_an_observation_makes_the_item_pending_and_a_new_acceptance_awaits_again():
+    first, second = SampleRun(mode="production"), SampleRun(mode="production")
+    second.start = first.start + timedelta(hours=1)
+    accepted = first.submitted("HB-1")
+    events = [first.changed("HB-1"), accepted, first.observed(accepted, "error"), second.changed("HB-1")]
+    assert fold(item_events(first, *events)).status == "pending"
+    again = fold(item_events(first, *events, second.submitted("HB-1")))
+    assert (again.status, again.listing_state, again.error) == ("finished", "awaiting", None)
+
+
+def test_preview_and_invalid_outcomes_have_no_listing_state():
+    preview = SampleRun(mode="preview")
+    assert fold(item_events(preview, preview.changed("HB-1"), preview.submitted("HB-1"))).listing_state is None
+    run = SampleRun(mode="production")
+    assert fold(item_events(run, run.changed("HB-1"), run.submitted("HB-1", accepted=False))).listing_state is None
+
+
+def test_an_observation_with_an_unknown_state_is_refused():
+    run = SampleRun(mode="production")
+    kind, event = run.observed(run.submitted("HB-1"), "live")
+    with pytest.raises(InvalidEvent):
+        normalise(kind, {**event, "listing_state": "glowing"})

@@ -49,6 +49,8 @@ ITEM_TYPES = _wire_symbols("ItemType")         # category | product | variant
 OPERATIONS = _wire_symbols("Operation")        # upsert | delete
 REQUIREMENTS = _wire_symbols("Requirements")   # LISTING | LISTING_PRODUCT_ONLY | LISTING_OFFER_ONLY
 OUTCOMES = _wire_symbols("SubmissionOutcome")  # how a submission ended
+LISTING_STATES = _wire_symbols("ListingState")  # awaiting | live | error: Amazon's view after ACCEPTED
+AWAITING, LIVE, LISTING_ERROR = LISTING_STATES
 
 PENDING, ERROR, FINISHED = "pending", "error", "finished"
 ITEM_STATUSES = (PENDING, ERROR, FINISHED)     # the wire carries the final two (ItemStatus)
@@ -59,6 +61,12 @@ FINISHED_OUTCOMES = frozenset({"accepted", "valid", "deleted", "not_sent", "unch
 
 def status_of_outcome(outcome: str) -> str:
     return FINISHED if outcome in FINISHED_OUTCOMES else ERROR
+
+
+def status_of_listing_state(state: str) -> str:
+    """An item Amazon accepted stays finished while awaiting Amazon and once live; an issue of
+    severity ERROR found after acceptance makes it an error (issue 18)."""
+    return ERROR if state == LISTING_ERROR else FINISHED
 
 
 def item_status(change_time: int | None, final_time: int | None, final_status: str | None) -> str:

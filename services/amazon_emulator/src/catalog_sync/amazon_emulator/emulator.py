@@ -25,6 +25,7 @@ from catalog_sync.amazon_emulator.listings import (
     errors,
     lane_of,
 )
+from catalog_sync.amazon_emulator.post_acceptance import fate_from_json
 from catalog_sync.amazon_emulator.product_types import KNOWN_PRODUCT_TYPES
 from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, UsagePlan
 from catalog_sync.amazon_emulator.sandbox import static_answer
@@ -126,6 +127,17 @@ class Emulator:
         status 200 with delay_ms only delays a normal answer (a slow Amazon, client timeouts)."""
         with self._lock:
             self._scripts.append(_Script(status, times, seller_id, sku, method, delay_ms, code, message))
+
+    def after_acceptance(self, sku: str, *, seller_id: str | None = None, live_after_s: float | None = None,
+                         issues_after_s: float | None = None, issues: list[dict] | None = None) -> None:
+        """Script what happens to `sku` (of `seller_id`, or of any seller) once a later PUT is
+        ACCEPTED: no status for `live_after_s` seconds, then live; or `issues` (default: Amazon's
+        8541 catalog conflict, severity ERROR) from `issues_after_s` seconds on (not live before,
+        unless `live_after_s` says so)."""
+        sku, seller, fate = fate_from_json({"sku": sku, "seller_id": seller_id, "live_after_s": live_after_s,
+                                             "issues_after_s": issues_after_s, "issues": issues})
+        with self._lock:
+            self.listings.fates[seller, sku] = fate
 
     def configure(self, **changes) -> None:
         with self._lock:

@@ -19,6 +19,7 @@ from decimal import Decimal, InvalidOperation
 
 import orjson
 
+from catalog_sync.amazon_emulator.post_acceptance import Fate
 from catalog_sync.amazon_emulator.product_types import KNOWN_PRODUCT_TYPES
 from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
 from catalog_sync.runtime.marketplaces import MARKETPLACES
@@ -102,6 +103,7 @@ class StoredListing:
     issues: tuple
     created: float  # epoch seconds: getListingsItem's createdDate and lastUpdatedDate, formatted when read
     updated: float
+    fate: Fate | None = None  # what happens after acceptance, when scripted (post_acceptance.py)
 
     @property
     def attributes(self) -> dict:
@@ -174,6 +176,8 @@ class ListingsBehaviour:
         self.configure(required=required, product_type_required=product_type_required, product_types=product_types)
         # Keyed (sandbox?, seller, marketplace, sku): the sandbox and production never share listings.
         self.store: dict[tuple[bool, str, str, str], StoredListing] = {}
+        # (seller or None for any, sku) -> what happens to the listing after its next acceptance.
+        self.fates: dict[tuple[str | None, str], Fate] = {}
 
     def configure(self, *, required, product_type_required, product_types) -> None:
         self.required = {**DEFAULT_REQUIRED, **(required or {})}
@@ -183,6 +187,7 @@ class ListingsBehaviour:
 
     def reset(self) -> None:
         self.store.clear()
+        self.fates.clear()
 
     def handle(self, req: ListingRequest) -> Answer:
         if req.sku == BAD_SKU:
@@ -271,8 +276,9 @@ class ListingsBehaviour:
             body["status"] = "ACCEPTED"
             now = time.time()
             previous = self.store.get(key)
+            fate = self.fates.get((req.seller_id, req.sku)) or self.fates.get((None, req.sku))
             self.store[key] = StoredListing(product_type, requirements, orjson.dumps(attributes), submission_id,
-                                            tuple(issues), previous.created if previous else now, now)
+                                            tuple(issues), previous.created if previous else now, now, fate)
         if "issues" in req.included:
             body["issues"] = issues
         return Answer(200, body)
@@ -321,12 +327,13 @@ def item_body(seller_id: str, sku: str, found: list[tuple[str, StoredListing]], 
     """getListingsItem's Item for the listings stored under `sku` in each marketplace of `found`."""
     body: dict = {"sku": sku}
     listings = [(m, s, s.attributes) for m, s in found]
+    now = time.time()
     if "summaries" in included:
-        body["summaries"] = [_summary(seller_id, sku, m, s, a) for m, s, a in listings]
+        body["summaries"] = [_summary(seller_id, sku, m, s, a, now) for m, s, a in listings]
     if "attributes" in included:
         body["attributes"] = listings[0][2]
     if "issues" in included:
-        body["issues"] = [{**i, "marketplaceIds": [m]} for m, s, _ in listings for i in s.issues]
+        body["issues"] = [{**i, "marketplaceIds": [m]} for m, s, _ in listings for i in _later_issues(s, now)]
     if "offers" in included:
         body["offers"] = [offer for m, _, a in listings for offer in _offers(m, a)]
     if "fulfillmentAvailability" in included:
@@ -356,14 +363,25 @@ def asin_of(seller_id: str, sku: str) -> str:
     return "B0" + text
 
 
-def _summary(seller_id: str, sku: str, marketplace: str, stored: StoredListing, attributes: dict) -> dict:
+def _later_issues(stored: StoredListing, now: float) -> tuple:
+    """The issues of the submission plus those its fate has developed by `now`."""
+    if stored.fate is None:
+        return stored.issues
+    return stored.issues + stored.fate.view(stored.updated, now, [])[1]
+
+
+def _summary(seller_id: str, sku: str, marketplace: str, stored: StoredListing, attributes: dict,
+             now: float) -> dict:
     summary: dict[str, object] = {"marketplaceId": marketplace, "asin": asin_of(seller_id, sku), "productType": stored.product_type}
     condition = _first_value(attributes.get("condition_type"))
     if condition in CONDITION_TYPES:
         summary["conditionType"] = condition
     # Offers make a listing buyable; product facts alone only make it discoverable.
     has_offer = stored.requirements != "LISTING_PRODUCT_ONLY" and bool(attributes.get("purchasable_offer"))
-    summary["status"] = ["BUYABLE", "DISCOVERABLE"] if has_offer else ["DISCOVERABLE"]
+    status = ["BUYABLE", "DISCOVERABLE"] if has_offer else ["DISCOVERABLE"]
+    if stored.fate is not None:
+        status = stored.fate.view(stored.updated, now, status)[0]
+    summary["status"] = status
     name = _first_value(attributes.get("item_name"))
     if isinstance(name, str):
         summary["itemName"] = name  # the model has itemName a string: absent, never null

@@ -68,6 +68,9 @@ class EmulatorApp:
             if method == "POST" and name == "script":
                 emulator.script(**args)
                 return 200, {"status": "ok"}
+            if method == "POST" and name == "after-acceptance":
+                emulator.after_acceptance(**args)
+                return 200, {"status": "ok"}
             if method == "POST" and name == "config":
                 emulator.configure(**args)
                 return 200, {"status": "ok"}

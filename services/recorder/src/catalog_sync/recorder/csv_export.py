@@ -9,7 +9,7 @@ from collections.abc import Iterable, Iterator
 
 COLUMNS = ("reference", "item_type", "seller_id", "marketplace_id", "status", "outcome", "resent", "run_id",
            "synced_at", "endpoint", "request_id", "request_run_id", "request_at", "submission_id", "error_type",
-           "error_code", "error_message", "note")
+           "error_code", "error_message", "note", "listing_state", "listing_note")
 _ROWS_PER_CHUNK = 500
 # A spreadsheet runs a cell that starts with one of these as a formula: such a value gets a leading
 # apostrophe (OWASP's advice for CSV injection), which spreadsheets show as text.

@@ -282,4 +282,12 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE items SET request_run_id = run_id, request_time = final_time "
         "WHERE request_id IS NOT NULL AND (outcome IS NULL OR outcome <> 'unchanged')",
     )),
+    # Amazon's view of a listing after ACCEPTED (ListingObserved): "accepted, awaiting Amazon",
+    # live, or error, with a note when the looking stopped undecided. Rows from before: NULL (their
+    # acceptances were never looked at).
+    Migration(10, "Amazon's view of an accepted listing in the item row", (
+        "ALTER TABLE items ADD COLUMN listing_state TEXT",
+        "ALTER TABLE items ADD COLUMN listing_note TEXT",
+        "ALTER TABLE items ADD COLUMN listing_checked_at BIGINT",
+    )),
 )

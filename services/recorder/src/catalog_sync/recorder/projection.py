@@ -24,9 +24,12 @@ from functools import lru_cache
 from typing import overload
 
 from catalog_sync.runtime.contract import (
+    AWAITING,
     ERROR,
     FINISHED,
     ITEM_TYPES,
+    LISTING_ERROR,
+    LISTING_STATES,
     RUN_STATUSES,
     item_status,
 )
@@ -36,9 +39,12 @@ from catalog_sync.runtime.sync_modes import persists, recorded_endpoint
 CHANGED = "CatalogItemChanged"
 VALIDATION_FAILED = "ValidationFailed"
 SUBMISSION_COMPLETED = "SubmissionCompleted"
+# What Amazon showed of a listing after ACCEPTED (the submitter's reconciliation): a final event
+# like the others, newer than the acceptance it observes, so the latest-final rule applies as is.
+LISTING_OBSERVED = "ListingObserved"
 RUN_OPENED = "RunOpened"
 RUN_CLOSED = "RunClosed"
-ITEM_EVENTS = (CHANGED, VALIDATION_FAILED, SUBMISSION_COMPLETED)
+ITEM_EVENTS = (CHANGED, VALIDATION_FAILED, SUBMISSION_COMPLETED, LISTING_OBSERVED)
 RUN_EVENTS = (RUN_OPENED, RUN_CLOSED)
 PROJECTED_EVENTS = ITEM_EVENTS + RUN_EVENTS
 
@@ -49,6 +55,9 @@ MINUTE_MS = 60_000  # bucket of the per-minute item counters
 # nothing (and no outcome of a mode that does not persist counts, sync_modes.persists); not
 # `not_sent` nor `preview_not_sent`: nothing reached Amazon.
 PERSISTED_OUTCOMES = frozenset({"accepted", "deleted", "unchanged"})
+# The finished hash of a listing Amazon turned down after accepting it: it equals no content hash,
+# so `publish --changed-only` sends the item again.
+REJECTED_AFTER_ACCEPTANCE = ""
 
 
 _EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
@@ -157,6 +166,8 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
     status = event.get("status")
     if status not in (ERROR, FINISHED):
         raise InvalidEvent(f"{kind} with status {status!r} (expected error or finished)")
+    if kind == LISTING_OBSERVED:
+        return _observed(key, event_id, time, event, seller, marketplace, reference, item_type, mode, status)
     details = {
         "mode": mode,
         "operation": event["operation"],
@@ -178,6 +189,34 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
     return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
                      event.get("endpoint") or endpoint_for_mode(mode), status, details,
                      finished_hash=event.get("content_hash") if persisted else None)
+
+
+def _observed(key: str, event_id: str, time: int, event: dict, seller: str, marketplace: str, reference: str,
+              item_type: str, mode: str | None, status: str) -> ItemEvent:
+    state = event.get("listing_state")
+    if state not in LISTING_STATES:
+        raise InvalidEvent(f"{LISTING_OBSERVED} with listing_state {state!r}")
+    details = {
+        "mode": mode,
+        "listing_state": state,
+        "status": status,
+        "amazon_statuses": list(event.get("amazon_statuses") or []),
+        "request_id": event.get("request_id"),
+        "submission_request_id": event.get("submission_request_id"),
+        "submission_id": event.get("submission_id"),
+        "submitted_at": to_ms(event.get("submitted_at")),
+        "issues": [_issue(i) for i in event.get("issues") or []],
+        "error_code": event.get("error_code"),
+        "error_message": event.get("error_message"),
+        "looks": event.get("looks") or 0,
+        "ended_by": event.get("ended_by"),
+        "note": event.get("note"),
+        "source_event_id": event.get("source_event_id"),
+    }
+    rejected = state == LISTING_ERROR and persists(mode)
+    return ItemEvent(key, LISTING_OBSERVED, event_id, time, event.get("run_id"), seller, marketplace, reference,
+                     item_type, event.get("endpoint") or endpoint_for_mode(mode), status, details,
+                     finished_hash=REJECTED_AFTER_ACCEPTANCE if rejected else None)
 
 
 def _issue(issue: dict) -> dict:
@@ -216,6 +255,11 @@ def error_of(final: ItemEvent) -> dict | None:
         more = f" (and {len(errors) - 1} more)" if len(errors) > 1 else ""
         return {"type": "validation", "code": first["code"], "message": f"{first['message']}{more}",
                 "details": errors}
+    if final.kind == LISTING_OBSERVED:
+        errors = [i for i in d["issues"] if i["severity"] == "ERROR"] or d["issues"]
+        return {"type": "amazon_response", "code": d["error_code"] or (errors[0]["code"] if errors else None),
+                "message": d["error_message"] or (errors[0]["message"] if errors else "Amazon shows the listing in error"),
+                "details": d["issues"]}
     errors = [i for i in d["issues"] if i["severity"] == "ERROR"] or d["issues"]
     code = d["error_code"] or (errors[0]["code"] if errors else None) or d["amazon_status"] or d["outcome"]
     message = d["error_message"] or (errors[0]["message"] if errors else None)
@@ -251,6 +295,11 @@ class ItemState:
     outcome: str | None = None         # of the final SubmissionCompleted (None after a validation failure)
     request_run_id: str | None = None  # run and time of the submission request_id belongs to: an
     request_time: int | None = None    # unchanged outcome keeps an earlier run's request
+    # Amazon's view after ACCEPTED: awaiting (from the acceptance on) | live | error; None when
+    # the final event is no acceptance of a run that persists. The note says why it is still awaiting.
+    listing_state: str | None = None
+    listing_note: str | None = None
+    listing_checked_at: int | None = None  # time of the observation
 
     @property
     def status(self) -> str:
@@ -278,6 +327,9 @@ class ItemState:
         self.final_time, self.final_event_id, self.final_status = e.time, e.event_id, e.final_status
         if not details:
             return
+        if e.kind == LISTING_OBSERVED:
+            self._observed(e)
+            return
         sc = e.kind == SUBMISSION_COMPLETED
         self.outcome = e.details["outcome"] if sc else None
         if sc and was_finished and e.details["outcome"] == "unchanged" and self.request_id:
@@ -289,6 +341,22 @@ class ItemState:
         self.submission_id = e.details["submission_id"] if sc else None
         self.issues = e.details["issues"] if sc else []
         self.error = error_of(e)
+        accepted = sc and self.outcome == "accepted" and e.details["operation"] == "upsert" and persists(e.details["mode"])
+        self.listing_state = AWAITING if accepted else None
+        self.listing_note = self.listing_checked_at = None
+
+    def _observed(self, e: ItemEvent) -> None:
+        d = e.details
+        self.outcome = "accepted"
+        self.listing_state, self.listing_note, self.listing_checked_at = d["listing_state"], d["note"], e.time
+        self.issues = d["issues"]
+        self.error = error_of(e)
+        if e.final_status == ERROR:  # the GET that found the issues is what support asks about
+            self.request_id, self.request_run_id, self.request_time = d["request_id"], e.run_id, e.time
+        else:  # the acceptance's request (the observation may arrive first: it carries it)
+            self.request_id = d["submission_request_id"] or self.request_id
+            self.request_run_id, self.request_time = e.run_id, d["submitted_at"]
+        self.submission_id = d["submission_id"] or self.submission_id
 
 
 @dataclass(slots=True)

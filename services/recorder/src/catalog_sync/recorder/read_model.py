@@ -20,9 +20,10 @@ import orjson
 from catalog_sync.runtime.contract import ITEM_STATUSES, ITEM_TYPES, PENDING, RUN_STATUSES, parse_time
 from catalog_sync.runtime.events import split_item_key
 from catalog_sync.runtime.marketplaces import PRODUCTION_HOSTS, SANDBOX_HOSTS, describe
-from catalog_sync.runtime.sync_modes import SANDBOX, SPAPI_OPERATION, not_sent_message, route_of_change
+from catalog_sync.runtime.sync_modes import SANDBOX, SPAPI_OPERATION, not_sent_message, route, route_of_change
 
 from .projection import (
+    LISTING_OBSERVED,
     MINUTE_MS,
     RUN_FINISHED,
     RUN_FINISHED_WITH_ERRORS,
@@ -42,7 +43,8 @@ API_NAME = "Listings Items API"
 API_VERSION = "2021-08-01"
 _RUN_COLS = ", ".join(RUN_COLUMNS)  # in RunState's field order
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
-              "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time")
+              "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time, listing_state, "
+              "listing_note, listing_checked_at")
 EXPORT_PAGE = 1_000  # rows per query of an export: memory stays flat however many items match
 
 
@@ -397,10 +399,13 @@ class ReadModel:
                                    "AND final_event_id IS NOT NULL ORDER BY final_time DESC LIMIT ?",
                                    (run_id, run_id, limit * 2))
                 wanted = {r[1] for r in finals}
-                # History is indexed per item: fetch those items' submissions, keep the final ones.
-                events = s.select_in("SELECT event_id, item_key, event_time, details_json FROM item_events "
-                                     "WHERE event_type = 'SubmissionCompleted' AND item_key",
+                # History is indexed per item: fetch those items' submissions (and the looks that
+                # found issues after an acceptance), keep the final ones and what they observed.
+                events = s.select_in("SELECT event_id, item_key, event_time, details_json, event_type FROM item_events "
+                                     "WHERE event_type IN ('SubmissionCompleted', 'ListingObserved') AND item_key",
                                      sorted({r[0] for r in finals}))
+                wanted |= {orjson.loads(e[3]).get("source_event_id") for e in events
+                           if e[0] in wanted and e[4] == LISTING_OBSERVED}
                 events = sorted((e for e in events if e[0] in wanted), key=lambda e: (e[2], e[0]),
                                 reverse=True)[:limit]
         submissions = [_submission_json(e) for e in events]
@@ -428,9 +433,12 @@ class ReadModel:
     def _submissions_of_items(s: Session, keys: list[str], limit: int) -> list[tuple]:
         rows: list[tuple] = []
         for key in keys:
-            rows.extend(s.execute("SELECT event_id, item_key, event_time, details_json FROM item_events "
-                                  "WHERE item_key = ? AND event_type = ? ORDER BY event_time DESC LIMIT ?",
-                                  (key, SUBMISSION_COMPLETED, limit)))
+            found = s.execute("SELECT event_id, item_key, event_time, details_json, event_type FROM item_events "
+                              "WHERE item_key = ? AND event_type IN (?, ?) ORDER BY event_time DESC LIMIT ?",
+                              (key, SUBMISSION_COMPLETED, LISTING_OBSERVED, limit))
+            # Of the looks after an acceptance, those that found issues (what a case is about).
+            rows.extend(e for e in found if e[4] == SUBMISSION_COMPLETED or
+                        orjson.loads(e[3]).get("listing_state") == "error")
         return sorted(rows, key=lambda e: (e[2], e[0]), reverse=True)[:limit]
 
 
@@ -521,7 +529,8 @@ def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], li
 
 def _item_json(row: tuple) -> dict:
     (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
-     submission_id, error_json, issues_json, outcome, request_run_id, request_time) = row
+     submission_id, error_json, issues_json, outcome, request_run_id, request_time, listing_state, listing_note,
+     listing_checked_at) = row
     final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
     return {
         "reference": reference,
@@ -543,6 +552,11 @@ def _item_json(row: tuple) -> dict:
         "request_run_id": request_run_id if final and request_id else None,
         "request_at": iso_from_ms(request_time) if final and request_id else None,
         "resent": _resent(outcome) if final else None,
+        # Amazon's view after ACCEPTED: "awaiting" (accepted, awaiting Amazon), "live" or "error";
+        # None when the item's outcome is no acceptance (or predates the looking).
+        "listing_state": listing_state if final else None,
+        "listing_note": listing_note if final else None,
+        "listing_checked_at": iso_from_ms(listing_checked_at) if final and listing_checked_at else None,
     }
 
 
@@ -561,9 +575,11 @@ def _history_json(row: tuple) -> dict:
 
 
 def _submission_json(row: tuple) -> dict:
-    event_id, item_key, event_time, details_json = row
+    event_id, item_key, event_time, details_json, event_type = row
     seller, marketplace, reference = split_item_key(item_key)
     d = orjson.loads(details_json)
+    if event_type == LISTING_OBSERVED:
+        return _look_json(event_id, seller, marketplace, reference, event_time, d)
     request_ids = d.get("attempt_request_ids") or ([d["request_id"]] if d.get("request_id") else [])
     if d.get("request_id") and d["request_id"] not in request_ids:
         request_ids.append(d["request_id"])
@@ -585,6 +601,25 @@ def _submission_json(row: tuple) -> dict:
         "error_message": d.get("error_message"),
         "issue_codes": [i.get("code") for i in d.get("issues") or [] if i.get("code")],
         "event_id": event_id,
+    }
+
+
+def _look_json(event_id: str, seller: str, marketplace: str, reference: str, event_time: int, d: dict) -> dict:
+    """The getListingsItem that found issues after an acceptance, shaped as a submission entry."""
+    try:
+        host = route(d.get("mode") or "", "getListingsItem").host
+    except ValueError:
+        host = None
+    region = describe(marketplace)["region"]
+    return {
+        "reference": reference, "seller_id": seller or None, "marketplace_id": marketplace,
+        "country": describe(marketplace)["country"], "operation": "getListingsItem", "endpoint": host,
+        "endpoint_url": (SANDBOX_HOSTS if host == SANDBOX else PRODUCTION_HOSTS).get(region) if host else None,
+        "amazon_mode": None, "time": iso_from_ms(event_time), "request_id": d.get("request_id"),
+        "attempt_request_ids": [d["request_id"]] if d.get("request_id") else [],
+        "submission_id": d.get("submission_id"), "outcome": "issues after acceptance", "http_status": 200,
+        "amazon_status": None, "error_code": d.get("error_code"), "error_message": d.get("error_message"),
+        "issue_codes": [i.get("code") for i in d.get("issues") or [] if i.get("code")], "event_id": event_id,
     }
 
 

@@ -21,6 +21,7 @@ from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing,
 from catalog_sync.runtime.topics import (
     CATALOG_ITEM_CHANGED,
     CATALOG_RUN_EVENTS,
+    LISTING_STATE_OBSERVED,
     LISTING_SUBMISSION_COMPLETED,
     LISTING_VALIDATION_FAILED,
 )
@@ -34,7 +35,8 @@ from .store import ReadStore, StoreUnavailable
 
 log = structlog.get_logger()
 SERVICE = "recorder"
-TOPICS = (CATALOG_RUN_EVENTS, CATALOG_ITEM_CHANGED, LISTING_VALIDATION_FAILED, LISTING_SUBMISSION_COMPLETED)
+TOPICS = (CATALOG_RUN_EVENTS, CATALOG_ITEM_CHANGED, LISTING_VALIDATION_FAILED, LISTING_SUBMISSION_COMPLETED,
+          LISTING_STATE_OBSERVED)
 
 
 class Recorder:

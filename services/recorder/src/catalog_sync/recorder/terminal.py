@@ -29,6 +29,17 @@ def _run_line(run: dict) -> str:
             f"{c['total']} items: {c['finished']} finished, {c['error']} error, {c['pending']} pending")
 
 
+# Amazon's view of an accepted listing, after the item's status (the submitter looks again after ACCEPTED).
+LISTING_WORDS = {"awaiting": "accepted, awaiting Amazon", "live": "live", "error": "turned down after acceptance"}
+
+
+def _status(item: dict) -> str:
+    state = item.get("listing_state")
+    if not state or state == "error":  # an error says so, with its message in the ERROR column
+        return item["status"]
+    return f"{item['status']} ({LISTING_WORDS.get(state, state)})"
+
+
 def render_status(activity: dict, runs: list[dict], items: dict, width: int | None = None) -> str:
     """`width`: terminal columns the error column is cut to; None keeps whole lines (pipes, files)."""
     width = width or 1_000_000
@@ -52,12 +63,12 @@ def render_status(activity: dict, runs: list[dict], items: dict, width: int | No
     for item in items["items"]:
         error = item["error"]
         rows.append([
-            item["reference"], item["item_type"], item["marketplace_id"], item["status"],
+            item["reference"], item["item_type"], item["marketplace_id"], _status(item),
             _short_time(item["synced_at"]), item["request_id"] or "-",
-            f"{error['type']} {error['code'] or ''}: {error['message']}" if error else "",
+            f"{error['type']} {error['code'] or ''}: {error['message']}" if error else (item.get("listing_note") or ""),
         ])
     if rows:
-        out += _table(["REFERENCE", "TYPE", "MARKETPLACE", "STATUS", "SYNCED (UTC)", "REQUEST ID", "ERROR"], rows,
+        out += _table(["REFERENCE", "TYPE", "MARKETPLACE", "STATUS", "SYNCED (UTC)", "REQUEST ID", "ERROR OR NOTE"], rows,
                       width)
     else:
         out.append("  no items match")

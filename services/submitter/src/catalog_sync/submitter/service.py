@@ -1,9 +1,18 @@
 """Wiring of the submitter: listing.ready -> SP-API -> listing.submission.completed (+ the
 accepted-hash table), on the runtime's consumer loop with its concurrent strategy, so a throttled
-seller never holds up the others or the poll loop."""
+seller never holds up the others or the poll loop.
+
+Beside it, in the same process, the reconciliation loop (SUBMITTER_RECONCILE=on): its own consumer
+group (`<group>-reconciliation`) reads listing.submission.completed and Amazon's notifications
+(listing.notification.received), looks at each accepted listing again (reconciliation.py) and
+produces ListingObserved on listing.state.observed, plus a tombstone of the accepted hash when
+Amazon turned the listing down after accepting it, so the next run sends it again. Its offsets are
+committed only once the observation is out: a restart looks again rather than losing one."""
 
 from __future__ import annotations
 
+import threading
+from dataclasses import replace
 from typing import TYPE_CHECKING
 
 import structlog
@@ -12,10 +21,19 @@ from prometheus_client import CollectorRegistry
 from catalog_sync.runtime.bus import ensure_topics
 from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RawOutgoing, StopSignal
-from catalog_sync.runtime.topics import LISTING_ACCEPTED_HASHES, LISTING_READY, LISTING_SUBMISSION_COMPLETED
+from catalog_sync.runtime.contract import LISTING_ERROR
+from catalog_sync.runtime.topics import (
+    LISTING_ACCEPTED_HASHES,
+    LISTING_NOTIFICATION_RECEIVED,
+    LISTING_READY,
+    LISTING_STATE_OBSERVED,
+    LISTING_SUBMISSION_COMPLETED,
+)
 from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.metrics import SpApiMetrics
+from catalog_sync.submitter.notifications import NOTIFICATION_RECORD, NotificationCodec
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
+from catalog_sync.submitter.reconciliation import Reconciler, observed_event, wants
 from catalog_sync.submitter.settings import SubmitterSettings
 from catalog_sync.submitter.spapi_client import SpApiClient
 from catalog_sync.submitter.submission import Submitted, Submitter
@@ -94,18 +112,94 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
     return worker, submitter, client, hashes
 
 
+class MisplacedNotification(ValueError):
+    dead_letter_reason = "unexpected_schema"
+
+
+def build_reconciliation_worker(settings: SubmitterSettings, *, metrics: SpApiMetrics | None = None,
+                                stop: StopSignal | None = None) -> tuple[ConsumerLoop, Reconciler]:
+    """The reconciliation loop: accepted submissions and notifications in, ListingObserved out."""
+    metrics = metrics or SpApiMetrics(CollectorRegistry())
+    client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
+    reconciler = Reconciler(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
+                            policy=settings.reconcile, observer=metrics)
+
+    async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:
+        if message.schema == NOTIFICATION_RECORD:
+            if message.topic != LISTING_NOTIFICATION_RECEIVED:
+                raise MisplacedNotification(f"an Amazon notification on {message.topic}")
+            note = message.event
+            woken = reconciler.notified(note["seller_id"], note["marketplace_id"], note["sku"])
+            log.info("amazon notification", notification_type=note["type"], seller_id=note["seller_id"],
+                     marketplace_id=note["marketplace_id"], reference=note["sku"], values=note["values"],
+                     notification_id=note["notification_id"], woken=woken)
+            return []
+        completed = message.event
+        reconciler.supersede(completed)
+        if not wants(completed):
+            return []
+        observation = await reconciler.observe(completed)
+        if observation is None:  # a newer submission of the listing took over
+            return []
+        key = outcome_key(completed)
+        log.info("listing observed", seller_id=completed["seller_id"], marketplace_id=completed["marketplace_id"],
+                 reference=completed["reference"], run_id=completed.get("run_id"), state=observation.state,
+                 ended_by=observation.ended_by, looks=observation.looks, request_id=observation.request_id,
+                 error_code=observation.error_code)
+        out: list[Outgoing | RawOutgoing] = [
+            Outgoing(LISTING_STATE_OBSERVED, key, "ListingObserved", observed_event(completed, observation))]
+        if observation.state == LISTING_ERROR and completed["mode"] == "production":
+            # Amazon no longer holds what it accepted: forget the hash, so the next run resends.
+            out.append(RawOutgoing(LISTING_ACCEPTED_HASHES, key, None))
+        return out
+
+    runtime = replace(settings.runtime, group_id=f"{settings.runtime.group_id}-reconciliation", metrics_port=None)
+    # Stopping cancels the looks at once (a GET can be made again); nothing to drain for long.
+    strategy = ConcurrentStrategy(handle, on_close=client.aclose,
+                                  max_in_flight_per_partition=settings.max_in_flight_per_partition,
+                                  revoke_drain_s=1.0, shutdown_drain_s=1.0)
+    worker = ConsumerLoop(runtime, topics=[LISTING_SUBMISSION_COMPLETED, LISTING_NOTIFICATION_RECEIVED],
+                          strategy=strategy, accepts={"SubmissionCompleted", NOTIFICATION_RECORD},
+                          codec=NotificationCodec(), stop=stop)
+    return worker, reconciler
+
+
 def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
         stop: StopSignal | None = None) -> None:
     ensure_topics(settings.runtime, [settings.runtime.topic(t) for t in (LISTING_READY, LISTING_SUBMISSION_COMPLETED)])
     ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_ACCEPTED_HASHES)],
                   configs={settings.runtime.topic(LISTING_ACCEPTED_HASHES): {"cleanup.policy": "compact"}})
-    worker, _submitter, _client, hashes = build_worker(settings, registry=registry, stop=stop)
+    stop = stop or StopSignal()
+    registry = registry or CollectorRegistry()
+    worker, submitter, _client, hashes = build_worker(settings, registry=registry, stop=stop)
+    reconciling = None
+    if settings.reconcile is not None:
+        ensure_topics(settings.runtime, [settings.runtime.topic(t)
+                                         for t in (LISTING_STATE_OBSERVED, LISTING_NOTIFICATION_RECEIVED)])
+        # One set of SP-API metrics per process: the GETs are counted with the PUTs.
+        assert isinstance(submitter.observer, SpApiMetrics)
+        reconciliation, _ = build_reconciliation_worker(settings, metrics=submitter.observer, stop=stop)
+        reconciling = threading.Thread(target=_reconcile, args=(reconciliation, stop), name="reconciliation",
+                                       daemon=True)
     if hashes is not None:
         hashes.start()
         hashes.wait_until_current(timeout_s=60)
         log.info("accepted-hash table loaded", listings=len(hashes.hashes))
+    if reconciling is not None:
+        reconciling.start()
     try:
         worker.run()  # the strategy closes the SP-API client on its event loop at the end
     finally:
+        stop.set()
+        if reconciling is not None:
+            reconciling.join(30)
         if hashes is not None:
             hashes.close()
+
+
+def _reconcile(worker: ConsumerLoop, stop: StopSignal) -> None:
+    try:
+        worker.run()
+    except Exception:
+        log.exception("reconciliation loop stopped; stopping the submitter")
+        stop.set()

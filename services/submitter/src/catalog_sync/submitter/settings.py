@@ -14,6 +14,10 @@
 | SUBMITTER_MAX_IN_FLIGHT_PER_PARTITION | backlog per partition before it is paused | 2000 |
 | SUBMITTER_SHUTDOWN_DRAIN_S | on SIGTERM, time to wait for answers of calls already sent | 20 |
 | SUBMITTER_UNCHANGED_CHECK | `kafka` (compacted topic) or `off` | kafka |
+| SUBMITTER_RECONCILE | `on`: look again after ACCEPTED until live, error or the time limit (reconciliation.py); `off` | on |
+| RECONCILE_FIRST_LOOK_S | first getListingsItem this long after the acceptance | 5 |
+| RECONCILE_MAX_INTERVAL_S | back-off ceiling between looks | 60 |
+| RECONCILE_TIME_LIMIT_S | after this long from the acceptance the item stays "accepted, awaiting Amazon" | 900 |
 """
 
 from __future__ import annotations
@@ -26,6 +30,7 @@ from catalog_sync.runtime.config import ConfigError, RuntimeSettings, env_choice
 from catalog_sync.submitter.accounts import Accounts, AccountsError
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import LWA_TOKEN_URL, Endpoints
+from catalog_sync.submitter.reconciliation import ReconcilePolicy
 from catalog_sync.submitter.spapi_client import ClientSettings
 
 
@@ -39,6 +44,7 @@ class SubmitterSettings:
     max_in_flight_per_partition: int
     shutdown_drain_s: float
     unchanged_check: str
+    reconcile: ReconcilePolicy | None = None  # None: SUBMITTER_RECONCILE=off
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **runtime_overrides) -> SubmitterSettings:
@@ -77,6 +83,11 @@ class SubmitterSettings:
             max_in_flight_per_partition=env_int(env, "SUBMITTER_MAX_IN_FLIGHT_PER_PARTITION", 2000, minimum=1),
             shutdown_drain_s=env_float(env, "SUBMITTER_SHUTDOWN_DRAIN_S", 20.0, minimum=0.0),
             unchanged_check=env_choice(env, "SUBMITTER_UNCHANGED_CHECK", "kafka", ("kafka", "off")),
+            reconcile=ReconcilePolicy(
+                first_look_s=env_float(env, "RECONCILE_FIRST_LOOK_S", 5.0, minimum=0.0),
+                max_interval_s=env_float(env, "RECONCILE_MAX_INTERVAL_S", 60.0, minimum=0.1),
+                time_limit_s=env_float(env, "RECONCILE_TIME_LIMIT_S", 900.0, minimum=0.0),
+            ) if env_choice(env, "SUBMITTER_RECONCILE", "on", ("on", "off")) == "on" else None,
         )
 
     def describe(self) -> dict:
@@ -97,5 +108,7 @@ class SubmitterSettings:
             "max_retry_seconds": self.policy.max_elapsed_s,
             "max_in_flight_per_partition": self.max_in_flight_per_partition,
             "unchanged_check": self.unchanged_check,
+            "reconcile": ({"first_look_s": self.reconcile.first_look_s, "max_interval_s": self.reconcile.max_interval_s,
+                           "time_limit_s": self.reconcile.time_limit_s} if self.reconcile else "off"),
             "metrics_port": self.runtime.metrics_port,
         }

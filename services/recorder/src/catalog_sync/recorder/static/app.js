@@ -365,6 +365,7 @@ function detailsRow(item) {
 
 function historyLine(event) {
   const parts = [event.event_type.replace(/([a-z])([A-Z])/g, "$1 $2").toLowerCase()];
+  if (event.listing_state) parts.push(LISTING_STATES[event.listing_state] || event.listing_state);
   if (event.outcome) parts.push(event.outcome);
   if (event.status && !event.outcome) parts.push(event.status);
   if (event.operation && event.event_type === "CatalogItemChanged") parts.push(event.operation);
@@ -389,9 +390,25 @@ async function timelineRow(item) {
     el("strong", null, `Timeline of ${item.reference} across runs (oldest first)`), list));
 }
 
+// Amazon's view of an accepted listing (the submitter looks again after ACCEPTED).
+const LISTING_STATES = {
+  awaiting: "accepted, awaiting Amazon",
+  live: "live on Amazon",
+  error: "turned down after acceptance",
+};
+
+function listingNode(item) {
+  if (!item.listing_state) return null;
+  const text = LISTING_STATES[item.listing_state] || item.listing_state;
+  return el("span", { className: "listing listing-" + item.listing_state, "data-testid": "listing-state",
+    title: item.listing_note || (item.listing_checked_at ? `seen ${shortTime(item.listing_checked_at)}` : "") }, text);
+}
+
 // What the row says about the submission behind its request ID.
 function outcomeNote(item) {
   if (item.note) return item.note;  // nothing reached Amazon (e.g. a delete in a preview run)
+  if (item.listing_note) return item.listing_note;  // why it is still awaiting Amazon
+  if (item.listing_state === "error") return "request ID of the look that found the issue (getListingsItem)";
   if (item.outcome === "unchanged") {
     const from = item.request_run_id ? `run ${item.request_run_id}` : "an earlier run";
     return `unchanged: not resent in this run; the request ID is from ${from}` +
@@ -448,7 +465,7 @@ function itemRow(item, previous) {
     el("td", { className: "ref", ...label("Reference") }, item.reference),
     el("td", label("Type"), item.item_type),
     el("td", { className: "mono", ...label("Marketplace") }, item.marketplace_id),
-    el("td", { className: "status status-" + item.status, ...label("Status") }, item.status),
+    el("td", { className: "status status-" + item.status, ...label("Status") }, item.status, listingNode(item)),
     el("td", label("Synced"), timeNode(item.synced_at)),
     el("td", { className: "request", ...label("Request ID") },
       el("div", null, item.request_id ? requestIdNode(item.request_id, item.reference) : "–",
