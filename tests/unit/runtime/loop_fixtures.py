@@ -70,7 +70,7 @@ def handled(loop, outcome: str = "ok") -> float:
 
 
 def make_loop(bus: MemoryBus, style: str, handle=echo, *, handle_batch=None, topics=("in",), on_assign=None,
-              on_revoke=None, runtime: RuntimeSettings = SETTINGS, **options) -> ConsumerLoop:
+              on_revoke=None, runtime: RuntimeSettings = SETTINGS, metrics=None, **options) -> ConsumerLoop:
     """`handle(message) -> outputs` (or a coroutine function, concurrent only) under either strategy;
     `handle_batch` replaces it for a batch loop."""
     if style == "batch":
@@ -84,7 +84,8 @@ def make_loop(bus: MemoryBus, style: str, handle=echo, *, handle_batch=None, top
                 return handle(message)
         strategy = ConcurrentStrategy(handle_one, **{"commit_interval_s": 0.0, **options})
     return ConsumerLoop(runtime, topics=topics, strategy=strategy, accepts={"RunClosed"},
-                        registry=CollectorRegistry(), on_assign=on_assign, on_revoke=on_revoke, stop=QuietStop(),
+                        registry=None if metrics else CollectorRegistry(), metrics=metrics, on_assign=on_assign,
+                        on_revoke=on_revoke, stop=QuietStop(),
                         bus=bus)
 
 

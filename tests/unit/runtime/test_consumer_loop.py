@@ -215,3 +215,20 @@ def test_processing_time_is_observed_for_every_message_handled(style, bus):
 
     assert metric(loop, "pipeline_processing_duration_seconds_count") == 5
     assert metric(loop, "pipeline_processing_duration_seconds_sum") > 0
+
+
+def test_a_second_loop_in_one_process_reports_under_its_own_label_in_the_first_loops_registry(bus):
+    # The submitter runs its reconciliation loop beside the PUT loop: one /metrics, both visible.
+    first = make_loop(bus, "concurrent")
+    publish(bus, [1, 2])
+    run_until(first, bus, lambda: bus.committed.get(TP) == 2)
+    second = make_loop(bus, "batch", topics=("other",), metrics=first.metrics.labelled("svc-second"))
+    publish(bus, [3, 4, 5], topic="other")
+    run_until(second, bus, lambda: bus.committed.get(("t.other", 0)) == 3)
+    registry = first.metrics.registry
+    assert second.metrics.registry is registry
+    processed = "pipeline_messages_processed_total"
+    assert registry.get_sample_value(processed, {"service": "svc", "topic": "t.in", "outcome": "ok"}) == 2
+    assert registry.get_sample_value(processed, {"service": "svc-second", "topic": "t.other", "outcome": "ok"}) == 3
+    assert registry.get_sample_value(processed, {"service": "svc", "topic": "t.other", "outcome": "ok"}) is None
+    assert registry.get_sample_value("pipeline_processing_duration_seconds_count", {"service": "svc-second"}) == 3

@@ -197,6 +197,7 @@ class ConsumerLoop:
         strategy: Strategy,
         accepts: Iterable[str] | None = None,
         registry: CollectorRegistry | None = None,
+        metrics: PipelineMetrics | None = None,
         codec: AvroCodec | None = None,
         on_assign: Callable[[list[TopicPartition]], dict[TopicPartition, int] | None] | None = None,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
@@ -207,8 +208,9 @@ class ConsumerLoop:
         self.service = settings.service
         self.topics = list(topics)
         self.strategy = strategy
-        self.registry = registry or CollectorRegistry()
-        self.metrics = PipelineMetrics(self.registry, self.service)
+        # `metrics`: another loop's, relabelled (PipelineMetrics.labelled), to share its registry.
+        self.registry = metrics.registry if metrics else registry or CollectorRegistry()
+        self.metrics = metrics or PipelineMetrics(self.registry, self.service)
         self.codec = codec or AvroCodec()
         self.stop = stop or StopSignal()
         self.metrics_server: MetricsServer | None = None
@@ -225,7 +227,7 @@ class ConsumerLoop:
         self._consumer: Consumer | None = None  # opened by run()
         self._producer: Producer | None = None
         # Per-message counters: their labelled children looked up once, not for every message.
-        self._duration = self.metrics.duration.labels(self.service)
+        self._duration = self.metrics.duration.labels(self.metrics.service)
         self._counters: dict[tuple[str, str], object] = {}
 
     # -- lifecycle -------------------------------------------------------------------------
@@ -242,7 +244,7 @@ class ConsumerLoop:
             self._consumer = self._bus.consumer(list(self._unprefixed), on_assign=self._assigned,
                                                 on_revoke=self._revoked, on_lost=self._lost)
             self._producer = self._bus.producer()
-            self.metrics.up.labels(self.service).set(1)
+            self.metrics.up.labels(self.metrics.service).set(1)
             log.info("worker started", topics=self.topics, group=self.settings.group_id,
                      strategy=type(self.strategy).__name__)
             apply_worker_gc_policy()
@@ -250,7 +252,7 @@ class ConsumerLoop:
             self.strategy.shutdown()
             self._flush_and_commit()
         finally:
-            self.metrics.up.labels(self.service).set(0)
+            self.metrics.up.labels(self.metrics.service).set(0)
             self._close()
 
     def _loop(self) -> None:
@@ -395,9 +397,9 @@ class ConsumerLoop:
         child = self._counters.get((kind, topic))
         if child is None:
             if kind in ("consumed", "produced"):
-                child = getattr(self.metrics, kind).labels(self.service, topic)
+                child = getattr(self.metrics, kind).labels(self.metrics.service, topic)
             else:
-                child = self.metrics.processed.labels(self.service, topic, kind)
+                child = self.metrics.processed.labels(self.metrics.service, topic, kind)
             self._counters[(kind, topic)] = child
         return child
 
@@ -444,7 +446,7 @@ class ConsumerLoop:
             # Typically a rebalance took the partitions: their new owner replays from its last commit.
             log.warning("commit failed; messages since the last commit may be replayed", error=str(exc))
             return
-        self.metrics.commits.labels(self.service).inc()
+        self.metrics.commits.labels(self.metrics.service).inc()
         for tp, offset in offsets.items():
             chosen[tp].committed = offset
 
@@ -511,4 +513,4 @@ class ConsumerLoop:
     def _refresh_lag(self) -> None:
         assert self._consumer is not None  # run() opened it
         for (topic, partition), lag in self._consumer.lag().items():
-            self.metrics.lag.labels(self.service, topic, str(partition)).set(lag)
+            self.metrics.lag.labels(self.metrics.service, topic, str(partition)).set(lag)

@@ -7,6 +7,7 @@ Never label by SKU, seller, request id or event id: logs carry those.
 from __future__ import annotations
 
 import contextlib
+import copy
 import threading
 from wsgiref.simple_server import WSGIRequestHandler, WSGIServer
 
@@ -57,6 +58,13 @@ class PipelineMetrics:
             "pipeline_commits_total", "Offset commits to Kafka.", ["service"], registry=registry
         )
         self.up = Gauge("pipeline_worker_up", "1 while the worker loop runs.", ["service"], registry=registry)
+
+    def labelled(self, service: str) -> PipelineMetrics:
+        """The same collectors under another `service` label: a second loop in one process (one
+        registry can hold each metric once) reports apart from the first."""
+        view = copy.copy(self)
+        view.service = service
+        return view
 
     def forget_partition(self, topic: str, partition: int) -> None:
         """A revoked partition is another member's to report."""

@@ -22,6 +22,7 @@ from catalog_sync.runtime.bus import ensure_topics
 from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RawOutgoing, StopSignal
 from catalog_sync.runtime.contract import LISTING_ERROR
+from catalog_sync.runtime.metrics import PipelineMetrics
 from catalog_sync.runtime.topics import (
     LISTING_ACCEPTED_HASHES,
     LISTING_NOTIFICATION_RECEIVED,
@@ -112,13 +113,20 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
     return worker, submitter, client, hashes
 
 
+# The reconciliation loop's `service` label in the pipeline metrics (its consumer group is
+# `<group>-reconciliation`); its dead letters go to the submitter's topic.
+RECONCILIATION_LABEL = "submitter-reconciliation"
+
+
 class MisplacedNotification(ValueError):
     dead_letter_reason = "unexpected_schema"
 
 
 def build_reconciliation_worker(settings: SubmitterSettings, *, metrics: SpApiMetrics | None = None,
+                                pipeline: PipelineMetrics | None = None,
                                 stop: StopSignal | None = None) -> tuple[ConsumerLoop, Reconciler]:
-    """The reconciliation loop: accepted submissions and notifications in, ListingObserved out."""
+    """The reconciliation loop: accepted submissions and notifications in, ListingObserved out.
+    `pipeline`: the submitter loop's metrics, relabelled, so /metrics shows this loop too."""
     metrics = metrics or SpApiMetrics(CollectorRegistry())
     client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
     reconciler = Reconciler(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
@@ -160,7 +168,7 @@ def build_reconciliation_worker(settings: SubmitterSettings, *, metrics: SpApiMe
                                   revoke_drain_s=1.0, shutdown_drain_s=1.0)
     worker = ConsumerLoop(runtime, topics=[LISTING_SUBMISSION_COMPLETED, LISTING_NOTIFICATION_RECEIVED],
                           strategy=strategy, accepts={"SubmissionCompleted", NOTIFICATION_RECORD},
-                          codec=NotificationCodec(), stop=stop)
+                          codec=NotificationCodec(), metrics=pipeline, stop=stop)
     return worker, reconciler
 
 
@@ -178,7 +186,8 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
                                          for t in (LISTING_STATE_OBSERVED, LISTING_NOTIFICATION_RECEIVED)])
         # One set of SP-API metrics per process: the GETs are counted with the PUTs.
         assert isinstance(submitter.observer, SpApiMetrics)
-        reconciliation, _ = build_reconciliation_worker(settings, metrics=submitter.observer, stop=stop)
+        reconciliation, _ = build_reconciliation_worker(
+            settings, metrics=submitter.observer, pipeline=worker.metrics.labelled(RECONCILIATION_LABEL), stop=stop)
         reconciling = threading.Thread(target=_reconcile, args=(reconciliation, stop), name="reconciliation",
                                        daemon=True)
     if hashes is not None:
