@@ -94,6 +94,10 @@ class Recorder:
         except StoreUnavailable as exc:
             raise RetryableError(str(exc)) from exc
         seek = {(t, p): stored.get((t, p), 0) for t, p in partitions}
+        behind = {f"{t}/{p}": self._positions[(t, p)] - o for (t, p), o in seek.items()
+                  if self._positions.get((t, p), 0) > o}
+        if behind:  # commits it acknowledged are gone (asynchronous commit, a restore, a failover)
+            log.warning("the read store lost applied events; reading them again", events_behind=behind)
         self._positions.update(seek)
         log.info("seeking to stored offsets", offsets={f"{t}/{p}": o for (t, p), o in sorted(seek.items())})
         return seek
