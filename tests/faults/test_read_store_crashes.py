@@ -138,14 +138,26 @@ def answers(url: str) -> bool:
     return httpx.get(url, timeout=30).status_code == 200
 
 
-def run_finished(url: str, run_id: str):
+def run_finished(url: str, run_id: str, seen: dict | None = None):
+    """The projection once the run is complete in it; `seen` keeps the last counts for the failure."""
     try:
         found = projection(url, run_id)
     except Exception:  # not migrated yet, or down
         return None
+    if seen is not None:
+        seen.update(found["counts"])
     done = (found["counts"]["total"] == ITEMS and found["counts"]["pending"] == 0
             and found["status"] != "in_progress" and len(found["items"]) == ITEMS)
     return found if done else None
+
+
+def wait_for_run(url: str, run_id: str, where: str) -> dict:
+    seen: dict = {}
+    try:
+        return wait_until(lambda: run_finished(url, run_id, seen), timeout_s=180, interval_s=0.5,
+                          message=f"the run complete in {where}")
+    except TimeoutError as exc:
+        raise AssertionError(f"{exc}; last counts {seen}") from None
 
 
 def replayed(runtime_settings, tmp_path, run_id: str) -> dict:
@@ -158,8 +170,7 @@ def replayed(runtime_settings, tmp_path, run_id: str) -> dict:
     worker = build_worker(settings, RecorderSettings(read_store_url=url), store, stop=stop)
     try:
         with running_in_thread(worker.run, stop, "replaying recorder"):
-            return wait_until(lambda: run_finished(url, run_id), timeout_s=180, interval_s=0.5,
-                              message="the replayed projection")
+            return wait_for_run(url, run_id, "the replayed projection")
     finally:
         store.close()
 
@@ -229,8 +240,7 @@ def test_postgres_crashes_mid_run_lose_nothing_and_the_api_answers_503_meanwhile
                     wait_until(partial(answers, f"{api}/api/runs"), timeout_s=30, message="the API answering again")
                 wait_until(publisher.done.is_set, timeout_s=120, message="every event produced")
                 assert publisher.error is None, publisher.error
-                recorded = wait_until(lambda: run_finished(pg.url, run.run_id), timeout_s=180, interval_s=0.5,
-                                      message="the run complete in the crashed store")
+                recorded = wait_for_run(pg.url, run.run_id, "the crashed store")
                 recorder_running(recorder)
         finally:
             recorder.stop()
@@ -273,8 +283,7 @@ def test_sqlite_recorder_killed_mid_commit_loses_nothing(kafka_env, tmp_path, ru
                 recorder.wait_for_log("worker started", timeout_s=60)
             wait_until(publisher.done.is_set, timeout_s=120, message="every event produced")
             assert publisher.error is None, publisher.error
-            recorded = wait_until(lambda: run_finished(url, run.run_id), timeout_s=180, interval_s=0.5,
-                                  message="the run complete in the killed recorder's store")
+            recorded = wait_for_run(url, run.run_id, "the killed recorder's store")
             recorder_running(recorder)
     finally:
         recorder.stop()
