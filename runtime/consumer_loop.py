@@ -318,6 +318,7 @@ class ConsumerLoop:
         to the dead-letter topic with their raw payload. Strategies call it when the records'
         turn comes: the batch strategy once its linger is over, so the polls topping a batch up
         do not wait behind decoding, and records it drops on a revoke are not counted."""
+        started = time.perf_counter()
         polled, dead = [], []
         per_topic: dict[str, int] = {}
         decode = self._decode
@@ -330,7 +331,7 @@ class ConsumerLoop:
         for topic, count in per_topic.items():
             self._counter("consumed", topic).inc(count)
         if dead:
-            self.finish([], [], dead)
+            self.finish([], [], dead, started)  # timed like any message handled: the histogram counts every one
         return polled
 
     def _decode(self, record: Record) -> Incoming:
