@@ -519,7 +519,7 @@ class ConsumerLoop:
         membership). For a handler whose positions live in a store that failed or lost writes."""
         if self._on_assign is None:
             raise RuntimeError("reposition needs on_assign: the positions to seek to")
-        partitions = list(self._progress)
+        partitions = sorted(self._consumer.assignment())
         log.warning("repositioning every assigned partition", reason=reason, partitions=sorted(partitions))
         self.strategy.lose(set(partitions))
         self._hold_unpositioned(partitions)
