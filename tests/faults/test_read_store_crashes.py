@@ -259,6 +259,8 @@ def test_postgres_crashes_mid_run_lose_nothing_and_the_api_answers_503_meanwhile
     lost = log.count("the read store lost applied events")
     if commit == "durable":
         assert lost == 0, "a commit PostgreSQL acknowledged did not survive the crash"
+    else:  # every crash so far lost some; one of four is enough to show the case was tested
+        assert lost >= 1, "no crash lost an acknowledged commit: the lossy case tested nothing"
     print(f"{commit}: {CRASHES} crashes, the store lost applied events {lost} time(s); "
           f"{log.count('repositioning every assigned partition')} repositionings")
 
