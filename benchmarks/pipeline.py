@@ -124,6 +124,7 @@ def run(results: dict) -> None:
         started = time.perf_counter()
         run_id = f"bench-e2e-{int(time.time())}"
         early_rss: dict[str, float] = {}
+        half_rss: dict[str, float] = {}  # printed only: does the growth level off?
 
         def window(sent: int) -> None:
             """Called by the publisher after every 5,000 items sent: hold it while more than WINDOW are
@@ -132,8 +133,9 @@ def run(results: dict) -> None:
             while True:
                 run = stack.find_run(run_id, newest=5)
                 done = 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
-                if not early_rss and done >= ITEMS // 10:
-                    early_rss.update(_rss_mib(stack), at_items=done)
+                for sample, share in ((early_rss, 10), (half_rss, 2)):
+                    if not sample and done >= ITEMS // share:
+                        sample.update(_rss_mib(stack), at_items=done)
                 # The next 5,000 must fit in the window too.
                 if sent + 5000 - done <= WINDOW or sent >= ITEMS:
                     return
@@ -162,5 +164,6 @@ def run(results: dict) -> None:
     growth = {name: final_rss[name] / early_rss[name] for name in final_rss if name in early_rss}
     if growth:
         results["worker_rss_growth_ratio"] = round(max(growth.values()), 3)
-        print(f"   RSS MiB after {early_rss['at_items']:,.0f} / {ITEMS:,} items: " + ", ".join(
-            f"{name} {early_rss[name]} / {final_rss[name]} (x{growth[name]:.2f})" for name in sorted(growth)))
+        print(f"   RSS MiB after {early_rss['at_items']:,.0f} / {half_rss.get('at_items', 0):,.0f} / {ITEMS:,} "
+              "items: " + ", ".join(f"{name} {early_rss[name]} / {half_rss.get(name)} / {final_rss[name]} "
+                                    f"(x{growth[name]:.2f})" for name in sorted(growth)))
