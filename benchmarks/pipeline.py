@@ -11,6 +11,9 @@ The embedded broker keeps only ~5 MB per partition, so the publisher keeps at mo
 published but not yet recorded; real Kafka needs no such window. The clock runs from the first
 published item to the last one recorded as final. Per-stage rates come from each worker's
 pipeline_messages_consumed_total over the same interval.
+
+`worker_rss_growth_ratio`: each worker process's resident set size once a tenth of the items
+(10,000) are recorded and again once all are, from /proc; the worst process's ratio.
 """
 
 from __future__ import annotations
@@ -90,6 +93,18 @@ def _consumed(stack: DemoStack) -> dict[str, float]:
     return totals
 
 
+def _rss_mib(stack: DemoStack) -> dict[str, float]:
+    """Resident set size (MiB) of each worker process, from /proc."""
+    out = {}
+    for name, process in stack.processes.items():
+        if name.split("-")[0] not in ("validator", "submitter", "recorder") or not process.running:
+            continue
+        with open(f"/proc/{process.process.pid}/status", encoding="ascii") as status:
+            rss_kib = next(int(line.split()[1]) for line in status if line.startswith("VmRSS:"))
+        out[name] = round(rss_kib / 1024, 1)
+    return out
+
+
 def run(results: dict) -> None:
     data_dir = Path(tempfile.mkdtemp(prefix="catalog-sync-bench-e2e-"))
     accounts = data_dir / "accounts.json"
@@ -107,27 +122,31 @@ def run(results: dict) -> None:
         stack.wait_for_run(warm, timeout_s=120)
         before = _consumed(stack)
         started = time.perf_counter()
-        published = 0
         run_id = f"bench-e2e-{int(time.time())}"
+        early_rss: dict[str, float] = {}
+        half_rss: dict[str, float] = {}  # printed only: does the growth level off?
 
-        def batches():
-            nonlocal published
-            for start in range(0, ITEMS, 1000):
-                while True:
-                    run = stack.find_run(run_id, newest=5)
-                    done = 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
-                    if published - done < WINDOW:
-                        break
-                    time.sleep(0.1)
-                chunk = items[start:start + 1000]
-                published += len(chunk)
-                yield from chunk
+        def window(sent: int) -> None:
+            """Called by the publisher after every 5,000 items sent: hold it while more than WINDOW are
+            unrecorded. (publish_run puts a run's items in family order first, so a throttling
+            iterator would never be read past WINDOW: the run hung with nothing sent.)"""
+            while True:
+                run = stack.find_run(run_id, newest=5)
+                done = 0 if run is None else run["counts"]["finished"] + run["counts"]["error"]
+                for sample, share in ((early_rss, 10), (half_rss, 2)):
+                    if not sample and done >= ITEMS // share:
+                        sample.update(_rss_mib(stack), at_items=done)
+                # The next 5,000 must fit in the window too.
+                if sent + 5000 - done <= WINDOW or sent >= ITEMS:
+                    return
+                time.sleep(0.1)
 
-        publisher.publish_run(batches(), mode="production", source="bench-e2e", run_id=run_id)
+        publisher.publish_run(items, mode="production", source="bench-e2e", run_id=run_id, progress=window)
         published_at = time.perf_counter() - started
         run = stack.wait_for_run(run_id, timeout_s=900)
         elapsed = time.perf_counter() - started
         after = _consumed(stack)
+        final_rss = _rss_mib(stack)
         publisher.close()
     finally:
         stack.stop()
@@ -142,3 +161,9 @@ def run(results: dict) -> None:
           f"finished, {counts['error']:,} error, {counts['pending']} pending")
     if ITEMS != 100_000:
         print(f"   (e2e_100k_seconds scaled from {ITEMS:,} items)")
+    growth = {name: final_rss[name] / early_rss[name] for name in final_rss if name in early_rss}
+    if growth:
+        results["worker_rss_growth_ratio"] = round(max(growth.values()), 3)
+        print(f"   RSS MiB after {early_rss['at_items']:,.0f} / {half_rss.get('at_items', 0):,.0f} / {ITEMS:,} "
+              "items: " + ", ".join(f"{name} {early_rss[name]} / {half_rss.get(name)} / {final_rss[name]} "
+                                    f"(x{growth[name]:.2f})" for name in sorted(growth)))

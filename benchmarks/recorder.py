@@ -9,6 +9,10 @@
   collector settings (catalog_sync.runtime.gc_policy). Kafka I/O and Avro decoding are NOT included (the
   worker loop and kafka_passthrough figures cover those). PostgreSQL runs on the same 2 cores as
   the benchmark.
+- recorder_postgres_copy_events_per_s: the limit of the same database for the same data: every row
+  the PostgreSQL projection left (all its tables) written again by a bare binary COPY per table, in
+  one transaction, into an empty store of the same schema (same tables and indexes), counted as
+  the same number of events. recorder_vs_copy_ratio (run.py) divides the two.
 - api_items_p99_ms (+ _p50_ms): GET /api/items over real HTTP against a separate `uvicorn` process,
   1,000,000 items stored in the last run (SQLite, the default store), a mix of filtered pages the
   web page asks for. Reference-substring searches are reported apart (api_items_reference_*).
@@ -80,6 +84,45 @@ def _projection_rate(store) -> float:
     finally:
         gc.set_threshold(*thresholds)
         gc.unfreeze()
+    return events / elapsed
+
+
+def _copy_rate(schema: str) -> float:
+    """Events/s of writing the rows the projection left in `schema` with a bare binary COPY per
+    table (one transaction) into a freshly migrated store: what the database itself allows."""
+    import psycopg
+    from psycopg import sql
+
+    from catalog_sync.recorder.store import ReadStore
+
+    events = 2 * ITEMS + 2  # as _batches: a change and an outcome per item, the run opened and closed
+    target = f"{schema}_copy"
+    empty = ReadStore(POSTGRES_URL, schema=target)
+    empty.migrate()
+    empty.close()
+    with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
+        tables = [r[0] for r in conn.execute(
+            "SELECT table_name FROM information_schema.tables WHERE table_schema = %s AND table_type = 'BASE TABLE' "
+            "AND table_name <> 'schema_migrations' ORDER BY table_name", (schema,))]
+        rows: dict[str, bytes] = {}
+        for table in tables:
+            data = bytearray()
+            with conn.cursor().copy(sql.SQL("COPY {}.{} TO STDOUT (FORMAT BINARY)").format(
+                    sql.Identifier(schema), sql.Identifier(table))) as copy:
+                for chunk in copy:
+                    data += chunk
+            rows[table] = bytes(data)
+        for table in tables:  # a migration may seed a row; the copy starts from empty tables
+            conn.execute(sql.SQL("DELETE FROM {}.{}").format(sql.Identifier(target), sql.Identifier(table)))
+        started = time.perf_counter()
+        with conn.transaction():
+            for table in tables:
+                with conn.cursor().copy(sql.SQL("COPY {}.{} FROM STDIN (FORMAT BINARY)").format(
+                        sql.Identifier(target), sql.Identifier(table))) as copy:
+                    copy.write(rows[table])
+        elapsed = time.perf_counter() - started
+    print(f"   copied {sum(len(r) for r in rows.values()) / 1e6:.1f} MB in {len(tables)} tables in {elapsed:.2f} s",
+          flush=True)
     return events / elapsed
 
 
@@ -226,13 +269,17 @@ def run(results: dict) -> None:
         store = ReadStore(POSTGRES_URL, schema=schema)
         try:
             results["recorder_postgres_events_per_s"] = round(_projection_rate(store))
+            results["recorder_postgres_copy_events_per_s"] = round(_copy_rate(schema))
         finally:
             store.close()
             import psycopg
 
             with psycopg.connect(POSTGRES_URL, autocommit=True) as conn:
-                conn.execute(f'DROP SCHEMA "{schema}" CASCADE')
-        print(f"   postgres: {results['recorder_postgres_events_per_s']:,} events/s (no Kafka I/O, no Avro decode)", flush=True)
+                for name in (schema, f"{schema}_copy"):
+                    conn.execute(f'DROP SCHEMA IF EXISTS "{name}" CASCADE')
+        print(f"   postgres: {results['recorder_postgres_events_per_s']:,} events/s (no Kafka I/O, no Avro decode); "
+              f"a bare COPY of the rows it wrote: {results['recorder_postgres_copy_events_per_s']:,} events/s",
+              flush=True)
     else:
         print(f"   postgres: skipped, nothing answers at {POSTGRES_URL} (set TEST_POSTGRES_URL)", flush=True)
 

@@ -34,12 +34,15 @@ TARGETS = {
 RATIOS = {
     "validator_worker_vs_passthrough_ratio": ("validator_worker_events_per_s", "kafka_passthrough_events_per_s"),
     "e2e_vs_passthrough_ratio": ("e2e_items_per_s", "kafka_passthrough_events_per_s"),
+    "recorder_vs_copy_ratio": ("recorder_postgres_events_per_s", "recorder_postgres_copy_events_per_s"),
 }
 GOALS = {
     "validator_vs_jsonschema_ratio": (">=", 100),
     "validator_worker_vs_passthrough_ratio": (">=", 0.5),
     "e2e_vs_passthrough_ratio": (">=", 0.5),
     "submitter_vs_sequential_sdk_ratio": (">=", 20),
+    "recorder_vs_copy_ratio": (">=", 0.5),
+    "worker_rss_growth_ratio": ("<=", 1.2),
 }
 
 

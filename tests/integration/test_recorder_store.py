@@ -11,7 +11,7 @@ import pytest
 
 from catalog_sync.recorder.read_model import BadQuery, ItemFilters, ReadModel
 from catalog_sync.recorder.service import Recorder
-from catalog_sync.recorder.store import ReadStore, StoreError
+from catalog_sync.recorder.store import PositionsMoved, ReadStore, StoreError
 from catalog_sync.runtime.codec import AvroCodec
 from tests.support.requirements import POSTGRES_URL, postgres_answers, require
 from tests.support.sample_events import ATTRIBUTES_JSON, SELLER, US, Message, Partitions, SampleRun, just_now
@@ -193,6 +193,24 @@ def test_the_worker_seeks_to_the_stored_offsets_and_unknown_partitions_start_at_
     seek = recorder.on_assign([("catalog.item.changed", 0), ("catalog.item.changed", 1), ("catalog.run.events", 0)])
     assert seek == {("catalog.item.changed", 0): 2, ("catalog.item.changed", 1): 0, ("catalog.run.events", 0): 1}
     assert store.offsets("another-group") == {}
+
+
+def test_a_batch_is_refused_when_the_stored_offsets_are_not_where_its_writer_left_them(store):
+    """A store that lost acknowledged commits (or that another writer moved on) holds other
+    offsets than the recorder last read or wrote: applying the next batch would leave a gap."""
+    run = SampleRun()
+    partitions = Partitions()
+    first = partitions.messages([run.opened(), run.changed("A"), run.changed("B")])
+    store.apply(GROUP, first, expected={("catalog.run.events", 0): 0, ("catalog.item.changed", 0): 0})
+    before, offsets = snapshot(store), store.offsets(GROUP)
+    lost_and_next = partitions.messages([run.changed("C"), run.changed("D")])
+    with pytest.raises(PositionsMoved, match="catalog.item.changed/0: 3, 2"):  # "C" was acknowledged, then lost
+        store.apply(GROUP, lost_and_next[1:], expected={("catalog.item.changed", 0): 3})
+    with pytest.raises(PositionsMoved, match="catalog.item.changed/0: None, 2"):  # a partition never positioned
+        store.apply(GROUP, lost_and_next, expected={})
+    assert snapshot(store) == before and store.offsets(GROUP) == offsets
+    store.apply(GROUP, lost_and_next, expected={("catalog.item.changed", 0): 2})
+    assert store.offsets(GROUP)[("catalog.item.changed", 0)] == 4
 
 
 def test_events_in_many_partitions_and_out_of_order_give_the_same_result(store_factory, tmp_path):

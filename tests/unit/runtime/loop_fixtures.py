@@ -85,8 +85,7 @@ def make_loop(bus: MemoryBus, style: str, handle=echo, *, handle_batch=None, top
         strategy = ConcurrentStrategy(handle_one, **{"commit_interval_s": 0.0, **options})
     return ConsumerLoop(runtime, topics=topics, strategy=strategy, accepts={"RunClosed"},
                         registry=None if metrics else CollectorRegistry(), metrics=metrics, on_assign=on_assign,
-                        on_revoke=on_revoke, stop=QuietStop(),
-                        bus=bus)
+                        on_revoke=on_revoke, stop=QuietStop(), bus=bus, retry_pause_s=0.01)
 
 
 def drive(loop, bus: MemoryBus, *steps, timeout_s: float = 20.0) -> None:

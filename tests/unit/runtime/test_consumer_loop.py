@@ -210,10 +210,12 @@ def test_each_message_is_counted_once_under_its_own_topic_and_outcome(style, bus
 @pytest.mark.parametrize("style", STYLES)
 def test_processing_time_is_observed_for_every_message_handled(style, bus):
     publish(bus, [1, 2, 666, 4, 5])
+    bus.publish("t.in", "junk", b"\x00junk", partition=0)  # dead-lettered as it is decoded: handled too
     loop = make_loop(bus, style)
-    run_until(loop, bus, lambda: bus.committed.get(TP) == 5)
+    run_until(loop, bus, lambda: bus.committed.get(TP) == 6)
 
-    assert metric(loop, "pipeline_processing_duration_seconds_count") == 5
+    assert metric(loop, "pipeline_processing_duration_seconds_count") == 6 == sum(
+        metric(loop, "pipeline_messages_processed_total", topic="t.in", outcome=o) for o in ("ok", "dead_letter"))
     assert metric(loop, "pipeline_processing_duration_seconds_sum") > 0
 
 

@@ -10,7 +10,8 @@ again from the committed offset.
 Handlers are plain functions over decoded events and must be idempotent (a crash between flush
 and commit replays the batch). A handler that raises is run again message by message and the
 messages that raise are dead-lettered; RetryableError (the database is down) retries the whole
-batch after a pause instead.
+batch after a pause instead, and Reposition (the store holding the positions failed) drops it and
+has the loop seek every partition to the positions the store gives once it answers.
 """
 
 from __future__ import annotations
@@ -21,7 +22,7 @@ from collections.abc import Callable
 import structlog
 
 from .bus import Record, TopicPartition
-from .consumer_loop import ConsumerLoop, Incoming, Outgoing, Polled, RetryableError
+from .consumer_loop import ConsumerLoop, Incoming, Outgoing, Polled, Reposition, RetryableError
 
 log = structlog.get_logger()
 
@@ -81,6 +82,10 @@ class BatchStrategy:
             try:
                 handled, outputs, failed = self._outcomes(batch)
                 break
+            except Reposition as exc:
+                # Nothing of the batch is finished: it is read again from the positions found.
+                loop.reposition(str(exc))
+                return
             except RetryableError as exc:
                 if loop.stop.is_set():
                     # Nothing committed: the batch is replayed by whoever owns the partitions next.

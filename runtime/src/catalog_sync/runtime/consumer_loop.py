@@ -14,6 +14,9 @@ SIGTERM/SIGINT, consumer lag and the shared pipeline metrics.
   partitions' messages down) and on the stop, before closing.
 - Undecodable bytes go to `<service>.dlq` with the raw payload; so do messages a handler fails
   on, with the reason the exception names (`dead_letter_reason`) or `handler_error`.
+- A worker whose positions live outside Kafka (the recorder: in its read store, through
+  `on_assign`) can have every assigned partition sought there again (`reposition`) when that
+  state may have lost writes; nothing is handed out until it is.
 """
 
 from __future__ import annotations
@@ -22,7 +25,7 @@ import signal
 import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Sequence
+from collections.abc import Callable, Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -84,6 +87,13 @@ class Polled:
 class RetryableError(Exception):
     """Raised by a handler when the failure is transient (database down): the message is retried
     after a pause instead of being dead-lettered."""
+
+
+class Reposition(RetryableError):
+    """Raised by a handler whose positions live in its own store (returned by `on_assign`) when
+    that store failed or no longer holds what was written to it: the work in hand is dropped and
+    every assigned partition is sought to where `on_assign` says before anything else is handled.
+    Retrying the batch in hand instead would skip whatever the store lost before it."""
 
 
 def dead_letter_reason(exc: BaseException) -> str:
@@ -199,10 +209,12 @@ class ConsumerLoop:
         registry: CollectorRegistry | None = None,
         metrics: PipelineMetrics | None = None,
         codec: AvroCodec | None = None,
+        topic_codecs: Mapping[str, AvroCodec] | None = None,
         on_assign: Callable[[list[TopicPartition]], dict[TopicPartition, int] | None] | None = None,
         on_revoke: Callable[[list[TopicPartition]], None] | None = None,
         stop: StopSignal | None = None,
         bus: Bus | None = None,
+        retry_pause_s: float = 1.0,
     ):
         self.settings = settings
         self.service = settings.service
@@ -212,6 +224,8 @@ class ConsumerLoop:
         self.registry = metrics.registry if metrics else registry or CollectorRegistry()
         self.metrics = metrics or PipelineMetrics(self.registry, self.service)
         self.codec = codec or AvroCodec()
+        # A topic whose values are not (only) Avro, e.g. Amazon's notification JSON, by topic name.
+        self._topic_codecs = {settings.topic(t): c for t, c in (topic_codecs or {}).items()}
         self.stop = stop or StopSignal()
         self.metrics_server: MetricsServer | None = None
         self._bus = bus or KafkaBus(settings)
@@ -223,6 +237,11 @@ class ConsumerLoop:
                                          self.metrics, settings.dead_letters_per_minute)
         self._progress: dict[TopicPartition, PartitionProgress] = {}
         self._paused: set[TopicPartition] = set()
+        # Partitions whose position `on_assign` has not given yet (it raised RetryableError, or a
+        # handler asked to reposition): paused, and nothing polled from them is handled.
+        self._unpositioned: set[TopicPartition] = set()
+        self._retry_pause_s = retry_pause_s
+        self._next_position_try = 0.0
         self._unsent: list[tuple] = []  # outputs the producer has not taken or confirmed, in order
         self._consumer: Consumer | None = None  # opened by run()
         self._producer: Producer | None = None
@@ -260,6 +279,8 @@ class ConsumerLoop:
         assert consumer is not None  # run() opened it
         next_commit = next_lag = 0.0
         while not self.stop.is_set():
+            if self._unpositioned and time.monotonic() >= self._next_position_try:
+                self._position()
             timeout_ms, max_records = strategy.poll_request()
             records = consumer.poll(timeout_ms=timeout_ms, max_records=max_records)
             if records:
@@ -290,6 +311,8 @@ class ConsumerLoop:
 
     # -- in: poll → decode ------------------------------------------------------------------
     def _take(self, records: list[Record]) -> None:
+        if self._unpositioned:  # fetched before the pause took effect: read again once positioned
+            records = [r for r in records if (r.topic, r.partition) not in self._unpositioned]
         progress_of = self._progress
         for record in records:
             tp = (record.topic, record.partition)
@@ -304,6 +327,7 @@ class ConsumerLoop:
         to the dead-letter topic with their raw payload. Strategies call it when the records'
         turn comes: the batch strategy once its linger is over, so the polls topping a batch up
         do not wait behind decoding, and records it drops on a revoke are not counted."""
+        started = time.perf_counter()
         polled, dead = [], []
         per_topic: dict[str, int] = {}
         decode = self._decode
@@ -316,11 +340,11 @@ class ConsumerLoop:
         for topic, count in per_topic.items():
             self._counter("consumed", topic).inc(count)
         if dead:
-            self.finish([], [], dead)
+            self.finish([], [], dead, started)  # timed like any message handled: the histogram counts every one
         return polled
 
     def _decode(self, record: Record) -> Incoming:
-        schema, event = self.codec.decode(record.value)
+        schema, event = self._topic_codecs.get(record.topic, self.codec).decode(record.value)
         if self._accepts is not None and schema not in self._accepts:
             raise DecodeError("unexpected_schema", f"{schema} is not handled by {self.service}")
         key = record.key.decode("utf-8", "replace") if record.key is not None else None
@@ -455,12 +479,12 @@ class ConsumerLoop:
         while outputs wait to be delivered. Paused partitions keep the consumer in its group."""
         limit = self.strategy.max_in_flight_per_partition
         undelivered = bool(self._unsent)
-        if limit is None and not undelivered and not self._paused:
+        if limit is None and not undelivered and not self._paused and not self._unpositioned:
             return
         pause, resume = [], []
         for tp, progress in self._progress.items():
             paused = tp in self._paused
-            busy = undelivered or (limit is not None and (
+            busy = undelivered or tp in self._unpositioned or (limit is not None and (
                 progress.in_flight >= limit or (paused and progress.in_flight > limit // 2)))
             if busy and not paused:
                 pause.append(tp)
@@ -470,8 +494,9 @@ class ConsumerLoop:
         if pause:
             self._consumer.pause(pause)
             self._paused.update(pause)
-            log.info("partitions paused", partitions=sorted(pause),
-                     reason="outputs not delivered" if undelivered else "backlog in flight", bound=limit)
+            reason = ("outputs not delivered" if undelivered else "not positioned" if self._unpositioned & set(pause)
+                      else "backlog in flight")
+            log.info("partitions paused", partitions=sorted(pause), reason=reason, bound=limit)
         if resume:
             self._consumer.resume(resume)
             self._paused.difference_update(resume)
@@ -482,10 +507,62 @@ class ConsumerLoop:
         for tp in partitions:
             self._progress[tp] = PartitionProgress()
             self._paused.discard(tp)
+            self._unpositioned.discard(tp)
         if self._on_assign is None:
             return None
+        try:
+            return self._positions_of(partitions)
+        except RetryableError as exc:
+            # Reading from Kafka's committed offsets instead could skip what the store lost.
+            log.warning("positions unavailable; partitions held until they are", partitions=sorted(partitions),
+                        error=str(exc))
+            self._hold_unpositioned(partitions)
+            return None
+
+    def _positions_of(self, partitions: list[TopicPartition]) -> dict[TopicPartition, int]:
+        assert self._on_assign is not None  # callers check it
         seek = self._on_assign([(self._unprefixed.get(t, t), p) for t, p in partitions]) or {}
         return {(self.settings.topic(t), p): o for (t, p), o in seek.items()}
+
+    def reposition(self, reason: str) -> None:
+        """Drop the work in hand and, before handing out anything more, seek every assigned
+        partition to the offset `on_assign` gives for it (tried again every `retry_pause_s` while
+        it raises RetryableError; the partitions stay paused meanwhile, which keeps the group
+        membership). For a handler whose positions live in a store that failed or lost writes."""
+        if self._on_assign is None:
+            raise RuntimeError("reposition needs on_assign: the positions to seek to")
+        assert self._consumer is not None  # run() opened it
+        partitions = sorted(self._consumer.assignment())
+        log.warning("repositioning every assigned partition", reason=reason, partitions=sorted(partitions))
+        self.strategy.lose(set(partitions))
+        self._hold_unpositioned(partitions)
+        self._next_position_try = 0.0
+
+    def _hold_unpositioned(self, partitions: list[TopicPartition]) -> None:
+        self._unpositioned.update(partitions)
+        self._next_position_try = time.monotonic() + self._retry_pause_s
+        if self._consumer is not None:
+            self._consumer.pause(partitions)
+            self._paused.update(partitions)
+
+    def _position(self) -> None:
+        partitions = sorted(self._unpositioned)
+        try:
+            seek = self._positions_of(partitions)
+        except RetryableError as exc:
+            log.warning("positions still unavailable; partitions stay paused", error=str(exc),
+                        retry_in_s=self._retry_pause_s)
+            self._next_position_try = time.monotonic() + self._retry_pause_s
+            return
+        missing = [tp for tp in partitions if tp not in seek]
+        if missing:
+            raise RuntimeError(f"on_assign gave no position for {missing}: cannot reposition")
+        assert self._consumer is not None  # run() opened it
+        for tp in partitions:
+            self._consumer.seek(tp, seek[tp])
+            self._progress[tp] = PartitionProgress()  # what was started there is dropped
+        self._unpositioned.difference_update(partitions)
+        log.info("partitions repositioned", offsets={f"{t}/{p}": o for (t, p), o in sorted(seek.items())})
 
     def _revoked(self, partitions: list[TopicPartition]) -> None:
         log.info("partitions revoked", partitions=sorted(partitions))
@@ -506,6 +583,7 @@ class ConsumerLoop:
         for tp in partitions:
             self._progress.pop(tp, None)
             self._paused.discard(tp)
+            self._unpositioned.discard(tp)
             self.metrics.forget_partition(*tp)
         if self._on_revoke:
             self._on_revoke([(self._unprefixed.get(t, t), p) for t, p in partitions])

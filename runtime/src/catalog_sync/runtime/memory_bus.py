@@ -87,6 +87,7 @@ class MemoryConsumer:
         self.positions: dict[TopicPartition, int] = {}
         self.paused: set[TopicPartition] = set()
         self.polls: list[int | None] = []  # max_records asked by each poll
+        self.seeks: list[tuple[TopicPartition, int]] = []  # seek() calls, in order
         self.closed = False
         self._joined = False
 
@@ -137,6 +138,10 @@ class MemoryConsumer:
             raise BusError("offset commit failed: scripted")
         self._bus.committed.update(offsets)
         self._bus.events.append(("committed", dict(offsets)))
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.positions[partition] = offset
+        self.seeks.append((partition, offset))
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self.paused.update(tp for tp in partitions if tp in self.positions)

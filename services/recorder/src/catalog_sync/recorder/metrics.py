@@ -28,6 +28,16 @@ class RecorderMetrics:
             "recorder_projection_lag_seconds",
             "Wall-clock time minus the event time of the newest event in the last projected batch.",
             registry=registry)
+        self.store_failures = Counter(
+            "recorder_store_failures_total",
+            "Batches the read store did not take: unavailable (down, busy) or positions_moved (its offsets are "
+            "not where this recorder left them). Each is followed by a seek to the stored offsets.",
+            ["kind"], registry=registry)
+        # Every reason and kind from the start: a dashboard panel over them shows 0, not "no data".
+        for reason in ("duplicate", "already_applied"):
+            self.skipped.labels(reason)
+        for kind in ("unavailable", "positions_moved"):
+            self.store_failures.labels(kind)
         self.batch_events = Gauge(
             "recorder_last_batch_events", "Events in the last batch written in one transaction.", registry=registry)
         if model is not None:

@@ -5,6 +5,11 @@ transaction together with the consumed offsets; on (re)assignment the consumer s
 offsets stored there, so Kafka's own committed offsets (still committed after every batch, for lag
 monitoring) never decide what is applied. A replayed batch is skipped by offset, a re-published
 event by event_id.
+
+After any store failure the consumer seeks every assigned partition to the stored offsets again
+before anything else is applied, and a batch is applied only if the store's offsets for its
+partitions are those the recorder last read or wrote: a store that lost acknowledged commits (a
+crash with asynchronous commit, a restore, a failover) gets their events again instead of a gap.
 """
 
 from __future__ import annotations
@@ -17,7 +22,14 @@ from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.config import RuntimeSettings, mask_secrets
-from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RetryableError, StopSignal
+from catalog_sync.runtime.consumer_loop import (
+    ConsumerLoop,
+    Incoming,
+    Outgoing,
+    Reposition,
+    RetryableError,
+    StopSignal,
+)
 from catalog_sync.runtime.topics import (
     CATALOG_ITEM_CHANGED,
     CATALOG_RUN_EVENTS,
@@ -31,7 +43,7 @@ from .projection import PROJECTED_EVENTS
 from .read_model import ReadModel
 from .retention import Pruned, Pruner
 from .settings import RecorderSettings
-from .store import ReadStore, StoreUnavailable
+from .store import PositionsMoved, ReadStore, StoreUnavailable
 
 log = structlog.get_logger()
 SERVICE = "recorder"
@@ -47,12 +59,21 @@ class Recorder:
         self.group = group
         self.metrics = metrics
         self.default_seller_id = default_seller_id
+        # Per partition: the stored offset last read (on assignment) or written (by a batch).
+        self._positions: dict[tuple[str, int], int] = {}
 
     def handle_batch(self, batch: list[Incoming]) -> list[Outgoing]:
         try:
-            result = self.store.apply(self.group, batch, self.default_seller_id)
-        except StoreUnavailable as exc:
-            raise RetryableError(str(exc)) from exc  # the database is down: retry, never dead-letter
+            result = self.store.apply(self.group, batch, self.default_seller_id, expected=self._positions)
+        except (StoreUnavailable, PositionsMoved) as exc:
+            # Never dead-letter, and never retry the batch in hand: a crashed store may have lost
+            # batches before it, which only a seek to its offsets reads again.
+            self.metrics.store_failures.labels(
+                "unavailable" if isinstance(exc, StoreUnavailable) else "positions_moved").inc()
+            raise Reposition(str(exc)) from exc
+        for m in batch:
+            tp = (m.topic, m.partition)
+            self._positions[tp] = max(self._positions[tp], m.offset + 1)
         for kind, n in result.applied.items():
             self.metrics.projected.labels(kind).inc(n)
         if result.duplicates:
@@ -68,9 +89,18 @@ class Recorder:
 
     def on_assign(self, partitions: list[tuple[str, int]]) -> dict[tuple[str, int], int]:
         """Seek every assigned partition to the position stored with the projection. A partition
-        the store has never seen starts at the beginning: a fresh read store rebuilds from Kafka."""
-        stored = self.store.offsets(self.group, partitions)
+        the store has never seen starts at the beginning: a fresh read store rebuilds from Kafka.
+        Also where the loop repositions after a store failure; RetryableError while it is down."""
+        try:
+            stored = self.store.offsets(self.group, partitions)
+        except StoreUnavailable as exc:
+            raise RetryableError(str(exc)) from exc
         seek = {(t, p): stored.get((t, p), 0) for t, p in partitions}
+        behind = {f"{t}/{p}": self._positions[(t, p)] - o for (t, p), o in seek.items()
+                  if self._positions.get((t, p), 0) > o}
+        if behind:  # commits it acknowledged are gone (asynchronous commit, a restore, a failover)
+            log.warning("the read store lost applied events; reading them again", events_behind=behind)
+        self._positions.update(seek)
         log.info("seeking to stored offsets", offsets={f"{t}/{p}": o for (t, p), o in sorted(seek.items())})
         return seek
 

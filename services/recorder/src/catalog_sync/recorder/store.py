@@ -14,7 +14,7 @@ import sqlite3
 import threading
 import time
 from collections import Counter
-from collections.abc import Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import dataclass, field, fields
 from pathlib import Path
@@ -55,6 +55,12 @@ class StoreError(RuntimeError):
 
 class StoreUnavailable(RuntimeError):
     """The database cannot be reached or is busy: retry later."""
+
+
+class PositionsMoved(RuntimeError):
+    """The stored offsets of a batch's partitions are not where its writer last left them: the
+    store lost commits it had acknowledged (a crash with asynchronous commit, a restore, a failover
+    to a replica behind) or another writer moved them. Applying the batch could skip events."""
 
 
 def _now_ms() -> int:
@@ -500,9 +506,15 @@ class ReadStore:
         return {tp: found[tp] for tp in ((t, p) for t, p in partitions) if tp in found}
 
     # -- the write path -----------------------------------------------------------------------
-    def apply(self, group: str, messages: Sequence, default_seller_id: str | None = None) -> ApplyResult:
+    def apply(self, group: str, messages: Sequence, default_seller_id: str | None = None,
+              expected: Mapping[tuple[str, int], int] | None = None) -> ApplyResult:
         """Project a batch of decoded messages (topic, partition, offset, schema, event) in ONE
         transaction together with the consumer offsets: a crash leaves both or neither.
+
+        `expected`: the stored offset the caller last read or wrote for each partition, i.e. where
+        its consumer's reading of the batch's partitions began. When the store holds another one
+        for any of them, nothing is written and PositionsMoved is raised: the caller must seek to
+        the stored offsets, or the events between them would be skipped.
 
         Messages below the stored offset were applied before (a replayed batch) and are skipped;
         item events whose event_id is already in the history are duplicates and change nothing."""
@@ -518,6 +530,12 @@ class ReadStore:
         result = ApplyResult()
         with self.write() as s:
             stored = self._stored_offsets(s, group, {(m.topic, m.partition) for m in messages})
+            if expected is not None:
+                moved = {tp: (expected.get(tp), stored.get(tp, 0)) for tp in {(m.topic, m.partition) for m in messages}
+                         if expected.get(tp) != stored.get(tp, 0)}
+                if moved:
+                    raise PositionsMoved("stored offsets differ from those last seen (expected, stored): "
+                                         + ", ".join(f"{t}/{p}: {e}, {o}" for (t, p), (e, o) in sorted(moved.items())))
 
             def fresh(m) -> bool:
                 return m.offset >= stored.get((m.topic, m.partition), 0)

@@ -168,7 +168,8 @@ def build_reconciliation_worker(settings: SubmitterSettings, *, metrics: SpApiMe
                                   revoke_drain_s=1.0, shutdown_drain_s=1.0)
     worker = ConsumerLoop(runtime, topics=[LISTING_SUBMISSION_COMPLETED, LISTING_NOTIFICATION_RECEIVED],
                           strategy=strategy, accepts={"SubmissionCompleted", NOTIFICATION_RECORD},
-                          codec=NotificationCodec(), metrics=pipeline, stop=stop)
+                          topic_codecs={LISTING_NOTIFICATION_RECEIVED: NotificationCodec()}, metrics=pipeline,
+                          stop=stop)
     return worker, reconciler
 
 
