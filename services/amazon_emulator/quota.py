@@ -22,11 +22,47 @@ DEFAULT_PLANS: dict[str, UsagePlan] = {
     "delete": UsagePlan(5.0, 5),
     "get": UsagePlan(5.0, 10),
     "preview": UsagePlan(1.0, 1),
+    # Feeds API 2021-06-30 (the model's tables), one lane per operation. createFeed: since May
+    # 2025 five submissions per five minutes (the model still says 0.0083/s burst 15).
+    "createFeedDocument": UsagePlan(0.5, 15),
+    "createFeed": UsagePlan(5 / 300, 5),
+    "getFeed": UsagePlan(2.0, 15),
+    "getFeeds": UsagePlan(0.0222, 10),
+    "cancelFeed": UsagePlan(2.0, 15),
+    "getFeedDocument": UsagePlan(0.0222, 10),
 }
 
 
+class ScaledClock:
+    """Amazon's time for the emulator: `scale` seconds of it per real second, so a test can run
+    an hour of quota (refills, feed processing) in seconds with the same ratios. Changing the
+    scale keeps the clock continuous."""
+
+    def __init__(self, scale: float = 1.0, source: Callable[[], float] = time.monotonic) -> None:
+        if scale <= 0:
+            raise ValueError("the time scale must be > 0")
+        self._source = source
+        self._scale = scale
+        self._real0 = source()
+        self._scaled0 = self._real0
+
+    @property
+    def scale(self) -> float:
+        return self._scale
+
+    def set_scale(self, scale: float) -> None:
+        if scale <= 0:
+            raise ValueError("the time scale must be > 0")
+        self._scaled0, self._real0 = self.now(), self._source()
+        self._scale = scale
+
+    def now(self) -> float:
+        return self._scaled0 + (self._source() - self._real0) * self._scale
+
+
 def parse_plan(text: str) -> tuple[str, UsagePlan]:
-    """`put=5:10` -> ("put", UsagePlan(5.0, 10)); the form of the --plan flag."""
+    """`put=5:10` -> ("put", UsagePlan(5.0, 10)); the form of the --plan flag (a Feeds operation
+    is its own lane: `createFeed=0.0167:5`)."""
     try:
         lane, values = text.split("=", 1)
         rate, _, burst = values.partition(":")
