@@ -7,6 +7,10 @@ import time
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 
+from catalog_sync.runtime.amazon_time import ScaledClock
+
+__all__ = ["DEFAULT_PLANS", "Quotas", "ScaledClock", "UsagePlan", "admitted_by_plan", "parse_plan"]
+
 
 @dataclass(frozen=True)
 class UsagePlan:
@@ -31,33 +35,6 @@ DEFAULT_PLANS: dict[str, UsagePlan] = {
     "cancelFeed": UsagePlan(2.0, 15),
     "getFeedDocument": UsagePlan(0.0222, 10),
 }
-
-
-class ScaledClock:
-    """Amazon's time for the emulator: `scale` seconds of it per real second, so a test can run
-    an hour of quota (refills, feed processing) in seconds with the same ratios. Changing the
-    scale keeps the clock continuous."""
-
-    def __init__(self, scale: float = 1.0, source: Callable[[], float] = time.monotonic) -> None:
-        if scale <= 0:
-            raise ValueError("the time scale must be > 0")
-        self._source = source
-        self._scale = scale
-        self._real0 = source()
-        self._scaled0 = self._real0
-
-    @property
-    def scale(self) -> float:
-        return self._scale
-
-    def set_scale(self, scale: float) -> None:
-        if scale <= 0:
-            raise ValueError("the time scale must be > 0")
-        self._scaled0, self._real0 = self.now(), self._source()
-        self._scale = scale
-
-    def now(self) -> float:
-        return self._scaled0 + (self._source() - self._real0) * self._scale
 
 
 def parse_plan(text: str) -> tuple[str, UsagePlan]:
