@@ -26,7 +26,8 @@ import time
 from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass
 
-LANES = ("put", "patch", "delete", "get", "preview")
+LANES = ("put", "patch", "delete", "get", "preview", "createFeedDocument", "createFeed", "getFeed", "getFeeds",
+         "getFeedDocument")
 
 
 @dataclass(frozen=True)
@@ -42,6 +43,13 @@ DEFAULT_PLANS: dict[str, LanePlan] = {
     "delete": LanePlan(5.0, 5),
     "get": LanePlan(5.0, 10),
     "preview": LanePlan(1.0, 1),
+    # Feeds API 2021-06-30 (the bulk lane), one lane per operation. createFeed: five feeds per
+    # five minutes since May 2025 (the model's table still says 0.0083/s, burst 15).
+    "createFeedDocument": LanePlan(0.5, 15),
+    "createFeed": LanePlan(5 / 300, 5),
+    "getFeed": LanePlan(2.0, 15),
+    "getFeeds": LanePlan(0.0222, 10),
+    "getFeedDocument": LanePlan(0.0222, 10),
 }
 
 SLOWDOWN_FACTOR = 0.5  # multiplicative decrease on 429
