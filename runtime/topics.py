@@ -7,6 +7,8 @@ LISTING_READY = "listing.ready"
 LISTING_SUBMISSION_COMPLETED = "listing.submission.completed"
 # Compacted: last accepted content hash per seller|marketplace|sku (submitter state).
 LISTING_ACCEPTED_HASHES = "listing.accepted.hashes"
+# Compacted: JSON_LISTINGS_FEEDs in flight per seller|marketplace|mode|batch (submitter state, the bulk lane).
+LISTING_FEEDS_INFLIGHT = "listing.feeds.inflight"
 
 ALL_EVENT_TOPICS = (
     CATALOG_ITEM_CHANGED,

@@ -321,6 +321,7 @@ class BulkLane:
         for index, entry in enumerate(entries):
             if not entry.future.done():
                 entry.future.set_result(results[index + 1])
+        await self.expire()
 
     async def _run(self, account: Account, key: str, record: dict, document: bytes | None, *,
                    resumed: bool = False) -> dict[int, SubmissionResult]:

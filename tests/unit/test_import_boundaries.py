@@ -87,6 +87,7 @@ def test_only_the_bus_imports_kafka_python(name, path):
 DOMAIN_MODULES = [
     "catalog_sync.validator.rules", "catalog_sync.validator.identifiers", "catalog_sync.validator.handler",
     "catalog_sync.submitter.classification", "catalog_sync.submitter.rate", "catalog_sync.submitter.outcomes",
+    "catalog_sync.submitter.feeds",
     "catalog_sync.recorder.projection",
 ]
 
