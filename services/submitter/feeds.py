@@ -233,6 +233,7 @@ class BulkLane:
         self._clock, self._sleep, self._wall = clock, sleep, wall
         self._rng = rng or random.Random()
         self._open: dict[tuple[str, str, str], _Batch] = {}
+        self._item_lane: dict[str, int] = {}  # seller -> items sent item by item, not yet answered
         self._resumed: dict[str, _Resumed] = {}
         self._create_locks: dict[str, asyncio.Lock] = {}
         self._tasks: set[asyncio.Task] = set()
@@ -241,18 +242,29 @@ class BulkLane:
 
     # -- lane choice ------------------------------------------------------------------------
     def backlog(self, seller_id: str) -> int:
-        waiting = sum(self.limiter.lane(seller_id, lane).waiting for lane in ("put", "delete"))
-        return waiting + sum(len(b.entries) for k, b in self._open.items() if k[0] == seller_id)
+        """Items of the seller on their way item by item, plus those gathered for a feed."""
+        return self._item_lane.get(seller_id, 0) + sum(len(b.entries) for k, b in self._open.items()
+                                                          if k[0] == seller_id)
+
+    def left_item_lane(self, seller_id: str) -> None:
+        """An item `route` sent item by item has its answer."""
+        left = self._item_lane.get(seller_id, 0) - 1
+        if left > 0:
+            self._item_lane[seller_id] = left
+        else:
+            self._item_lane.pop(seller_id, None)
 
     def route(self, account: Account, base_url: str, ready: dict, call: ListingCall,
               position: tuple[int, int] | None) -> Awaitable[SubmissionResult] | None:
-        """The item's result by feed (journaled, or a new batch), or None: send it item by item."""
+        """The item's result by feed (journaled, or a new batch), or None: send it item by item
+        (and call `left_item_lane` once it has its answer)."""
         if position is not None:
             resumed = self._attach(account, ready, call, position)
             if resumed is not None:
                 return resumed
         if (position is None or not feeds_allowed(call.mode) or call.method not in ("PUT", "DELETE")
                 or self.backlog(account.seller_id) < self.settings.threshold):
+            self._item_lane[account.seller_id] = self._item_lane.get(account.seller_id, 0) + 1
             return None
         return self._join(account, base_url, ready, call, position)
 

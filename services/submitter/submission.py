@@ -62,6 +62,9 @@ class BulkRoute(Protocol):
               position: tuple[int, int] | None) -> Awaitable[SubmissionResult] | None:
         """The item's result by feed, or None to send it item by item (feeds.BulkLane)."""
 
+    def left_item_lane(self, seller_id: str) -> None:
+        """An item `route` sent item by item has its answer."""
+
 
 class AcceptedHashes(Protocol):
     def get(self, key: str) -> str | None: ...
@@ -223,7 +226,11 @@ class Submitter:
             result = await by_feed
             result.latency_ms = (self._clock() - started) * 1000.0
         else:
-            result = await self._attempts(account, base_url, call)
+            try:
+                result = await self._attempts(account, base_url, call)
+            finally:
+                if self.bulk is not None:
+                    self.bulk.left_item_lane(account.seller_id)
         change = None
         if production and result.amazon_status == "ACCEPTED":
             change = (key, content_hash if call.method == "PUT" else None)

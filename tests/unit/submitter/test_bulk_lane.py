@@ -243,7 +243,7 @@ def test_the_submitter_sends_a_backlog_above_the_threshold_by_feed_and_keeps_the
     by_feed = [d for d in done if d.result.feed is not None]
     by_item = [d for d in done if d.result.feed is None]
     assert {d.result.outcome for d in done} == {"accepted"}
-    assert len(by_item) >= 20 and len(by_feed) >= 150  # the threshold's worth item by item, the rest by feed
+    assert len(by_item) == 20 and len(by_feed) == 180  # the threshold's worth item by item, the rest by feed
     assert len(amazon.feeds.created) == 1
     put_calls = [r for r in amazon.requests() if r["operation"] == "putListingsItem"]
     assert len(put_calls) == len(by_item)
