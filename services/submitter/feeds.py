@@ -362,40 +362,58 @@ class BulkLane:
         return await self._results(account, record)
 
     async def _create(self, account: Account, key: str, record: dict, *, look_first: bool) -> None:
-        """createFeed exactly once per journal entry: a lost answer is looked up with getFeeds."""
+        """createFeed exactly once per journal entry. At most one createFeed of a seller is ever
+        unresolved (sent, its feed id not journaled): under the seller's lock, entries another
+        process left half-created are resolved first, oldest first, so the one feed getFeeds shows
+        that no entry names belongs to the entry being resolved."""
         lock = self._create_locks.setdefault(account.seller_id, asyncio.Lock())
         async with lock:
-            ids = record["request_ids"]
-            found = await self._created_since(account, record) if look_first else None
-            if found is None:
-                attempts = 0
-                while True:
-                    attempts += 1
-                    answer = await self._once(account, record["base_url"], record["mode"], "createFeed",
-                                              f"{FEEDS_API}/feeds", body={
-                                                  "feedType": FEED_TYPE, "marketplaceIds": [record["marketplace_id"]],
-                                                  "inputFeedDocumentId": record["document_id"]})
-                    _note(ids, answer)
-                    if answer.status == 202 and isinstance((answer.body or {}).get("feedId"), str):
-                        found, record["create_feed_request_id"] = answer.body["feedId"], answer.request_id
-                        self.feeds_sent += 1
+            current = self.journal.records().get(key)
+            if current is not None and current.get("state") in ("submitted", "reported"):
+                record.update(current)  # resolved meanwhile (by another entry's creation)
+                return
+            others = sorted(((k, dict(r)) for k, r in self.journal.records().items()
+                             if k != key and r.get("seller_id") == account.seller_id and r.get("state") == "creating"),
+                            key=lambda kr: kr[1].get("since", ""))
+            for other_key, other in others:
+                await self._create_once(account, other_key, other, look_first=True)
+            await self._create_once(account, key, record, look_first=look_first)
+
+    async def _create_once(self, account: Account, key: str, record: dict, *, look_first: bool) -> None:
+        ids = record.setdefault("request_ids", [])
+        found = await self._created_since(account, record) if look_first else None
+        if found is None:
+            attempts = 0
+            while True:
+                attempts += 1
+                answer = await self._once(account, record["base_url"], record["mode"], "createFeed",
+                                          f"{FEEDS_API}/feeds", body={
+                                              "feedType": FEED_TYPE, "marketplaceIds": [record["marketplace_id"]],
+                                              "inputFeedDocumentId": record["document_id"]})
+                _note(ids, answer)
+                if answer.status == 202 and isinstance((answer.body or {}).get("feedId"), str):
+                    found, record["create_feed_request_id"] = answer.body["feedId"], answer.request_id
+                    self.feeds_sent += 1
+                    break
+                if answer.status is not None and answer.status < 500 and answer.status != 429:
+                    await self.journal.write(key, None)
+                    raise FeedFailed("feed_refused", f"createFeed answered {_error_text(answer)}", ids)
+                if answer.status != 429:  # no answer or 5xx: the feed may exist all the same
+                    found = await self._created_since(account, record)
+                    if found is not None:
                         break
-                    if answer.status is not None and answer.status < 500 and answer.status != 429:
-                        await self.journal.write(key, None)
-                        raise FeedFailed("feed_refused", f"createFeed answered {_error_text(answer)}", ids)
-                    if answer.status != 429:  # no answer or 5xx: the feed may exist all the same
-                        found = await self._created_since(account, record)
-                        if found is not None:
-                            break
-                    if attempts >= self.policy.max_attempts:
-                        await self.journal.write(key, None)
-                        raise FeedFailed("feed_refused", f"createFeed gave up after {attempts} attempts: "
-                                         f"{_error_text(answer)}", ids)
-                    await self._sleep(self.policy.delay(attempts, self._rng))
-            else:
-                record["create_feed_request_id"] = None  # created before a crash: its answer was lost
-            record.update(state="submitted", feed_id=found)
-            await self.journal.write(key, record)
+                if attempts >= self.policy.max_attempts:
+                    found = await self._created_since(account, record) if answer.status != 429 else None
+                    if found is not None:
+                        break
+                    await self.journal.write(key, None)  # not created: its items end as failed
+                    raise FeedFailed("feed_refused", f"createFeed gave up after {attempts} attempts: "
+                                     f"{_error_text(answer)}", ids)
+                await self._sleep(self.policy.delay(attempts, self._rng))
+        else:
+            record["create_feed_request_id"] = None  # created before a crash: its answer was lost
+        record.update(state="submitted", feed_id=found)
+        await self.journal.write(key, record)
 
     async def _created_since(self, account: Account, record: dict) -> str | None:
         """A JSON_LISTINGS_FEED of the seller created since the journal entry that no journal
