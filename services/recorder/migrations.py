@@ -282,4 +282,11 @@ MIGRATIONS: tuple[Migration, ...] = (
         "UPDATE items SET request_run_id = run_id, request_time = final_time "
         "WHERE request_id IS NOT NULL AND (outcome IS NULL OR outcome <> 'unchanged')",
     )),
+    # The JSON_LISTINGS_FEED and message an item was sent in (the bulk lane); NULL for items sent
+    # item by item and for rows from before. Version 11: 10 is taken by post-acceptance
+    # reconciliation (issue 18), merged beside this.
+    Migration(11, "feed and message an item was sent in", (
+        "ALTER TABLE items ADD COLUMN feed_id TEXT",
+        "ALTER TABLE items ADD COLUMN feed_message_id BIGINT",
+    )),
 )
