@@ -14,7 +14,10 @@ processed when it is next looked at after that. Everything runs under the emulat
 from __future__ import annotations
 
 import gzip
+import hashlib
+import hmac
 import re
+import secrets
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -119,6 +122,7 @@ class FeedsBehaviour:
     created: list[dict] = field(default_factory=list)  # every createFeed accepted (tests)
     # owner (refresh token) -> the sellers that granted it (None: any); a feed acts for those only
     owners: dict[str, frozenset[str] | None] = field(default_factory=dict)
+    _key: bytes = field(default_factory=lambda: secrets.token_bytes(32))  # signs the presigned URLs
     _next_id: int = 50_000_000_000
 
     def reset(self) -> None:
@@ -160,7 +164,14 @@ class FeedsBehaviour:
         return Answer(200, feed.body())
 
     def _url(self, call: FeedCall, document: Document) -> str:
-        return f"{call.base_url}{DOCUMENTS_PATH}{document.document_id}?expires={document.created + URL_TTL_S:.3f}"
+        """A presigned URL: valid for URL_TTL_S of Amazon time from now, signed so it cannot be
+        stretched (a client must ask getFeedDocument again for a fresh one)."""
+        expires = f"{self.clock() + URL_TTL_S:.3f}"
+        return f"{call.base_url}{DOCUMENTS_PATH}{document.document_id}?expires={expires}&signature=" \
+               f"{self._sign(document.document_id, expires)}"
+
+    def _sign(self, document_id: str, expires: str) -> str:
+        return hmac.new(self._key, f"{document_id}|{expires}".encode(), hashlib.sha256).hexdigest()
 
     def _create_document(self, call: FeedCall) -> Answer:
         body = _object(call.body)
@@ -226,10 +237,11 @@ class FeedsBehaviour:
         """PUT (upload) or GET (download) on a presigned URL: (status, body, content type)."""
         self.advance()
         document = self.documents.get(document_id)
-        expires = parse_qs(query).get("expires", [""])[0]
-        if document is None or not expires:
+        params = parse_qs(query)
+        expires, signature = params.get("expires", [""])[0], params.get("signature", [""])[0]
+        if document is None or not expires or not hmac.compare_digest(signature, self._sign(document_id, expires)):
             return 403, b"<Error><Code>AccessDenied</Code></Error>", "application/xml"
-        if self.clock() > document.created + URL_TTL_S:
+        if self.clock() > float(expires):
             return 403, b"<Error><Code>AccessDenied</Code><Message>Request has expired</Message></Error>", \
                 "application/xml"
         if method == "PUT":

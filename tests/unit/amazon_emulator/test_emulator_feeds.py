@@ -240,3 +240,16 @@ def test_the_report_and_the_example_feed_match_amazons_schemas(emulator, clock):
     _, report = report_of(emulator, token, with_issues)
     assert report["issues"]
     jsonschema.Draft7Validator(report_schema).validate(report)
+
+
+def test_a_report_url_lasts_five_minutes_from_getfeeddocument_and_cannot_be_stretched(emulator, clock):
+    token = login(emulator)
+    feed_id, _ = submit(emulator, token, feed_document(MESSAGES[:1]))
+    clock.now += 1000  # processed long ago: a URL asked for now is still good for five minutes
+    _, feed, _ = call(emulator, token, "GET", f"/feeds/2021-06-30/feeds/{feed_id}")
+    _, document, _ = call(emulator, token, "GET", f"/feeds/2021-06-30/documents/{feed['resultFeedDocumentId']}")
+    assert download(emulator, document["url"])[0] == 200
+    stretched = document["url"].replace("expires=", "expires=9")
+    assert download(emulator, stretched)[0] == 403
+    clock.now += 301
+    assert download(emulator, document["url"])[0] == 403
