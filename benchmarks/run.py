@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ["kafka_passthrough", "validator", "submitter", "recorder", "pipeline"]
+GROUPS = ["kafka_passthrough", "validator", "submitter", "bulk_lane", "recorder", "pipeline"]
 TARGETS = {
     "validator_worker_events_per_s": (">=", 5000),
     "submitter_single_seller_plan_ratio": (">=", 0.99),
@@ -39,6 +39,7 @@ GOALS = {
     "validator_vs_jsonschema_ratio": (">=", 100),
     "validator_worker_vs_passthrough_ratio": (">=", 0.5),
     "e2e_vs_passthrough_ratio": (">=", 0.5),
+    "bulk_lane_speedup": (">=", 50),
 }
 
 
