@@ -39,6 +39,7 @@ from catalog_sync.amazon_emulator.tokens import LwaAccounts, TokenIssuer
 from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
 
 LISTINGS_PREFIX = "/listings/2021-08-01/items/"
+FEED_CHUNK = 200  # feed messages judged per turn of the background processor
 RATE_LIMIT_STATUSES = frozenset({200, 400, 404})
 SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
 TOKEN_PATH = "/auth/o2/token"
@@ -114,6 +115,7 @@ class Emulator:
         self.quotas = Quotas(self.config.plans, enabled=self.config.throttled, clock=self.clock.now)
         self.listings = ListingsBehaviour()
         self.feeds = FeedsBehaviour(self.listings, clock=self.clock.now, wall=time.time)
+        self._processor: threading.Thread | None = None
         self._apply()
 
     def _apply(self) -> None:
@@ -168,6 +170,30 @@ class Emulator:
             self.quotas.reset()
             self.listings.reset()
             self.feeds.reset()
+
+    def start_processing(self) -> None:
+        """Judge feed messages in a background thread, a chunk per turn of the lock, as a served
+        emulator does (feeds.py): other requests go on while a large feed is processed."""
+        if self._processor is not None:
+            return
+        self.feeds.background = True
+        self._processor_stop = threading.Event()
+        self._processor = threading.Thread(target=self._process_feeds, name="feed-processor", daemon=True)
+        self._processor.start()
+
+    def stop_processing(self) -> None:
+        if self._processor is not None:
+            self._processor_stop.set()
+            self._processor.join(10)
+            self._processor = None
+
+    def _process_feeds(self) -> None:
+        stop = self._processor_stop
+        while not stop.is_set():
+            with self._lock:
+                self.feeds.advance()
+                busy = self.feeds.work(FEED_CHUNK)
+            stop.wait(0.001 if busy else 0.05)  # a chunk, then the lock is free for other requests
 
     def expire_tokens(self) -> None:
         with self._lock:

@@ -69,6 +69,7 @@ class Feed:
     ended_wall: float | None = None
     result_document_id: str | None = None
     report: dict | None = None  # kept for tests
+    processing: Processing | None = None  # while its messages are being judged
 
     def body(self) -> dict:
         body = {"feedId": self.feed_id, "feedType": JSON_LISTINGS_FEED, "marketplaceIds": self.marketplace_ids,
@@ -116,7 +117,10 @@ class FeedsBehaviour:
     listings: ListingsBehaviour
     clock: Callable[[], float]               # the emulator's (time-scaled) clock, seconds
     wall: Callable[[], float]                # epoch seconds for the times Amazon shows
-    processing_s: float = 30.0               # Amazon time from createFeed to a final status
+    processing_s: float = 30.0               # Amazon time from createFeed until its messages are judged
+    # True: messages are judged in chunks by the emulator's processor thread (a served emulator),
+    # so a 25,000-message feed does not stall every other request; False: at once, when due.
+    background: bool = False
     documents: dict[str, Document] = field(default_factory=dict)
     feeds: dict[str, Feed] = field(default_factory=dict)
     created: list[dict] = field(default_factory=list)  # every createFeed accepted (tests)
@@ -267,14 +271,30 @@ class FeedsBehaviour:
             if feed.status == "IN_QUEUE" and now >= feed.created + self.processing_s / 2:
                 feed.status = "IN_PROGRESS"
                 feed.started_wall = self.wall()
-            if feed.status == "IN_PROGRESS" and now >= feed.created + self.processing_s:
+            if feed.status == "IN_PROGRESS" and feed.processing is None and now >= feed.created + self.processing_s:
                 self._process(feed)
 
     def _process(self, feed: Feed) -> None:
-        content = self.documents[feed.document_id].content or b""
-        sellers_ok = self._sellers_of(feed)
-        report, fatal = process_document(content, feed.feed_id, feed.marketplace_ids, feed.sandbox,
-                                         self.listings, sellers_ok)
+        """Process the feed now (no background processor), or hand it to the processor (`work`)."""
+        feed.processing = Processing(self.documents[feed.document_id].content or b"", feed.feed_id,
+                                     feed.marketplace_ids, feed.sandbox, self.listings, self._sellers_of(feed))
+        if not self.background:
+            feed.processing.step(len(feed.processing.messages) or 1)
+            self._finish(feed)
+
+    def work(self, budget: int = 500) -> bool:
+        """The background processor's turn: up to `budget` messages of the oldest feed being
+        processed (the caller holds the emulator's lock). True while work remains."""
+        feed = next((f for f in self.feeds.values() if f.processing is not None and f.status == "IN_PROGRESS"), None)
+        if feed is None:
+            return False
+        if feed.processing.step(budget):
+            self._finish(feed)
+        return True
+
+    def _finish(self, feed: Feed) -> None:
+        report, fatal = feed.processing.report, feed.processing.fatal
+        feed.processing = None
         result = Document(f"amzn1.tortuga.4.na.{new_event_id()}", feed.owner, "application/json", self.clock(),
                           gzip.compress(orjson.dumps(report)), "GZIP")
         self.documents[result.document_id] = result
@@ -288,44 +308,75 @@ class FeedsBehaviour:
         return (lambda seller: True) if allowed is None else (lambda seller: seller in allowed)
 
 
+class Processing:
+    """One feed's processing, a chunk of messages at a time (`step`), so a background processor
+    can let the emulator's other requests through between chunks as Amazon's would."""
+
+    def __init__(self, content: bytes, feed_id: str, marketplace_ids: list[str], sandbox: bool,
+                 listings: ListingsBehaviour, seller_allowed: Callable[[str], bool]) -> None:
+        self.feed_id, self.sandbox, self.listings = feed_id, sandbox, listings
+        self.marketplace = marketplace_ids[0]
+        self.report: dict | None = None
+        self.fatal = False
+        self.messages: list = []
+        self.position = self.accepted = self.invalid = 0
+        self.issues: list[dict] = []
+        self.seller = ""
+        problem = self._parse(content, seller_allowed)
+        if problem is not None:
+            self.fatal = True
+            self.report = report(self.seller, feed_id, [{"code": "100001", "severity": "ERROR", "message": problem}],
+                                 0, 0, 0)
+
+    def _parse(self, content: bytes, seller_allowed: Callable[[str], bool]) -> str | None:
+        if len(content) > MAX_DOCUMENT_BYTES:
+            return f"The feed is {len(content)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes."
+        try:
+            document = orjson.loads(content)
+        except ValueError:
+            return "The feed document is not valid JSON."
+        header = document.get("header") if isinstance(document, dict) else None
+        messages = document.get("messages") if isinstance(document, dict) else None
+        seller = header.get("sellerId") if isinstance(header, dict) else None
+        self.seller = seller if isinstance(seller, str) else ""
+        if not isinstance(seller, str) or header.get("version") != "2.0":
+            return "The feed header needs sellerId and version \"2.0\"."
+        if not seller_allowed(seller):
+            return f"The feed's sellerId {seller} is not the selling partner that submitted it."
+        if not isinstance(messages, list) or not messages:
+            return "The feed has no messages."
+        if len(messages) > MAX_MESSAGES:
+            return f"The feed has {len(messages)} messages; the limit is {MAX_MESSAGES}."
+        ids = [m.get("messageId") if isinstance(m, dict) else None for m in messages]
+        if len({i for i in ids if isinstance(i, int)}) != len(ids) or any(not isinstance(i, int) or i < 1 for i in ids):
+            return "Every message needs a messageId, a positive integer unique within the feed."
+        self.messages = messages
+        return None
+
+    def step(self, budget: int) -> bool:
+        """Judge up to `budget` more messages; True once the report is ready."""
+        if self.report is not None:
+            return True
+        for message in self.messages[self.position:self.position + budget]:
+            found = message_issues(message, self.seller, self.marketplace, self.sandbox, self.listings)
+            self.issues += found
+            if any(i["severity"] == "ERROR" for i in found):
+                self.invalid += 1
+            else:
+                self.accepted += 1
+        self.position += budget
+        if self.position >= len(self.messages):
+            self.report = report(self.seller, self.feed_id, self.issues, len(self.messages), self.accepted,
+                                 self.invalid)
+        return self.report is not None
+
+
 def process_document(content: bytes, feed_id: str, marketplace_ids: list[str], sandbox: bool,
                      listings: ListingsBehaviour, seller_allowed: Callable[[str], bool]) -> tuple[dict, bool]:
-    """A JSON_LISTINGS_FEED document -> (its processing report, whether the feed is FATAL)."""
-
-    def fatal(seller: str, message: str) -> tuple[dict, bool]:
-        return report(seller, feed_id, [{"code": "100001", "severity": "ERROR", "message": message}], 0, 0, 0), True
-
-    if len(content) > MAX_DOCUMENT_BYTES:
-        return fatal("", f"The feed is {len(content)} bytes; the limit is {MAX_DOCUMENT_BYTES} bytes.")
-    try:
-        document = orjson.loads(content)
-    except ValueError:
-        return fatal("", "The feed document is not valid JSON.")
-    header = document.get("header") if isinstance(document, dict) else None
-    messages = document.get("messages") if isinstance(document, dict) else None
-    seller = header.get("sellerId") if isinstance(header, dict) else None
-    if not isinstance(seller, str) or header.get("version") != "2.0":
-        return fatal(seller if isinstance(seller, str) else "", "The feed header needs sellerId and version \"2.0\".")
-    if not seller_allowed(seller):
-        return fatal(seller, f"The feed's sellerId {seller} is not the selling partner that submitted it.")
-    if not isinstance(messages, list) or not messages:
-        return fatal(seller, "The feed has no messages.")
-    if len(messages) > MAX_MESSAGES:
-        return fatal(seller, f"The feed has {len(messages)} messages; the limit is {MAX_MESSAGES}.")
-    ids = [m.get("messageId") if isinstance(m, dict) else None for m in messages]
-    if len({i for i in ids if isinstance(i, int)}) != len(ids) or any(not isinstance(i, int) or i < 1 for i in ids):
-        return fatal(seller, "Every message needs a messageId, a positive integer unique within the feed.")
-    issues: list[dict] = []
-    accepted = invalid = 0
-    marketplace = marketplace_ids[0]
-    for message in messages:
-        found = message_issues(message, seller, marketplace, sandbox, listings)
-        issues += found
-        if any(i["severity"] == "ERROR" for i in found):
-            invalid += 1
-        else:
-            accepted += 1
-    return report(seller, feed_id, issues, len(messages), accepted, invalid), False
+    """A JSON_LISTINGS_FEED document -> (its processing report, whether the feed is FATAL), at once."""
+    processing = Processing(content, feed_id, marketplace_ids, sandbox, listings, seller_allowed)
+    processing.step(len(processing.messages) or 1)
+    return processing.report, processing.fatal
 
 
 def message_issues(message: dict, seller: str, marketplace: str, sandbox: bool,

@@ -253,3 +253,23 @@ def test_a_report_url_lasts_five_minutes_from_getfeeddocument_and_cannot_be_stre
     assert download(emulator, stretched)[0] == 403
     clock.now += 301
     assert download(emulator, document["url"])[0] == 403
+
+
+def test_a_served_emulator_judges_a_large_feed_in_the_background_chunk_by_chunk(clock):
+    from tests.support.background import wait_until
+
+    emulator = Emulator(EmulatorConfig(accounts=LwaAccounts.of(SELLERS), feed_processing_s=0.0))
+    emulator.start_processing()
+    try:
+        token = login(emulator)
+        messages = [{**MESSAGES[0], "messageId": i + 1, "sku": f"BIG-{i}"} for i in range(3000)]
+        feed_id, _ = submit(emulator, token, feed_document(messages))
+        # Other calls are answered between chunks, before the feed is through.
+        answer = call(emulator, token, "GET", f"/feeds/2021-06-30/feeds/{feed_id}")[1]
+        assert answer["processingStatus"] in ("IN_QUEUE", "IN_PROGRESS")
+        wait_until(lambda: call(emulator, token, "GET", f"/feeds/2021-06-30/feeds/{feed_id}")[1]["processingStatus"]
+                   == "DONE", timeout_s=60, message="the feed processed")
+        _, report = report_of(emulator, token, feed_id)
+        assert report["summary"]["messagesAccepted"] == 3000
+    finally:
+        emulator.stop_processing()
