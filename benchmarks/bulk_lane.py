@@ -67,8 +67,11 @@ def run_leg(broker: EmbeddedBroker, accounts: Path, workdir: Path, *, bulk: bool
                 event = ready(SELLER, f"HB-{i:06d}")
                 producer.send(settings.topic(LISTING_READY), SELLER, codec.encode("ListingReady", event))
             producer.flush()
+            published = time.monotonic()
             first = _first_call(emulator)
             urgent = _urgent(emulator, producer, settings, codec) if bulk else None
+            if bulk and urgent is None:
+                print("   the urgent change was not published: no moment with the backlog in feeds and one in flight")
             done, last = 0, time.monotonic()
             deadline = time.monotonic() + ITEMS / (5 * SCALE) * 2 + 600
             while done < ITEMS + (1 if urgent else 0):
@@ -84,7 +87,10 @@ def run_leg(broker: EmbeddedBroker, accounts: Path, workdir: Path, *, bulk: bool
             reader.close()
             producer.close()
     started = min(r["monotonic"] for r in requests if r.get("operation") not in (None, "lwaToken"))
+    feeds_at = [round((r["monotonic"] - started) * SCALE) for r in requests
+                if r.get("operation") == "createFeed" and r["status"] == 202]
     leg = {"seconds_real": last - started, "seconds": (last - started) * SCALE, "first_call_wait_s": first,
+           "published_s": round((published - started) * SCALE), "feeds_created_at_s": feeds_at,
            "feeds": sum(1 for r in requests if r.get("operation") == "createFeed" and r["status"] == 202),
            "item_calls": sum(1 for r in requests if r.get("operation") == "putListingsItem" and r["status"] == 200),
            "throttled": sum(1 for r in requests if r["status"] == 429)}
@@ -92,6 +98,7 @@ def run_leg(broker: EmbeddedBroker, accounts: Path, workdir: Path, *, bulk: bool
         sent_at, sku = urgent
         answered = [r for r in requests if r.get("sku") == sku and r.get("operation") == "putListingsItem"]
         leg["urgent_latency_s"] = (answered[-1]["monotonic"] - sent_at) * SCALE if answered else None
+        leg["urgent_published_at_s"] = round((sent_at - started) * SCALE)
     return leg
 
 
@@ -105,17 +112,18 @@ def _first_call(emulator: RunningEmulator, timeout_s: float = 120) -> float:
 
 
 def _urgent(emulator: RunningEmulator, producer: BusProducer, settings, codec) -> tuple[float, str] | None:
-    """Once the backlog is in feeds (a feed in flight, no feed document asked for during two
-    lingers), publish one more change and note when (the emulator's log and this process read the
+    """Once the backlog is in feeds (a feed in flight; no feed document asked for and no item
+    call for two lingers and a second), publish one more change and note when (the emulator's log and this process read the
     same monotonic clock). Earlier, the change would join the feed being gathered, as it should."""
     deadline = time.monotonic() + 600
     quiet_s = 2 * 0.5 + 1.0  # the linger is half a real second (SUBMITTER_FEED_LINGER_S)
     while True:
         log = emulator.requests()
         created = [r for r in log if r.get("operation") == "createFeed" and r["status"] == 202]
-        documents = [r["monotonic"] for r in log if r.get("operation") == "createFeedDocument"]
+        # Quiet: no feed document asked for and no item call (the item lane's queue is drained).
+        busy = [r["monotonic"] for r in log if r.get("operation") in ("createFeedDocument", "putListingsItem")]
         reported = sum(1 for r in log if r.get("operation") == "download")
-        if created and len(created) > reported and time.monotonic() - max(documents) > quiet_s:
+        if created and len(created) > reported and time.monotonic() - max(busy) > quiet_s:
             break
         if time.monotonic() > deadline:
             return None
