@@ -247,3 +247,23 @@ def test_the_submitter_sends_a_backlog_above_the_threshold_by_feed_and_keeps_the
     assert len(amazon.feeds.created) == 1
     put_calls = [r for r in amazon.requests() if r["operation"] == "putListingsItem"]
     assert len(put_calls) == len(by_item)
+
+
+def test_a_cancelled_feed_ends_every_item_as_an_error_with_the_reason():
+    amazon = emulator()
+
+    class CancellingTransport(EmulatorTransport):
+        """Someone cancels the feed (cancelFeed) right after it is created."""
+
+        async def call(self, account, base_url, mode, operation, path, query="", body=None):
+            answer = await super().call(account, base_url, mode, operation, path, query, body)
+            if operation == "createFeed" and answer.status == 202:
+                cancelled = self.emulator.handle("DELETE", f"/feeds/2021-06-30/feeds/{answer.body['feedId']}", "",
+                                                 {"x-amz-access-token": self._token(account), "host": "emu"}, b"")
+                assert cancelled.status == 200
+            return answer
+
+    results = through_lane(lane(amazon, transport=CancellingTransport(amazon)), [ready(n) for n in range(3)])
+    assert {(r.outcome, r.status, r.error_code) for r in results} == {("failed", "error", "feed_cancelled")}
+    assert "CANCELLED" in results[0].error_message and results[0].feed.feed_id == amazon.feeds.created[0]["feed_id"]
+    assert not any(key[3].startswith("SKU-") for key in amazon.listings.store)  # nothing was applied
