@@ -17,7 +17,7 @@ import traceback
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
-GROUPS = ["kafka_passthrough", "validator", "submitter", "recorder", "pipeline"]
+GROUPS = ["kafka_passthrough", "validator", "submitter", "bulk_lane", "recorder", "pipeline"]
 TARGETS = {
     "validator_worker_events_per_s": (">=", 5000),
     "submitter_single_seller_plan_ratio": (">=", 0.99),
@@ -43,6 +43,7 @@ GOALS = {
     "submitter_vs_sequential_sdk_ratio": (">=", 20),
     "recorder_vs_copy_ratio": (">=", 0.5),
     "worker_rss_growth_ratio": ("<=", 1.2),
+    "bulk_lane_speedup": (">=", 50),
 }
 
 

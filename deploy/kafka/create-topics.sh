@@ -64,6 +64,8 @@ create catalog.run.events 3
 create listing.notification.received "$PARTITIONS"
 # Submitter state: last accepted content hash per item; only the newest value per key matters.
 create listing.accepted.hashes "$PARTITIONS" --config cleanup.policy=compact
+# Submitter state: feeds of the bulk lane in flight, resumed by the next owner of a seller.
+create listing.feeds.inflight "$PARTITIONS" --config cleanup.policy=compact
 # Dead letters: rare, kept long enough to inspect and replay.
 create validator.dlq 3 --config "retention.ms=$DLQ_RETENTION_MS"
 create submitter.dlq 3 --config "retention.ms=$DLQ_RETENTION_MS"

@@ -48,10 +48,11 @@ def created(calls) -> dict[str, dict]:
 
 def test_creates_every_topic_the_code_uses(tmp_path):
     made = created(run_script(tmp_path))
-    expected = {*topics.ALL_EVENT_TOPICS, topics.LISTING_ACCEPTED_HASHES}
+    expected = {*topics.ALL_EVENT_TOPICS, topics.LISTING_ACCEPTED_HASHES, topics.LISTING_FEEDS_INFLIGHT}
     expected |= {topics.dead_letter_topic(service) for service in WORKERS}
     assert set(made) == expected
     assert made[topics.LISTING_ACCEPTED_HASHES]["config"] == ["cleanup.policy=compact"]
+    assert made[topics.LISTING_FEEDS_INFLIGHT]["config"] == ["cleanup.policy=compact"]
     assert all(t["replication"] == 1 for t in made.values())
     # The scaled inputs get the configured partition count (12 unless PARTITIONS says otherwise).
     for name in (topics.CATALOG_ITEM_CHANGED, topics.LISTING_READY, topics.LISTING_SUBMISSION_COMPLETED):

@@ -729,10 +729,11 @@ def test_a_version_7_store_gets_its_references_folded_for_search(store):
         else:
             s.execute("UPDATE item_refs SET reference = 'Äpfel-9' WHERE reference = 'äpfel-9'")
         s.execute("DELETE FROM schema_migrations WHERE version >= 8")
-        for column in ("request_run_id", "request_time", "listing_state", "listing_note", "listing_checked_at"):
+        for column in ("request_run_id", "request_time", "listing_state", "listing_note", "listing_checked_at",
+                       "feed_id", "feed_message_id"):
             s.execute(f"ALTER TABLE items DROP COLUMN {column}")
     model = ReadModel(store)
-    assert store.migrate() == [8, 9, 10]
+    assert store.migrate() == [8, 9, 10, 11]
     assert [i["reference"] for i in model.items(ItemFilters(reference="äpfel", run_id="all"))["items"]] == ["ÄPFEL-9"]
     assert model.item("ÄPFEL-9")["reference"] == "ÄPFEL-9"
     assert [i["reference"] for i in model.items(ItemFilters(reference="PLAIN", run_id="all"))["items"]] == ["Plain-1"]

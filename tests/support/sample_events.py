@@ -145,6 +145,18 @@ class SampleRun:
             "ended_by": "time_limit" if state == "awaiting" else "poll", "note": note,
         }
 
+    def by_feed(self, reference: str, feed_id: str, message_id: int, *, accepted: bool = True,
+                **fields) -> tuple[str, dict]:
+        """The outcome of an item the bulk lane sent in a JSON_LISTINGS_FEED: no item call, the
+        createFeed and getFeed request ids, the feed and the message."""
+        kind, event = self.submitted(reference, accepted=accepted, **fields)
+        create, poll = f"cf-{feed_id}", f"gf-{feed_id}"
+        event.update(http_status=None, submission_id=None, request_id=create,
+                     attempt_request_ids=[f"cfd-{feed_id}", create, f"gfd-{feed_id}"], feed_id=feed_id,
+                     feed_message_id=message_id, create_feed_request_id=create, get_feed_request_id=poll,
+                     feed_processing_status="DONE")
+        return kind, event
+
     def unchanged(self, reference: str, **fields) -> tuple[str, dict]:
         """The submitter's answer for content Amazon already holds: finished, nothing sent, no request."""
         kind, event = self.submitted(reference, **fields)

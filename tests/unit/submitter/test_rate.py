@@ -170,3 +170,11 @@ def test_refills_start_when_the_opening_burst_is_answered_so_a_late_burst_cannot
     assert sent[-1] == pytest.approx(sent[8] + 5 * 0.2)
     # Amazon's bucket, the burst arriving as late as its answers: never below one token.
     assert admitted_by_plan([burst_answered] * 8 + sent[8:], UsagePlan(5.0, 10))
+
+
+def test_a_slow_lane_keeps_only_a_sliver_of_its_burst_in_reserve():
+    from catalog_sync.submitter.rate import DEFAULT_PLANS, AdaptiveRate
+
+    create_feed = AdaptiveRate(DEFAULT_PLANS["createFeed"], 0.0)  # five feeds per five minutes
+    assert 4.99 < create_feed.bucket.capacity < 5.0  # four at once, the fifth 0.4 s later
+    assert AdaptiveRate(DEFAULT_PLANS["put"], 0.0).bucket.capacity == 8  # 5/s: two tokens cover 400 ms

@@ -21,3 +21,18 @@ def test_every_http_timeout_and_the_connection_limit_come_from_the_environment()
 def test_a_bad_timeout_stops_the_submitter_at_start(name, value):
     with pytest.raises(ConfigError, match=name):
         SubmitterSettings.from_env({name: value})
+
+
+def test_the_bulk_lane_is_off_unless_asked_for_and_takes_its_limits_from_the_environment():
+    assert SubmitterSettings.from_env({}).bulk is None
+    settings = SubmitterSettings.from_env({"SUBMITTER_BULK_LANE": "on", "SUBMITTER_FEED_MAX_MESSAGES": "5000",
+                                           "SPAPI_TIME_SCALE": "20"})
+    assert (settings.bulk.threshold, settings.bulk.max_messages, settings.time_scale) == (300, 5000, 20.0)
+    assert settings.describe()["bulk_lane"]["max_messages"] == 5000
+
+
+@pytest.mark.parametrize(("name", "value"), [("SUBMITTER_FEED_MAX_MESSAGES", "25001"), ("SUBMITTER_BULK_LANE", "yes"),
+                                             ("SUBMITTER_FEED_THRESHOLD", "0")])
+def test_a_bulk_lane_setting_amazon_would_refuse_stops_the_submitter_at_start(name, value):
+    with pytest.raises(ConfigError):
+        SubmitterSettings.from_env({"SUBMITTER_BULK_LANE": "on", name: value})

@@ -72,7 +72,7 @@ class Producer(Protocol):
     """What the worker loop needs of a producer: `send` and `flush` raise DeliveryError with the
     records they could not queue or confirm."""
 
-    def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None: ...
+    def send(self, topic: str, key: str | bytes | None, value: bytes | None, headers=None) -> None: ...
     def flush(self, timeout_s: float = 30.0) -> None: ...
     def close(self) -> None: ...
 
@@ -274,7 +274,7 @@ class BusProducer:
         self._topics_known: set[str] = set()
         self._pending: list[tuple[FutureRecordMetadata, tuple]] = []
 
-    def send(self, topic: str, key: str | bytes | None, value: bytes, headers=None) -> None:
+    def send(self, topic: str, key: str | bytes | None, value: bytes | None, headers=None) -> None:
         if isinstance(key, str):
             key = key.encode("utf-8")
         if topic not in self._topics_known:

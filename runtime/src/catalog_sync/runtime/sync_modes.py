@@ -8,6 +8,10 @@ submitter builds its requests from it, its HTTP client refuses any request that 
 
 Amazon has no preview of deleteListingsItem, so a preview run never sends a delete: a preview must
 never change a live listing. A test run talks only to the sandbox, whatever the operation.
+
+The Feeds API operations of the bulk lane (JSON_LISTINGS_FEED) follow the same table: production
+runs call the production host, test runs the sandbox, and preview runs never use a feed (a feed
+has no VALIDATION_PREVIEW: it would change live listings), so their items go one by one.
 """
 
 from __future__ import annotations
@@ -17,8 +21,9 @@ from urllib.parse import parse_qsl
 
 from .contract import MODES, OPERATIONS
 
-__all__ = ["MODES", "OPERATIONS", "ModeViolation", "Route", "check_request", "not_sent_message", "persists",
-           "recorded_endpoint", "route", "route_of_change"]
+__all__ = ["FEED_OPERATIONS", "MODES", "OPERATIONS", "ModeViolation", "Route", "check_feed_request",
+           "check_request", "feeds_allowed", "not_sent_message", "persists", "recorded_endpoint", "route",
+           "route_of_change"]
 
 PRODUCTION, SANDBOX = "production", "sandbox"  # SP-API hosts
 VALIDATION_PREVIEW = "VALIDATION_PREVIEW"
@@ -27,6 +32,10 @@ VALIDATION_PREVIEW = "VALIDATION_PREVIEW"
 SPAPI_OPERATION = {"upsert": "putListingsItem", "delete": "deleteListingsItem"}
 METHODS = {"putListingsItem": "PUT", "patchListingsItem": "PATCH", "deleteListingsItem": "DELETE",
            "getListingsItem": "GET"}
+
+# Feeds API 2021-06-30 operations (the bulk lane) and their HTTP methods.
+FEED_OPERATIONS = {"createFeedDocument": "POST", "createFeed": "POST", "getFeed": "GET", "getFeeds": "GET",
+                   "getFeedDocument": "GET", "cancelFeed": "DELETE"}
 
 PREVIEW_NOT_SENT = "preview_not_sent"  # outcome of a change a preview cannot show without doing it
 
@@ -47,7 +56,7 @@ class Route:
 
     @property
     def method(self) -> str:
-        return METHODS[self.operation]
+        return METHODS.get(self.operation) or FEED_OPERATIONS[self.operation]
 
 
 def _routes() -> dict[tuple[str, str], Route]:
@@ -61,6 +70,12 @@ def _routes() -> dict[tuple[str, str], Route]:
     table["preview", "deleteListingsItem"] = Route(
         "preview", "deleteListingsItem", None, None,
         "deletes cannot be previewed: Amazon has no preview for deleteListingsItem; nothing was changed")
+    for operation in FEED_OPERATIONS:
+        table["production", operation] = Route("production", operation, PRODUCTION, None)
+        table["test", operation] = Route("test", operation, SANDBOX, None)
+        table["preview", operation] = Route(
+            "preview", operation, None, None,
+            "a feed has no preview (VALIDATION_PREVIEW is a Listings Items parameter): preview runs go item by item")
     return table
 
 
@@ -109,6 +124,11 @@ def not_sent_message(outcome: str | None) -> str | None:
     return None
 
 
+def feeds_allowed(mode: str) -> bool:
+    """Whether a run of `mode` may send its items in a JSON_LISTINGS_FEED (not a preview run)."""
+    return route(mode, "createFeed").sent
+
+
 class ModeViolation(Exception):
     """A request about to leave for Amazon that the table does not allow for its run's mode."""
 
@@ -132,3 +152,17 @@ def check_request(mode: str, method: str, host: str, query: str) -> None:
     if amazon_mode != ([allowed.amazon_mode] if allowed.amazon_mode else []):
         raise ModeViolation(f"refused {method} with mode={','.join(amazon_mode) or '(none)'} in a {mode!r} run: "
                             f"{allowed.operation} of a {mode} run needs mode={allowed.amazon_mode or '(none)'}")
+
+
+def check_feed_request(mode: str, operation: str, host: str) -> None:
+    """Refuse (ModeViolation) a Feeds API call that a run of `mode` may not make, or that goes to
+    the other host: the bulk lane's last line of defence, at the wire."""
+    allowed = ROUTES.get((mode, operation)) if operation in FEED_OPERATIONS else None
+    if mode not in MODES:
+        raise ModeViolation(f"refused {operation} to the {host} host: unknown sync mode {mode!r}")
+    if allowed is None or not allowed.sent:
+        why = allowed.why if allowed is not None else f"{operation} is not a Feeds API operation"
+        raise ModeViolation(f"refused {operation} to the {host} host in a {mode!r} run: {why}")
+    if host != allowed.host:
+        raise ModeViolation(f"refused {operation} to the {host} host in a {mode!r} run: "
+                            f"{operation} of a {mode} run goes to the {allowed.host} host only")

@@ -12,6 +12,8 @@ LISTING_STATE_OBSERVED = "listing.state.observed"
 LISTING_NOTIFICATION_RECEIVED = "listing.notification.received"
 # Compacted: last accepted content hash per seller|marketplace|sku (submitter state).
 LISTING_ACCEPTED_HASHES = "listing.accepted.hashes"
+# Compacted: JSON_LISTINGS_FEEDs in flight per seller|marketplace|mode|batch (submitter state, the bulk lane).
+LISTING_FEEDS_INFLIGHT = "listing.feeds.inflight"
 
 ALL_EVENT_TOPICS = (
     CATALOG_ITEM_CHANGED,

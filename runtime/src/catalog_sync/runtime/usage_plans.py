@@ -21,3 +21,16 @@ LISTINGS_ITEMS_PLANS: dict[str, UsagePlan] = {
     "get": UsagePlan(5.0, 10),
     "preview": UsagePlan(1.0, 1),
 }
+
+# Feeds API 2021-06-30 (the bulk lane), one lane per operation. createFeed: five submissions per five
+# minutes and region since May 2025 (the model's table still says 0.0083/s, burst 15).
+FEEDS_PLANS: dict[str, UsagePlan] = {
+    "createFeedDocument": UsagePlan(0.5, 15),
+    "createFeed": UsagePlan(5 / 300, 5),
+    "getFeed": UsagePlan(2.0, 15),
+    "getFeeds": UsagePlan(0.0222, 10),
+    "cancelFeed": UsagePlan(2.0, 15),
+    "getFeedDocument": UsagePlan(0.0222, 10),
+}
+
+AMAZON_PLANS: dict[str, UsagePlan] = {**LISTINGS_ITEMS_PLANS, **FEEDS_PLANS}

@@ -15,6 +15,13 @@ from urllib.parse import parse_qs, unquote
 
 import orjson
 
+from catalog_sync.amazon_emulator.feeds import (
+    DOCUMENTS_PATH,
+    FEEDS_PREFIX,
+    FeedCall,
+    FeedsBehaviour,
+    operation_of,
+)
 from catalog_sync.amazon_emulator.listings import (
     CANNOT_PARSE,
     OPERATIONS,
@@ -27,12 +34,13 @@ from catalog_sync.amazon_emulator.listings import (
 )
 from catalog_sync.amazon_emulator.post_acceptance import fate_from_json
 from catalog_sync.amazon_emulator.product_types import KNOWN_PRODUCT_TYPES
-from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, UsagePlan
+from catalog_sync.amazon_emulator.quota import DEFAULT_PLANS, Quotas, ScaledClock, UsagePlan
 from catalog_sync.amazon_emulator.sandbox import static_answer
 from catalog_sync.amazon_emulator.tokens import LwaAccounts, TokenIssuer
 from catalog_sync.runtime.events import new_event_id  # ids like Amazon's, without a syscall each
 
 LISTINGS_PREFIX = "/listings/2021-08-01/items/"
+FEED_CHUNK = 200  # feed messages judged per turn of the background processor
 RATE_LIMIT_STATUSES = frozenset({200, 400, 404})
 SANDBOX_PREFIX = "/sandbox"  # point SPAPI_SANDBOX_ENDPOINT at <emulator>/sandbox to tell the hosts apart
 TOKEN_PATH = "/auth/o2/token"
@@ -66,6 +74,10 @@ class EmulatorConfig:
     product_type_required: dict[str, tuple[str, ...]] = field(default_factory=dict)
     log_limit: int = 1_000_000
     seed: int | None = None
+    # Amazon seconds per real second for usage plans and feed processing (tests run an hour of
+    # quota in seconds with the same ratios); feed_processing_s is in Amazon seconds.
+    time_scale: float = 1.0
+    feed_processing_s: float = 30.0
 
 
 @dataclass
@@ -86,6 +98,7 @@ class _Script:
     delay_ms: float
     code: str | None
     message: str | None
+    operation: str | None = None  # a Feeds operation (createFeed, ...): only those calls match
 
 
 class Emulator:
@@ -99,8 +112,11 @@ class Emulator:
         self._seq = 0
         self._scripts: list[_Script] = []
         self.tokens = TokenIssuer(self.config.accounts, ttl_seconds=self.config.token_ttl_seconds)
-        self.quotas = Quotas(self.config.plans, enabled=self.config.throttled)
+        self.clock = ScaledClock(self.config.time_scale)
+        self.quotas = Quotas(self.config.plans, enabled=self.config.throttled, clock=self.clock.now)
         self.listings = ListingsBehaviour()
+        self.feeds = FeedsBehaviour(self.listings, clock=self.clock.now, wall=time.time)
+        self._processor: threading.Thread | None = None
         self._apply()
 
     def _apply(self) -> None:
@@ -111,6 +127,9 @@ class Emulator:
         self.tokens.ttl_seconds = config.token_ttl_seconds
         self.quotas.enabled = config.throttled
         self.quotas.plans = dict(config.plans)
+        if self.clock.scale != config.time_scale:
+            self.clock.set_scale(config.time_scale)
+        self.feeds.processing_s = config.feed_processing_s
         self.listings.configure(required=config.required, product_type_required=config.product_type_required,
                                 product_types=config.product_types)
 
@@ -122,11 +141,12 @@ class Emulator:
 
     def script(self, status: int, *, times: int = 1, seller_id: str | None = None, sku: str | None = None,
                method: str | None = None, delay_ms: float = 0.0, code: str | None = None,
-               message: str | None = None) -> None:
+               message: str | None = None, operation: str | None = None) -> None:
         """The next `times` matching Listings requests answer `status` (after the token check).
-        status 200 with delay_ms only delays a normal answer (a slow Amazon, client timeouts)."""
+        status 200 with delay_ms only delays a normal answer (a slow Amazon, client timeouts).
+        With `operation` (a Feeds operation) it applies to those Feeds calls instead."""
         with self._lock:
-            self._scripts.append(_Script(status, times, seller_id, sku, method, delay_ms, code, message))
+            self._scripts.append(_Script(status, times, seller_id, sku, method, delay_ms, code, message, operation))
 
     def after_acceptance(self, sku: str, *, seller_id: str | None = None, live_after_s: float | None = None,
                          issues_after_s: float | None = None, issues: list[dict] | None = None) -> None:
@@ -161,6 +181,31 @@ class Emulator:
             self._scripts.clear()
             self.quotas.reset()
             self.listings.reset()
+            self.feeds.reset()
+
+    def start_processing(self) -> None:
+        """Judge feed messages in a background thread, a chunk per turn of the lock, as a served
+        emulator does (feeds.py): other requests go on while a large feed is processed."""
+        if self._processor is not None:
+            return
+        self.feeds.background = True
+        self._processor_stop = threading.Event()
+        self._processor = threading.Thread(target=self._process_feeds, name="feed-processor", daemon=True)
+        self._processor.start()
+
+    def stop_processing(self) -> None:
+        if self._processor is not None:
+            self._processor_stop.set()
+            self._processor.join(10)
+            self._processor = None
+
+    def _process_feeds(self) -> None:
+        stop = self._processor_stop
+        while not stop.is_set():
+            with self._lock:
+                self.feeds.advance()
+                busy = self.feeds.work(FEED_CHUNK)
+            stop.wait(0.001 if busy else 0.05)  # a chunk, then the lock is free for other requests
 
     def expire_tokens(self) -> None:
         with self._lock:
@@ -185,6 +230,14 @@ class Emulator:
                 if path.startswith(LISTINGS_PREFIX) and method in OPERATIONS:
                     entry["endpoint"] = "sandbox" if sandbox else "production"
                     response = self._listings(method, path, query, headers, body, sandbox, entry)
+                elif path.startswith(FEEDS_PREFIX) and operation_of(method, path[len(FEEDS_PREFIX):]):
+                    entry["endpoint"] = "sandbox" if sandbox else "production"
+                    response = self._feeds(method, path, query, headers, body, sandbox, entry)
+                elif raw_path.startswith(DOCUMENTS_PATH) and method in ("PUT", "GET"):
+                    entry["operation"] = "upload" if method == "PUT" else "download"
+                    status, content, content_type = self.feeds.document(
+                        method, raw_path[len(DOCUMENTS_PATH):], query, headers.get("content-type", ""), body)
+                    response = Response(status, [("content-type", content_type)], content)
                 else:
                     response = _json(404, errors(404, "NotFound", "Resource not found.").body, new_event_id())
                     entry["operation"] = None
@@ -252,6 +305,47 @@ class Emulator:
         response.delay_s = delay
         return response
 
+    def _feeds(self, method: str, path: str, query: str, headers: Mapping[str, str], body: bytes, sandbox: bool,
+               entry: dict) -> Response:
+        """Feeds API 2021-06-30 (feeds.py): token (403) -> usage plan per operation (429) -> faults."""
+        request_id = new_event_id()
+        operation = operation_of(method, path[len(FEEDS_PREFIX):])
+        entry.update(operation=operation, request_id=request_id, lane=operation)
+        if operation is None:
+            return self._error(404, "NotFound", "Resource not found.", request_id, entry)
+        grant, why = self.tokens.check(headers.get("x-amz-access-token"))
+        if grant is None:
+            return self._error(403, "Unauthorized", "Access to requested resource is denied.", request_id, entry,
+                               details=why)
+        # Feeds act for the selling partner(s) behind the refresh token; buckets are per
+        # authorisation and application, like Amazon's per selling partner and application.
+        owner = grant.refresh_token
+        self.feeds.owners[owner] = grant.sellers
+        entry["seller_id"] = ",".join(sorted(grant.sellers)) if grant.sellers else None
+        if not self.quotas.take(owner, grant.client_id, operation):
+            return self._error(429, "QuotaExceeded", "You exceeded your quota for the requested resource.",
+                               request_id, entry)
+        delay = self._latency()
+        script = self._matching_script(method, None, None, operation)
+        if script is not None and script.status != 200:
+            code, message = FAULT_ERRORS.get(script.status, ("InternalFailure", "Scripted failure."))
+            response = self._error(script.status, script.code or code, script.message or message, request_id, entry)
+            response.delay_s = delay + script.delay_ms / 1000.0
+            return response
+        host = headers.get("host", "127.0.0.1")
+        call = FeedCall(operation=operation, method=method, path=path[len(FEEDS_PREFIX):], query=query,
+                        content_type=headers.get("content-type", ""), body=body, owner=owner, sandbox=sandbox,
+                        base_url=f"http://{host}")
+        answer = self.feeds.handle(call)
+        if answer.status >= 400:
+            entry["error_code"] = answer.body["errors"][0]["code"]
+        entry["feed_id"] = answer.body.get("feedId")
+        entry["feed_status"] = answer.body.get("processingStatus")
+        response = _json(answer.status, answer.body, request_id,
+                         self._limit_header(operation, 200 if answer.status in (201, 202) else answer.status))
+        response.delay_s = delay
+        return response
+
     @staticmethod
     def _static(request: ListingRequest) -> Answer:
         """Amazon's sandbox: the model's checks of the request, then its static examples."""
@@ -281,8 +375,11 @@ class Emulator:
             base += self._random.uniform(0, self.config.latency_jitter_ms)
         return base / 1000.0
 
-    def _matching_script(self, method: str, seller_id: str, sku: str) -> _Script | None:
+    def _matching_script(self, method: str, seller_id: str | None, sku: str | None,
+                         operation: str | None = None) -> _Script | None:
         for script in self._scripts:
+            if script.operation != operation:
+                continue
             if (script.seller_id in (None, seller_id) and script.sku in (None, sku)
                     and script.method in (None, method)):
                 script.remaining -= 1

@@ -62,6 +62,10 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
                         help="folder of <PRODUCT_TYPE>.json definitions: known product types, whose top-level "
                              "`required` attributes are reported missing (90220)")
     parser.add_argument("--seed", type=int, default=None, help="seed of the fault randomness")
+    parser.add_argument("--time-scale", type=float, default=1.0, metavar="X",
+                        help="Amazon seconds per real second for usage plans and feed processing (default 1)")
+    parser.add_argument("--feed-processing-s", type=float, default=30.0, metavar="SECONDS",
+                        help="Amazon seconds from createFeed to the feed's final status (default 30)")
 
 
 def accounts_from_args(args: argparse.Namespace, env=os.environ):
@@ -104,6 +108,8 @@ def config_from_args(args: argparse.Namespace):
         raise SystemExit("--fault-5xx-rate must be between 0 and 1")
     if args.token_ttl <= 0:
         raise SystemExit("--token-ttl must be > 0")
+    if args.time_scale <= 0 or args.feed_processing_s < 0:
+        raise SystemExit("--time-scale must be > 0 and --feed-processing-s >= 0")
     try:
         plans = {**DEFAULT_PLANS, **dict(parse_plan(p) for p in args.plan)}
     except ValueError as exc:
@@ -114,7 +120,7 @@ def config_from_args(args: argparse.Namespace):
         rate_limit_header=not args.no_rate_limit_header, accounts=accounts_from_args(args),
         validating_sandbox=args.validating_sandbox, product_types=KNOWN_PRODUCT_TYPES | set(args.product_type),
         product_type_required=load_required(args.product_types_dir) if args.product_types_dir else {},
-        seed=args.seed,
+        seed=args.seed, time_scale=args.time_scale, feed_processing_s=args.feed_processing_s,
     )
 
 

@@ -6,14 +6,18 @@ from __future__ import annotations
 import time
 from collections.abc import Callable, Mapping
 
-from catalog_sync.runtime.usage_plans import LISTINGS_ITEMS_PLANS, UsagePlan
+from catalog_sync.runtime.amazon_time import ScaledClock
+from catalog_sync.runtime.usage_plans import AMAZON_PLANS, UsagePlan
+
+__all__ = ["DEFAULT_PLANS", "Quotas", "ScaledClock", "UsagePlan", "admitted_by_plan", "parse_plan"]
 
 # The plans the emulator enforces unless told otherwise (--plan).
-DEFAULT_PLANS: dict[str, UsagePlan] = LISTINGS_ITEMS_PLANS
+DEFAULT_PLANS: dict[str, UsagePlan] = AMAZON_PLANS
 
 
 def parse_plan(text: str) -> tuple[str, UsagePlan]:
-    """`put=5:10` -> ("put", UsagePlan(5.0, 10)); the form of the --plan flag."""
+    """`put=5:10` -> ("put", UsagePlan(5.0, 10)); the form of the --plan flag (a Feeds operation
+    is its own lane: `createFeed=0.0167:5`)."""
     try:
         lane, values = text.split("=", 1)
         rate, _, burst = values.partition(":")

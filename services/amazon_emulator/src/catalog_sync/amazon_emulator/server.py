@@ -110,7 +110,11 @@ def serve(emulator: Emulator, sock: socket.socket, *, log_level: str = "warning"
     emulator keeps every accepted listing (one tracked object each, attributes serialized), and
     the collector walks what it keeps."""
     apply_worker_gc_policy()
-    make_server(emulator, log_level=log_level).run(sockets=[sock])
+    emulator.start_processing()
+    try:
+        make_server(emulator, log_level=log_level).run(sockets=[sock])
+    finally:
+        emulator.stop_processing()
 
 
 @dataclass
@@ -154,6 +158,7 @@ class RunningEmulator:
 def start_in_thread(config: EmulatorConfig | None = None, *, host: str = "127.0.0.1") -> RunningEmulator:
     """Start on a free port in a daemon thread; returns once it accepts connections."""
     emulator = Emulator(config)
+    emulator.start_processing()
     sock = bind(host, 0)
     server = make_server(emulator)
     thread = threading.Thread(target=server.run, kwargs={"sockets": [sock]}, name="amazon-emulator", daemon=True)
@@ -165,6 +170,7 @@ def start_in_thread(config: EmulatorConfig | None = None, *, host: str = "127.0.
         server.should_exit = True
         thread.join(timeout=10)
         sock.close()
+        emulator.stop_processing()
 
     return RunningEmulator(url, emulator, stop)
 

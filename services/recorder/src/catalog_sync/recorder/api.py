@@ -102,6 +102,9 @@ class Item(BaseModel):
     request_at: str | None = Field(None, description="when that submission was answered")
     resent: bool | None = Field(None, description="whether the item's latest run sent it to Amazon (false: "
                                 "unchanged, or nothing to send)")
+    feed_id: str | None = Field(None, description="Amazon's feedId when the item was sent in a JSON_LISTINGS_FEED "
+                                "(the bulk lane); request_id is then the createFeed call's")
+    feed_message_id: int | None = Field(None, description="the item's messageId in that feed")
 
 
 class Items(BaseModel):
@@ -129,6 +132,7 @@ class SupportCase(BaseModel):
     marketplaces: list[dict[str, Any]]
     request_ids: list[str]
     submission_ids: list[str]
+    feed_ids: list[str] = Field([], description="feedIds of the JSON_LISTINGS_FEEDs the items were sent in")
     submissions: list[dict[str, Any]]
     text: str
 

@@ -290,4 +290,10 @@ MIGRATIONS: tuple[Migration, ...] = (
         "ALTER TABLE items ADD COLUMN listing_note TEXT",
         "ALTER TABLE items ADD COLUMN listing_checked_at BIGINT",
     )),
+    # The JSON_LISTINGS_FEED and message an item was sent in (the bulk lane); NULL for items sent
+    # item by item and for rows from before.
+    Migration(11, "feed and message an item was sent in", (
+        "ALTER TABLE items ADD COLUMN feed_id TEXT",
+        "ALTER TABLE items ADD COLUMN feed_message_id BIGINT",
+    )),
 )

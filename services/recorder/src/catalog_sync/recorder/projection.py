@@ -185,6 +185,11 @@ def normalise(kind: str, event: dict, default_seller_id: str | None = None) -> I
         "latency_ms": event.get("latency_ms") or 0.0,
         "source_event_id": event.get("source_event_id"),
     }
+    if event.get("feed_id"):  # sent in a JSON_LISTINGS_FEED (the bulk lane): what support asks for
+        details.update(feed_id=event["feed_id"], feed_message_id=event.get("feed_message_id"),
+                       create_feed_request_id=event.get("create_feed_request_id"),
+                       get_feed_request_id=event.get("get_feed_request_id"),
+                       feed_processing_status=event.get("feed_processing_status"))
     persisted = status == FINISHED and details["outcome"] in PERSISTED_OUTCOMES and persists(mode)
     return ItemEvent(key, kind, event_id, time, event.get("run_id"), seller, marketplace, reference, item_type,
                      event.get("endpoint") or endpoint_for_mode(mode), status, details,
@@ -300,6 +305,8 @@ class ItemState:
     listing_state: str | None = None
     listing_note: str | None = None
     listing_checked_at: int | None = None  # time of the observation
+    feed_id: str | None = None         # the JSON_LISTINGS_FEED and message that carried the request
+    feed_message_id: int | None = None
 
     @property
     def status(self) -> str:
@@ -339,6 +346,8 @@ class ItemState:
         self.request_id = e.details["request_id"] if sc else None
         self.request_run_id, self.request_time = (e.run_id, e.time) if self.request_id else (None, None)
         self.submission_id = e.details["submission_id"] if sc else None
+        self.feed_id = e.details.get("feed_id") if sc else None
+        self.feed_message_id = e.details.get("feed_message_id") if sc else None
         self.issues = e.details["issues"] if sc else []
         self.error = error_of(e)
         accepted = sc and self.outcome == "accepted" and e.details["operation"] == "upsert" and persists(e.details["mode"])

@@ -41,10 +41,12 @@ MAX_PAGE = 500
 ALL_RUNS = "all"
 API_NAME = "Listings Items API"
 API_VERSION = "2021-08-01"
+FEEDS_API_NAME = "Feeds API"  # items the bulk lane sent in a JSON_LISTINGS_FEED
+FEEDS_API_VERSION = "2021-06-30"
 _RUN_COLS = ", ".join(RUN_COLUMNS)  # in RunState's field order
 _ITEM_COLS = ("item_key, seller_id, marketplace_id, reference, item_type, run_id, status, synced_at, endpoint, "
               "request_id, submission_id, error_json, issues_json, outcome, request_run_id, request_time, listing_state, "
-              "listing_note, listing_checked_at")
+              "listing_note, listing_checked_at, feed_id, feed_message_id")
 EXPORT_PAGE = 1_000  # rows per query of an export: memory stays flat however many items match
 
 
@@ -412,9 +414,10 @@ class ReadModel:
         marketplaces = sorted({sub["marketplace_id"] for sub in submissions} | ({marketplace_id} if marketplace_id else set()))
         described = [describe(m) for m in marketplaces]
         operations = sorted({sub["operation"] for sub in submissions}) or ["putListingsItem"]
+        apis = sorted({(sub["api"], sub["api_version"]) for sub in submissions}) or [(API_NAME, API_VERSION)]
         case = {
-            "api": API_NAME,
-            "api_version": API_VERSION,
+            "api": ", ".join(name for name, _ in apis),
+            "api_version": ", ".join(version for _, version in apis),
             "operation": ", ".join(operations),
             "endpoints": sorted({(sub["endpoint"], sub["endpoint_url"]) for sub in submissions if sub["endpoint"]}),
             "reference": reference,
@@ -424,6 +427,7 @@ class ReadModel:
             "marketplaces": described,
             "request_ids": [rid for sub in submissions for rid in sub["attempt_request_ids"]],
             "submission_ids": [sub["submission_id"] for sub in submissions if sub["submission_id"]],
+            "feed_ids": sorted({sub["feed_id"] for sub in submissions if sub["feed_id"]}),
             "submissions": submissions,
         }
         case["text"] = support_text(case)
@@ -530,7 +534,7 @@ def _equality_filters(run_id: str | None, f: ItemFilters) -> tuple[list[str], li
 def _item_json(row: tuple) -> dict:
     (_key, seller, marketplace, reference, item_type, run_id, status, synced_at, endpoint, request_id,
      submission_id, error_json, issues_json, outcome, request_run_id, request_time, listing_state, listing_note,
-     listing_checked_at) = row
+     listing_checked_at, feed_id, feed_message_id) = row
     final = status != PENDING  # a pending item's last outcome belongs to an older sync: history has it
     return {
         "reference": reference,
@@ -557,6 +561,9 @@ def _item_json(row: tuple) -> dict:
         "listing_state": listing_state if final else None,
         "listing_note": listing_note if final else None,
         "listing_checked_at": iso_from_ms(listing_checked_at) if final and listing_checked_at else None,
+        # Sent in a JSON_LISTINGS_FEED (the bulk lane): Amazon's feedId and the item's messageId.
+        "feed_id": feed_id if final else None,
+        "feed_message_id": feed_message_id if final and feed_id else None,
     }
 
 
@@ -583,12 +590,19 @@ def _submission_json(row: tuple) -> dict:
     request_ids = d.get("attempt_request_ids") or ([d["request_id"]] if d.get("request_id") else [])
     if d.get("request_id") and d["request_id"] not in request_ids:
         request_ids.append(d["request_id"])
+    feed = {"api": API_NAME, "api_version": API_VERSION, "feed_id": None, "feed_message_id": None,
+            "create_feed_request_id": None, "get_feed_request_id": None}
+    if d.get("feed_id"):  # the bulk lane: Amazon support asks for the feed, not the item call
+        feed = {"api": FEEDS_API_NAME, "api_version": FEEDS_API_VERSION, "feed_id": d["feed_id"],
+                "feed_message_id": d.get("feed_message_id"), "create_feed_request_id": d.get("create_feed_request_id"),
+                "get_feed_request_id": d.get("get_feed_request_id")}
     return {
+        **feed,
         "reference": reference,
         "seller_id": seller or None,
         "marketplace_id": marketplace,
         "country": describe(marketplace)["country"],
-        "operation": SPAPI_OPERATION[d["operation"]],
+        "operation": "createFeed" if d.get("feed_id") else SPAPI_OPERATION[d["operation"]],
         **_endpoint_of(d.get("mode"), d["operation"], marketplace),
         "time": iso_from_ms(event_time),
         "request_id": d.get("request_id"),
@@ -612,6 +626,8 @@ def _look_json(event_id: str, seller: str, marketplace: str, reference: str, eve
         host = None
     region = describe(marketplace)["region"]
     return {
+        "api": API_NAME, "api_version": API_VERSION, "feed_id": None, "feed_message_id": None,
+        "create_feed_request_id": None, "get_feed_request_id": None,
         "reference": reference, "seller_id": seller or None, "marketplace_id": marketplace,
         "country": describe(marketplace)["country"], "operation": "getListingsItem", "endpoint": host,
         "endpoint_url": (SANDBOX_HOSTS if host == SANDBOX else PRODUCTION_HOSTS).get(region) if host else None,
@@ -649,6 +665,19 @@ def support_text(case: dict) -> str:
         lines.append("No submission to Amazon was recorded for this selection.")
     for sub in case["submissions"]:
         status = sub["amazon_status"] or (f"HTTP {sub['http_status']}" if sub["http_status"] else sub["outcome"])
+        if sub.get("feed_id"):
+            lines.append(
+                f"- createFeed (JSON_LISTINGS_FEED) feedId {sub['feed_id']} messageId {sub['feed_message_id']} "
+                f"SKU {sub['reference']} seller {sub['seller_id']} marketplace {sub['marketplace_id']} at "
+                f"{sub['time']}: {status}"
+                + (f", error {sub['error_code']}" if sub["error_code"] else "")
+                + (f", issues {', '.join(sub['issue_codes'])}" if sub["issue_codes"] else ""))
+            named = [f"createFeed {sub['create_feed_request_id']}" if sub["create_feed_request_id"] else None,
+                     f"getFeed {sub['get_feed_request_id']}" if sub["get_feed_request_id"] else None]
+            others = [r for r in sub["attempt_request_ids"]
+                      if r not in (sub["create_feed_request_id"], sub["get_feed_request_id"])]
+            lines.append(f"  x-amzn-RequestId: {', '.join([n for n in named if n] + others)}")
+            continue
         lines.append(
             f"- {sub['operation']} SKU {sub['reference']} seller {sub['seller_id']} marketplace "
             f"{sub['marketplace_id']} at {sub['time']}: {status}"

@@ -363,7 +363,8 @@ _ITEM_COLUMNS = ("item_key", "seller_id", "marketplace_id", "reference", "item_t
                  "endpoint", "request_id", "submission_id", "error_json", "issues_json",
                  # the membership of the current run (run_id), where it differs from the item's own fold
                  "run_change_time", "run_final_time", "run_final_event_id", "run_final_status", "outcome", "run_status",
-                 "request_run_id", "request_time", "listing_state", "listing_note", "listing_checked_at")
+                 "request_run_id", "request_time", "listing_state", "listing_note", "listing_checked_at", "feed_id",
+                 "feed_message_id")
 _RUN_ITEM_COLUMNS = ("run_id", "item_key", "item_type", "status", "synced_at", "latest_event_id", "change_time",
                      "final_time", "final_event_id", "final_status")
 RUN_COLUMNS = tuple(f.name for f in fields(RunState))  # a runs row is a RunState: RunState(*row)
@@ -639,7 +640,7 @@ class ReadStore:
                     dumps(i.issues).decode() if i.issues else None,
                     m.change_time, m.final_time, m.final_event_id, m.final_status, i.outcome,
                     m.status if i.run_id else None, i.request_run_id, i.request_time, i.listing_state,
-                    i.listing_note, i.listing_checked_at))
+                    i.listing_note, i.listing_checked_at, i.feed_id, i.feed_message_id))
             s.append("items", _ITEM_COLUMNS, new)
             s.insert_rows("items", _ITEM_COLUMNS, old, _ITEMS_UPSERT)
             # The reference search index gets each item once, when it first appears.
@@ -736,12 +737,12 @@ def _item_from_row(row: tuple) -> tuple[ItemState, ItemState | None]:
     (item_key, seller, marketplace, reference, item_type, run_id, _status, synced_at, latest_event_id, change_time,
      final_time, final_event_id, final_status, endpoint, request_id, submission_id, error_json, issues_json,
      run_change_time, run_final_time, run_final_event_id, run_final_status, outcome, _run_status, request_run_id,
-     request_time, listing_state, listing_note, listing_checked_at) = row
+     request_time, listing_state, listing_note, listing_checked_at, feed_id, feed_message_id) = row
     item = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                      change_time, final_time, final_event_id, final_status, endpoint, request_id, submission_id,
                      orjson.loads(error_json) if error_json else None,
                      orjson.loads(issues_json) if issues_json else [], outcome, request_run_id, request_time,
-                     listing_state, listing_note, listing_checked_at)
+                     listing_state, listing_note, listing_checked_at, feed_id, feed_message_id)
     member = ItemState(item_key, seller, marketplace, reference, item_type, run_id, synced_at, latest_event_id,
                        run_change_time, run_final_time, run_final_event_id, run_final_status) if run_id else None
     return item, member

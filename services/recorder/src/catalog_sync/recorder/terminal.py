@@ -64,7 +64,9 @@ def render_status(activity: dict, runs: list[dict], items: dict, width: int | No
         error = item["error"]
         rows.append([
             item["reference"], item["item_type"], item["marketplace_id"], _status(item),
-            _short_time(item["synced_at"]), item["request_id"] or "-",
+            _short_time(item["synced_at"]),
+            (item["request_id"] or "-") + (f" (feed {item['feed_id']}, message {item['feed_message_id']})"
+                                           if item.get("feed_id") else ""),
             f"{error['type']} {error['code'] or ''}: {error['message']}" if error else (item.get("listing_note") or ""),
         ])
     if rows:

@@ -38,9 +38,10 @@ TAIL_PAUSE_S = 0.1
 class KafkaHashTable(MemoryHashes):
     """MemoryHashes kept current from the compacted topic by a background consumer."""
 
-    def __init__(self, settings: RuntimeSettings) -> None:
+    def __init__(self, settings: RuntimeSettings, *, topic: str = LISTING_ACCEPTED_HASHES) -> None:
         super().__init__()
         self._settings = settings
+        self._topic = topic  # another compacted table of the same shape (feeds_journal.py)
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._current = threading.Condition(self._lock)
@@ -50,7 +51,7 @@ class KafkaHashTable(MemoryHashes):
         # Our own writes win until the topic hands them back: an older record read meanwhile
         # must not briefly bring back a stale hash (that could skip a changed item).
         self._pending: dict[str, str | None] = {}
-        self._thread = threading.Thread(target=self._tail, name="accepted-hashes", daemon=True)
+        self._thread = threading.Thread(target=self._tail, name=topic, daemon=True)
 
     def start(self) -> KafkaHashTable:
         self._thread.start()
@@ -92,7 +93,7 @@ class KafkaHashTable(MemoryHashes):
 
     def _tail(self) -> None:
         try:
-            consumer = TopicReader(self._settings, [self._settings.topic(LISTING_ACCEPTED_HASHES)])
+            consumer = TopicReader(self._settings, [self._settings.topic(self._topic)])
         except BusError:
             log.exception("accepted-hash table reader could not start")
             return

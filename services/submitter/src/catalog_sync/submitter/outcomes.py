@@ -1,4 +1,4 @@
-"""SubmissionCompleted events (schemas/src/catalog_sync/schemas/submission_completed.v2.avsc) from submission results.
+"""SubmissionCompleted events (schemas/src/catalog_sync/schemas/submission_completed.v3.avsc) from submission results.
 
 Outcome -> item status (interfaces.md §2): accepted, valid, deleted, not_sent, unchanged,
 preview_not_sent (a delete in a preview run, never sent: catalog_sync.runtime.sync_modes) -> finished; invalid (Amazon status INVALID), rejected (final HTTP error), failed (retries
@@ -11,7 +11,18 @@ from dataclasses import dataclass, field
 from catalog_sync.runtime.contract import FINISHED_OUTCOMES, status_of_outcome
 from catalog_sync.runtime.events import item_key, new_header
 
-__all__ = ["FINISHED_OUTCOMES", "SubmissionResult", "completed_event", "outcome_key", "parse_issues"]
+__all__ = ["FINISHED_OUTCOMES", "FeedRef", "SubmissionResult", "completed_event", "outcome_key", "parse_issues"]
+
+
+@dataclass(frozen=True)
+class FeedRef:
+    """Where an item sent by feed is found at Amazon: what support asks for."""
+
+    feed_id: str | None
+    message_id: int
+    create_feed_request_id: str | None
+    get_feed_request_id: str | None
+    processing_status: str | None
 
 
 @dataclass
@@ -26,6 +37,7 @@ class SubmissionResult:
     error_message: str | None = None
     attempts: int = 0
     latency_ms: float = 0.0
+    feed: FeedRef | None = None  # set when the item went in a JSON_LISTINGS_FEED (the bulk lane)
 
     @property
     def status(self) -> str:
@@ -80,6 +92,11 @@ def completed_event(ready: dict, result: SubmissionResult, endpoint: str) -> dic
         "attempts": result.attempts,
         "latency_ms": round(result.latency_ms, 3),
         "content_hash": ready.get("content_hash"),
+        "feed_id": result.feed.feed_id if result.feed else None,
+        "feed_message_id": result.feed.message_id if result.feed else None,
+        "create_feed_request_id": result.feed.create_feed_request_id if result.feed else None,
+        "get_feed_request_id": result.feed.get_feed_request_id if result.feed else None,
+        "feed_processing_status": result.feed.processing_status if result.feed else None,
     }
 
 

@@ -25,10 +25,10 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable, Mapping
 
-from catalog_sync.runtime.usage_plans import LISTINGS_ITEMS_PLANS, UsagePlan
+from catalog_sync.runtime.usage_plans import AMAZON_PLANS, UsagePlan
 
 # Amazon's plans, the client's ceilings unless a seller's account overrides them.
-DEFAULT_PLANS: dict[str, UsagePlan] = LISTINGS_ITEMS_PLANS
+DEFAULT_PLANS: dict[str, UsagePlan] = AMAZON_PLANS
 LANES = tuple(DEFAULT_PLANS)
 
 SLOWDOWN_FACTOR = 0.5  # multiplicative decrease on 429
@@ -40,6 +40,9 @@ SINGLE_TOKEN_RATE_MARGIN = 0.98
 # of tolerance for requests that reach Amazon bunched (scheduling, network). Costs only the start
 # of a backlog (8 immediate calls instead of 10), never the steady rate.
 JITTER_RESERVE_TOKENS = 2
+# ... at most what covers this much jitter: a lane refilling once a minute (createFeed) needs a
+# sliver of a token for 400 ms, not two of its five feeds.
+JITTER_TOLERANCE_S = 0.4
 
 
 class TokenBucket:
@@ -96,11 +99,12 @@ class AdaptiveRate:
         self.plan = plan
         self.ceiling = plan.rate
         self._quiet_until = now
-        self.bucket = TokenBucket(self._client_rate(plan.rate), self._capacity(plan.burst), now)
+        self.bucket = TokenBucket(self._client_rate(plan.rate), self._capacity(plan.burst, plan.rate), now)
 
     @staticmethod
-    def _capacity(burst: int) -> float:
-        return float(max(1, burst - JITTER_RESERVE_TOKENS)) if burst >= 2 else 1.0
+    def _capacity(burst: int, rate: float) -> float:
+        reserve = min(float(JITTER_RESERVE_TOKENS), JITTER_TOLERANCE_S * rate)
+        return max(1.0, burst - reserve) if burst >= 2 else 1.0
 
     def _client_rate(self, rate: float) -> float:
         return rate * SINGLE_TOKEN_RATE_MARGIN if self.plan.burst < 2 else rate

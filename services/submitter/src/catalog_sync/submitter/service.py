@@ -18,6 +18,7 @@ from typing import TYPE_CHECKING
 import structlog
 from prometheus_client import CollectorRegistry
 
+from catalog_sync.runtime.amazon_time import ScaledClock
 from catalog_sync.runtime.bus import ensure_topics
 from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RawOutgoing, StopSignal
@@ -25,15 +26,19 @@ from catalog_sync.runtime.contract import LISTING_ERROR
 from catalog_sync.runtime.metrics import PipelineMetrics
 from catalog_sync.runtime.topics import (
     LISTING_ACCEPTED_HASHES,
+    LISTING_FEEDS_INFLIGHT,
     LISTING_NOTIFICATION_RECEIVED,
     LISTING_READY,
     LISTING_STATE_OBSERVED,
     LISTING_SUBMISSION_COMPLETED,
 )
 from catalog_sync.submitter.answered import AnsweredEvents
+from catalog_sync.submitter.feeds import BulkLane
+from catalog_sync.submitter.feeds_http import FeedsClient
 from catalog_sync.submitter.metrics import SpApiMetrics
 from catalog_sync.submitter.notifications import NOTIFICATION_RECORD, NotificationCodec
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
+from catalog_sync.submitter.rate import RateLimiter
 from catalog_sync.submitter.reconciliation import Reconciler, observed_event, wants
 from catalog_sync.submitter.settings import SubmitterSettings
 from catalog_sync.submitter.spapi_client import SpApiClient
@@ -57,17 +62,27 @@ def outputs_of(submitted: Submitted) -> list[Outgoing | RawOutgoing]:
 
 
 def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
-                 stop: StopSignal | None = None) -> tuple[ConsumerLoop, Submitter, SpApiClient, KafkaHashTable | None]:
+                 stop: StopSignal | None = None) -> tuple[ConsumerLoop, Submitter, FeedsClient, KafkaHashTable | None]:
     registry = registry or CollectorRegistry()
     metrics = SpApiMetrics(registry)
-    client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
+    client = FeedsClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
     hashes: KafkaHashTable | None = None
     if settings.unchanged_check == "kafka":
         from catalog_sync.submitter.accepted_hashes import KafkaHashTable
 
         hashes = KafkaHashTable(settings.runtime)
+    amazon_time = ScaledClock(settings.time_scale)  # scale 1 unless aimed at a time-scaled emulator
+    limiter = RateLimiter(overrides=settings.accounts.rate_overrides(), clock=amazon_time.now, sleep=amazon_time.sleep)
+    journal = bulk = None
+    if settings.bulk is not None:
+        from catalog_sync.submitter.feeds_journal import KafkaFeedJournal
+
+        journal = KafkaFeedJournal(settings.runtime)
+        bulk = BulkLane(transport=client, journal=journal, limiter=limiter, settings=settings.bulk,
+                        policy=settings.policy, clock=amazon_time.now, sleep=amazon_time.sleep)
     submitter = Submitter(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
-                          hashes=hashes, policy=settings.policy, observer=metrics)
+                          hashes=hashes, policy=settings.policy, observer=metrics, limiter=limiter, bulk=bulk,
+                          clock=amazon_time.now, sleep=amazon_time.sleep)
     answered = AnsweredEvents()
 
     async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:
@@ -84,7 +99,7 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
                          partition=message.partition, offset=message.offset, event_id=event_id,
                          reference=ready.get("reference"))
                 return again
-            submitted = await submitter.submit_now(ready)
+            submitted = await submitter.submit_now(ready, (message.partition, message.offset))
             result = submitted.result
             # One line per call at 1,000 calls/s costs more CPU than the call: successes log at debug
             # (their SubmissionCompleted event and the recorder keep them); anything else at info.
@@ -103,6 +118,8 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
     def on_assign(partitions):
         if hashes is not None:
             hashes.wait_until_current()  # the previous owner's accepted hashes first
+        if journal is not None:
+            journal.wait_until_current()  # and its feeds in flight, before their items come again
         return None
 
     strategy = ConcurrentStrategy(handle, on_close=client.aclose,
@@ -178,9 +195,17 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
     ensure_topics(settings.runtime, [settings.runtime.topic(t) for t in (LISTING_READY, LISTING_SUBMISSION_COMPLETED)])
     ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_ACCEPTED_HASHES)],
                   configs={settings.runtime.topic(LISTING_ACCEPTED_HASHES): {"cleanup.policy": "compact"}})
+    if settings.bulk is not None:
+        ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_FEEDS_INFLIGHT)],
+                      configs={settings.runtime.topic(LISTING_FEEDS_INFLIGHT): {"cleanup.policy": "compact"}})
     stop = stop or StopSignal()
     registry = registry or CollectorRegistry()
     worker, submitter, _client, hashes = build_worker(settings, registry=registry, stop=stop)
+    journal = submitter.bulk.journal if isinstance(submitter.bulk, BulkLane) else None
+    if journal is not None:
+        from catalog_sync.submitter.feeds_journal import KafkaFeedJournal
+
+        assert isinstance(journal, KafkaFeedJournal)  # the one build_worker made
     reconciling = None
     if settings.reconcile is not None:
         ensure_topics(settings.runtime, [settings.runtime.topic(t)
@@ -195,6 +220,10 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
         hashes.start()
         hashes.wait_until_current(timeout_s=60)
         log.info("accepted-hash table loaded", listings=len(hashes.hashes))
+    if journal is not None:
+        journal.start()
+        journal.wait_until_current(timeout_s=60)
+        log.info("feed journal loaded", feeds_in_flight=len(journal.records()))
     if reconciling is not None:
         reconciling.start()
     try:
@@ -205,6 +234,8 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
             reconciling.join(30)
         if hashes is not None:
             hashes.close()
+        if journal is not None:
+            journal.close()
 
 
 def _reconcile(worker: ConsumerLoop, stop: StopSignal) -> None:

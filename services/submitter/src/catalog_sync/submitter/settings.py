@@ -18,6 +18,12 @@
 | RECONCILE_FIRST_LOOK_S | first getListingsItem this long after the acceptance | 5 |
 | RECONCILE_MAX_INTERVAL_S | back-off ceiling between looks | 60 |
 | RECONCILE_TIME_LIMIT_S | after this long from the acceptance the item stays "accepted, awaiting Amazon" | 900 |
+| SUBMITTER_BULK_LANE | `on`: a seller's backlog above the threshold goes as JSON_LISTINGS_FEEDs (feeds.py) | off |
+| SUBMITTER_FEED_THRESHOLD | backlog of one seller (items) above which its items go by feed | 300 (put plan x createFeed interval) |
+| SUBMITTER_FEED_MAX_MESSAGES / SUBMITTER_FEED_MAX_BYTES | per feed document | 25000 / 10000000 |
+| SUBMITTER_FEED_LINGER_S | a feed batch closes after this long without a new item | 2 |
+| SUBMITTER_FEED_POLL_S | between getFeed calls of one feed | 30 |
+| SPAPI_TIME_SCALE | Amazon seconds per real second (only against an emulator run with the same --time-scale) | 1 |
 """
 
 from __future__ import annotations
@@ -30,6 +36,7 @@ from catalog_sync.runtime.config import ConfigError, RuntimeSettings, env_choice
 from catalog_sync.submitter.accounts import Accounts, AccountsError
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import LWA_TOKEN_URL, Endpoints
+from catalog_sync.submitter.feeds import MAX_DOCUMENT_BYTES, MAX_MESSAGES, BulkSettings, default_threshold
 from catalog_sync.submitter.reconciliation import ReconcilePolicy
 from catalog_sync.submitter.spapi_client import ClientSettings
 
@@ -45,6 +52,8 @@ class SubmitterSettings:
     shutdown_drain_s: float
     unchanged_check: str
     reconcile: ReconcilePolicy | None = None  # None: SUBMITTER_RECONCILE=off
+    bulk: BulkSettings | None = None  # None: the bulk lane is off
+    time_scale: float = 1.0
 
     @classmethod
     def from_env(cls, env: Mapping[str, str] | None = None, **runtime_overrides) -> SubmitterSettings:
@@ -74,6 +83,8 @@ class SubmitterSettings:
             max_attempts=env_int(env, "SPAPI_MAX_ATTEMPTS", 6, minimum=1),
             max_elapsed_s=env_float(env, "SPAPI_MAX_RETRY_SECONDS", 120.0, minimum=0.0),
         )
+        if env_int(env, "SUBMITTER_FEED_MAX_MESSAGES", MAX_MESSAGES, minimum=1) > MAX_MESSAGES:
+            raise ConfigError(f"SUBMITTER_FEED_MAX_MESSAGES must be at most {MAX_MESSAGES} (Amazon's limit per feed)")
         return cls(
             runtime=RuntimeSettings.from_env("submitter", env, **runtime_overrides),
             accounts=accounts,
@@ -88,6 +99,14 @@ class SubmitterSettings:
                 max_interval_s=env_float(env, "RECONCILE_MAX_INTERVAL_S", 60.0, minimum=0.1),
                 time_limit_s=env_float(env, "RECONCILE_TIME_LIMIT_S", 900.0, minimum=0.0),
             ) if env_choice(env, "SUBMITTER_RECONCILE", "on", ("on", "off")) == "on" else None,
+            bulk=BulkSettings(
+                threshold=env_int(env, "SUBMITTER_FEED_THRESHOLD", default_threshold(), minimum=1),
+                max_messages=env_int(env, "SUBMITTER_FEED_MAX_MESSAGES", MAX_MESSAGES, minimum=1),
+                max_bytes=env_int(env, "SUBMITTER_FEED_MAX_BYTES", MAX_DOCUMENT_BYTES, minimum=1000),
+                linger_s=env_float(env, "SUBMITTER_FEED_LINGER_S", 2.0, minimum=0.0),
+                poll_interval_s=env_float(env, "SUBMITTER_FEED_POLL_S", 30.0, minimum=0.5),
+            ) if env_choice(env, "SUBMITTER_BULK_LANE", "off", ("on", "off")) == "on" else None,
+            time_scale=env_float(env, "SPAPI_TIME_SCALE", 1.0, minimum=0.001),
         )
 
     def describe(self) -> dict:
@@ -110,5 +129,10 @@ class SubmitterSettings:
             "unchanged_check": self.unchanged_check,
             "reconcile": ({"first_look_s": self.reconcile.first_look_s, "max_interval_s": self.reconcile.max_interval_s,
                            "time_limit_s": self.reconcile.time_limit_s} if self.reconcile else "off"),
+            "bulk_lane": None if self.bulk is None else {
+                "threshold": self.bulk.threshold, "max_messages": self.bulk.max_messages,
+                "max_bytes": self.bulk.max_bytes, "linger_s": self.bulk.linger_s,
+                "poll_interval_s": self.bulk.poll_interval_s},
+            "time_scale": self.time_scale,
             "metrics_port": self.runtime.metrics_port,
         }

@@ -57,6 +57,15 @@ class SpApiTransport(Protocol):
         `generation` names (concurrent 403s of one seller cause one login, not many)."""
 
 
+class BulkRoute(Protocol):
+    def route(self, account: Account, base_url: str, ready: dict, call: ListingCall,
+              position: tuple[int, int] | None) -> Awaitable[SubmissionResult] | None:
+        """The item's result by feed, or None to send it item by item (feeds.BulkLane)."""
+
+    def left_item_lane(self, seller_id: str) -> None:
+        """An item `route` sent item by item has its answer."""
+
+
 class AcceptedHashes(Protocol):
     def get(self, key: str) -> str | None: ...
 
@@ -144,6 +153,7 @@ class Submitter:
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], Awaitable] = asyncio.sleep,
         rng: random.Random | None = None,
+        bulk: BulkRoute | None = None,
     ) -> None:
         self.accounts = accounts
         self.transport = transport
@@ -157,6 +167,7 @@ class Submitter:
         self._rng = rng or random.Random()
         self._sequencer = _Sequencer()
         self._parents = ParentOutcomes()
+        self.bulk = bulk  # the bulk lane (feeds.py), when the worker runs it
 
     async def submit(self, ready: dict) -> Submitted:
         """The final outcome of one ListingReady event. Never raises for Amazon's or the
@@ -173,8 +184,9 @@ class Submitter:
         after = [item_key(seller, marketplace, ready["parent_reference"])] if ready.get("parent_reference") else []
         return await self._sequencer.run(own, after, work)
 
-    async def submit_now(self, ready: dict) -> Submitted:
-        """`submit` without waiting for the item's turn (the caller holds it: `in_turn`)."""
+    async def submit_now(self, ready: dict, position: tuple[int, int] | None = None) -> Submitted:
+        """`submit` without waiting for the item's turn (the caller holds it: `in_turn`).
+        `position` (partition, offset of the ready event) lets the bulk lane name the item."""
         endpoint = recorded_endpoint(ready["mode"])
         if ready["item_type"] == "category":
             return Submitted(ready, endpoint, SubmissionResult("not_sent"))
@@ -182,12 +194,12 @@ class Submitter:
         if family and ready["item_type"] == "variant" and (refused := self._parents.refusal(ready)):
             return Submitted(ready, endpoint, refused)
         key = item_key(ready["seller_id"], ready["marketplace_id"], ready["reference"])
-        submitted = await self._submit(ready, endpoint, key)
+        submitted = await self._submit(ready, endpoint, key, position)
         if family and ready["item_type"] == "product":
             self._parents.record(ready, submitted.result)
         return submitted
 
-    async def _submit(self, ready: dict, endpoint: str, key: str) -> Submitted:
+    async def _submit(self, ready: dict, endpoint: str, key: str, position: tuple[int, int] | None) -> Submitted:
         account = self.accounts.get(ready["seller_id"])
         if account is None:
             return Submitted(ready, endpoint, SubmissionResult(
@@ -208,7 +220,17 @@ class Submitter:
         content_hash = ready.get("content_hash")
         if production and call.method == "PUT" and content_hash and self.hashes.get(key) == content_hash:
             return Submitted(ready, endpoint, SubmissionResult("unchanged"))
-        result = await self._attempts(account, base_url, call)
+        by_feed = self.bulk.route(account, base_url, ready, call, position) if self.bulk is not None else None
+        if by_feed is not None:
+            started = self._clock()
+            result = await by_feed
+            result.latency_ms = (self._clock() - started) * 1000.0
+        else:
+            try:
+                result = await self._attempts(account, base_url, call)
+            finally:
+                if self.bulk is not None:
+                    self.bulk.left_item_lane(account.seller_id)
         change = None
         if production and result.amazon_status == "ACCEPTED":
             change = (key, content_hash if call.method == "PUT" else None)

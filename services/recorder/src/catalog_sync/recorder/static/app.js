@@ -351,6 +351,7 @@ function detailsRow(item) {
   add("Attributes", names.length ? names.join(", ") : "–");
   add("Request ID", item.request_id ? requestIdNode(item.request_id, item.reference) : "–");
   add("Submission ID", item.submission_id || "–");
+  if (item.feed_id) add("Feed", feedText(item));
   add("Endpoint", item.endpoint || "–");
   add("Seller", item.seller_id || "–");
   const list = el("ul", { "data-testid": "error-details-list" });
@@ -371,7 +372,13 @@ function historyLine(event) {
   if (event.operation && event.event_type === "CatalogItemChanged") parts.push(event.operation);
   if (event.errors && event.errors.length) parts.push(`${event.errors.length} validation error(s)`);
   if (event.request_id) parts.push(`request ${event.request_id}`);
+  if (event.feed_id) parts.push(feedText(event));
   return parts.join(" · ");
+}
+
+// An item the bulk lane sent in a JSON_LISTINGS_FEED: Amazon's feed and the item's message in it.
+function feedText(item) {
+  return `feed ${item.feed_id}, message ${item.feed_message_id}`;
 }
 
 async function timelineRow(item) {
@@ -469,6 +476,7 @@ function itemRow(item, previous) {
     el("td", label("Synced"), timeNode(item.synced_at)),
     el("td", { className: "request", ...label("Request ID") },
       el("div", null, item.request_id ? requestIdNode(item.request_id, item.reference) : "–",
+        item.feed_id ? el("span", { className: "note", "data-testid": "item-feed" }, feedText(item)) : null,
         note ? el("span", { className: "note", "data-testid": "item-note" }, note) : null)),
     el("td", label("More"), actions));
   entry.row = row;
