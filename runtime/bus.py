@@ -59,6 +59,8 @@ class Consumer(Protocol):
 
     def poll(self, timeout_ms: int = 500, max_records: int | None = None) -> list[Record]: ...
     def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    def commit_async(self, offsets: dict[TopicPartition, int]) -> None: ...
+    def seek(self, partition: TopicPartition, offset: int) -> None: ...
     def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
     def resume(self, partitions: Iterable[TopicPartition]) -> None: ...
     def lag(self) -> dict[TopicPartition, int]: ...
@@ -185,14 +187,38 @@ class BusConsumer:
         except RuntimeError as exc:  # kafka-python refuses blocking calls inside its rebalance callbacks
             raise BusError(f"offset commit not possible here: {exc}") from exc
 
+    def commit_async(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit without waiting for the answer; a failure is logged (the partitions' next owner
+        then replays from the previous commit). What rebalance callbacks use: kafka-python 3 runs
+        them on its IO thread, where a blocking commit raises, while this one is queued on that
+        thread ahead of the JoinGroup that follows the callback, so it is sent, on the
+        coordinator's connection, while the member still holds the partitions."""
+        if not offsets:
+            return
+        committing = {_KafkaTopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+        def answered(_offsets, result):
+            if isinstance(result, Exception):
+                log.warning("offset commit at a revoke failed; messages since the last commit may be replayed: %s",
+                            result)
+        try:
+            self._consumer.commit_async(committing, callback=answered)
+        except KafkaError as exc:
+            log.warning("offset commit at a revoke not sent: %s", exc)
+
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        self._consumer.seek(_KafkaTopicPartition(*partition), offset)
+        """Read `partition` from `offset` next. A partition no longer assigned is left alone: its
+        next owner starts from the committed offset."""
+        tp = _KafkaTopicPartition(*partition)
+        if tp in self._consumer.assignment():
+            self._consumer.seek(tp, offset)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self._consumer.pause(*(_KafkaTopicPartition(t, p) for t, p in partitions))
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
-        self._consumer.resume(*(_KafkaTopicPartition(t, p) for t, p in partitions))
+        assigned = self._consumer.assignment()  # resuming one no longer assigned raises in kafka-python
+        self._consumer.resume(*(tp for tp in (_KafkaTopicPartition(t, p) for t, p in partitions) if tp in assigned))
 
     def assignment(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
