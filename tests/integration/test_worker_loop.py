@@ -11,6 +11,7 @@ from catalog_sync.runtime.batch_strategy import BatchStrategy
 from catalog_sync.runtime.bus import BusConsumer, TopicReader, ensure_topics
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
+from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Outgoing, StopSignal
 from catalog_sync.runtime.events import new_header, utc_now
 from tests.support.background import running_in_thread, wait_until
@@ -109,12 +110,20 @@ def test_undecodable_and_failing_messages_go_to_the_dead_letter_topic_and_the_re
                          reason="not_avro") == 1
 
 
-def test_messages_in_flight_at_a_rebalance_are_handled_when_the_member_keeps_their_partitions(runtime_settings):
+@pytest.mark.apache
+def test_messages_in_flight_at_a_rebalance_are_handled_when_the_member_keeps_their_partitions(
+        kafka, apache_cluster, kafka_env):
     """A second member joins while the first has every message in flight, then leaves. At each
     rebalance the first member gives its messages up and keeps some partitions, whose position the
     client keeps too: every message must still be echoed (before the loop rewound such partitions,
-    the kept ones were read on from past the messages given up, which were never handled)."""
-    settings = runtime_settings("echo", max_poll_records=500)
+    the kept ones were read on from past the messages given up, which were never handled).
+    Rebalance semantics: on Apache Kafka always (the mock's coordinator answers the second
+    member's SyncGroup with InvalidRequestError now and then)."""
+    env = dict(kafka_env)
+    if kafka.kind != "apache":
+        env.pop("KAFKA_API_VERSION", None)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = apache_cluster(1).bootstrap_servers
+    settings = RuntimeSettings.from_env("echo", env, max_poll_records=500)
     codec = AvroCodec()
     count = 200
     publish_raw(settings, SOURCE, [(f"k{i}", codec.encode("RunClosed", closed_event(i))) for i in range(count)])
