@@ -431,3 +431,35 @@ def describe_partitions(settings: RuntimeSettings, topic: str, timeout_s: float 
         admin.close()
     return {p["partition_index"]: PartitionState(p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
             for p in found["partitions"]}
+
+
+def end_offsets(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+    """The log-end offset of every partition of `topics` (how many records each has received)."""
+    consumer = KafkaConsumer(**_client_config(settings), group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=int(timeout_s * 1000))
+    try:
+        partitions = [_KafkaTopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return {(tp.topic, tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+    except KafkaError as exc:
+        raise BusError(f"end offsets unavailable: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def group_lag(settings: RuntimeSettings, groups: dict[str, Iterable[str]], timeout_s: float = 10.0) -> dict[str, int]:
+    """Records each consumer group has not committed yet on its topics (a group's topic names to
+    end offsets minus its committed offsets, summed; a partition never committed counts whole)."""
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        committed = {group: admin.list_group_offsets(group).get(group, {}) for group in groups}
+    except KafkaError as exc:
+        raise BusError(f"committed offsets unavailable: {exc}") from exc
+    finally:
+        admin.close()
+    lags = {}
+    for group, topics in groups.items():
+        ends = end_offsets(settings, topics, timeout_s)
+        done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed[group].items()}
+        lags[group] = sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
+    return lags
