@@ -463,3 +463,73 @@ def group_lag(settings: RuntimeSettings, groups: dict[str, Iterable[str]], timeo
         done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed[group].items()}
         lags[group] = sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
     return lags
+
+
+def create_topics(settings: RuntimeSettings, topics: dict[str, tuple[int, dict[str, str]]], *,
+                  replication_factor: int = -1, timeout_s: float = 30.0) -> dict[str, str]:
+    """Create the topics (name → (partitions, configs)) that are missing, wait until each has
+    leaders, and say for each whether it was "created" or already "exists" (left as it is).
+    BusError when the cluster refuses one (e.g. a replication factor above its broker count) or
+    cannot create topics at all (the embedded mock)."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: spec for name, spec in topics.items() if name not in existing}
+        refused = {}
+        if missing:
+            result = admin.create_topics(
+                {name: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
+                 for name, (partitions, configs) in missing.items()},
+                timeout_ms=timeout_ms, raise_errors=False)
+            refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
+                       for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
+            if refused:
+                raise BusError("; ".join(f"{name}: {why}" for name, why in sorted(refused.items())))
+            admin.wait_for_topics(list(missing), timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"CreateTopics failed: {exc}") from exc
+    finally:
+        admin.close()
+    return {name: "created" if name in missing else "exists" for name in topics}
+
+
+def missing_topics(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> list[str]:
+    """Which of `topics` the cluster does not have (asks for the list; creates nothing)."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+    except KafkaError as exc:
+        raise BusError(f"listing topics failed: {exc}") from exc
+    finally:
+        admin.close()
+    return [t for t in topics if t not in existing]
+
+
+def topic_configs(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> dict[str, dict[str, str]]:
+    """The settings each topic has that differ from the broker's defaults (name → {key: value})."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    except KafkaError as exc:
+        raise BusError(f"DescribeConfigs failed: {exc}") from exc
+    finally:
+        admin.close()
+    if isinstance(described, list):
+        described = dict(zip(topics, described, strict=False))
+    else:
+        described = described.get("topic", {})
+    return {name: {key: data.get("value") if isinstance(data, dict) else data for key, data in configs.items()}
+            for name, configs in described.items()}
