@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     demo.add_argument("--api-port", type=int, default=None, help="port of the web page and read API (default 8080, or a free one)")
     demo.add_argument("--data-dir", type=Path, default=None, help="where the demo keeps its database and logs (default: a temp dir)")
     demo.add_argument("--timeout", type=float, default=300.0, help="with --once: give up after this many seconds")
+    demo.add_argument("--kafka", metavar="BOOTSTRAP", default=None,
+                      help="run on this Kafka cluster (e.g. the address `make kafka` prints) instead of the embedded "
+                           "broker; the demo creates its topics there first (as `catalog-sync topics create`)")
     demo.set_defaults(func=_demo)
 
     broker = subparsers.add_parser(
