@@ -113,6 +113,7 @@ class DemoStack:
         if self.kafka_env is None:
             self.broker = EmbeddedBroker()
         env = self.env()
+        create_stack_topics(env)
         emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port),
                                                    *self.emulator_config_args(env), *self.emulator_args], env)
         for worker in ("validator", "submitter", "recorder"):
@@ -208,6 +209,19 @@ def export_line(stack: DemoStack) -> str:
     env = stack.env()
     names = ("KAFKA_BOOTSTRAP_SERVERS", "KAFKA_API_VERSION", "READ_STORE_URL")
     return "export " + " ".join(f"{name}={shlex.quote(env[name])}" for name in names if env.get(name))
+
+
+def create_stack_topics(env: dict[str, str]) -> None:
+    """Every topic, before the workers start (they refuse to start without theirs): created with 4
+    partitions on a real broker; the embedded broker, which cannot create topics, makes them on the
+    first request naming them."""
+    from catalog_sync.runtime.bus import ensure_topics
+    from catalog_sync.runtime.config import RuntimeSettings
+    from catalog_sync.runtime.topics import topic_plan
+
+    settings = RuntimeSettings.from_env("demo", env, metrics_port=None)
+    plan = topic_plan(prefix=settings.topic_prefix, partitions=4)
+    ensure_topics(settings, list(plan), partitions=4, configs={name: configs for name, (_, configs) in plan.items()})
 
 
 def create_demo_topics(kafka_env: dict[str, str]) -> str:

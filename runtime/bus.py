@@ -20,7 +20,7 @@ from kafka.errors import KafkaError, TopicAlreadyExistsError, for_code
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
 
-from .config import RuntimeSettings
+from .config import ConfigError, RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -513,6 +513,19 @@ def missing_topics(settings: RuntimeSettings, topics: Iterable[str], timeout_s: 
     finally:
         admin.close()
     return [t for t in topics if t not in existing]
+
+
+class MissingTopics(ConfigError):
+    """Topics a worker needs are not on the cluster: workers do not create topics."""
+
+
+def require_topics(settings: RuntimeSettings, topics: Iterable[str]) -> None:
+    """Raise MissingTopics, naming them and how to create them, unless every one of `topics` exists."""
+    missing = missing_topics(settings, topics)
+    if missing:
+        raise MissingTopics(
+            f"{len(missing)} topic(s) missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)}. Workers "
+            "do not create topics: run `catalog-sync topics create` (or deploy/kafka/create-topics.sh) first")
 
 
 def topic_configs(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> dict[str, dict[str, str]]:

@@ -65,6 +65,16 @@ TOPICS = (
 )
 
 
+# What each worker reads and writes: it refuses to start while one of them is missing.
+WORKER_TOPICS = {
+    "validator": (CATALOG_ITEM_CHANGED, LISTING_READY, LISTING_VALIDATION_FAILED, dead_letter_topic("validator")),
+    "submitter": (LISTING_READY, LISTING_SUBMISSION_COMPLETED, LISTING_ACCEPTED_HASHES,
+                  dead_letter_topic("submitter")),
+    "recorder": (CATALOG_RUN_EVENTS, CATALOG_ITEM_CHANGED, LISTING_VALIDATION_FAILED, LISTING_SUBMISSION_COMPLETED,
+                 dead_letter_topic("recorder")),
+}
+
+
 def topic_plan(*, prefix: str = "", partitions: int = 12, min_insync_replicas: int | None = None
                ) -> dict[str, tuple[int, dict[str, str]]]:
     """Every topic of TOPICS as it is to be created: full name → (partitions, settings). `partitions`

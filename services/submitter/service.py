@@ -7,10 +7,15 @@ from __future__ import annotations
 import structlog
 from prometheus_client import CollectorRegistry
 
-from catalog_sync.runtime.bus import ensure_topics
+from catalog_sync.runtime.bus import require_topics
 from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RawOutgoing, StopSignal
-from catalog_sync.runtime.topics import LISTING_ACCEPTED_HASHES, LISTING_READY, LISTING_SUBMISSION_COMPLETED
+from catalog_sync.runtime.topics import (
+    LISTING_ACCEPTED_HASHES,
+    LISTING_READY,
+    LISTING_SUBMISSION_COMPLETED,
+    WORKER_TOPICS,
+)
 from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.metrics import SpApiMetrics
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
@@ -91,9 +96,7 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
 
 def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
         stop: StopSignal | None = None) -> None:
-    ensure_topics(settings.runtime, [settings.runtime.topic(t) for t in (LISTING_READY, LISTING_SUBMISSION_COMPLETED)])
-    ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_ACCEPTED_HASHES)],
-                  configs={settings.runtime.topic(LISTING_ACCEPTED_HASHES): {"cleanup.policy": "compact"}})
+    require_topics(settings.runtime, [settings.runtime.topic(t) for t in WORKER_TOPICS["submitter"]])
     worker, _submitter, _client, hashes = build_worker(settings, registry=registry, stop=stop)
     if hashes is not None:
         hashes.start()

@@ -10,7 +10,7 @@ import sys
 import pytest
 
 from catalog_sync.runtime import topics
-from catalog_sync.runtime.bus import describe_partitions, topic_configs
+from catalog_sync.runtime.bus import describe_partitions, missing_topics, topic_configs
 from catalog_sync.runtime.config import RuntimeSettings
 
 pytestmark = [pytest.mark.kafka, pytest.mark.apache]
@@ -42,3 +42,19 @@ def test_topics_create_makes_every_topic_as_defined_and_leaves_existing_ones(kaf
     assert again.returncode == 0, again.stderr
     assert {line.split()[0] for line in again.stdout.splitlines()} == {"exists"}
     assert len(describe_partitions(settings, topic_prefix + topics.LISTING_READY)) == 5  # left as it was
+
+
+@pytest.mark.parametrize("worker", ["validator", "submitter", "recorder"])
+def test_a_worker_refuses_to_start_without_its_topics_and_creates_none(worker, kafka, apache_cluster, topic_prefix,
+                                                                      tmp_path):
+    bootstrap = kafka.bootstrap_servers if kafka.kind == "apache" else apache_cluster(1).bootstrap_servers
+    env = {**os.environ, "KAFKA_BOOTSTRAP_SERVERS": bootstrap, "TOPIC_PREFIX": topic_prefix, "KAFKA_API_VERSION": "",
+           "METRICS_PORT": "off", "READ_STORE_URL": f"sqlite:///{tmp_path / 'store.db'}",
+           "LWA_CLIENT_ID": "app", "LWA_CLIENT_SECRET": "secret", "LWA_REFRESH_TOKEN": "Atzr|x", "SELLER_ID": "A1X"}
+    done = subprocess.run([sys.executable, "-m", "catalog_sync.cli", worker], env=env, capture_output=True,
+                          text=True, timeout=120)
+    needed = [topic_prefix + t for t in topics.WORKER_TOPICS[worker]]
+    assert done.returncode == 2, done.stdout + done.stderr
+    assert "catalog-sync topics create" in done.stderr and all(name in done.stderr for name in needed), done.stderr
+    settings = RuntimeSettings.from_env("probe", env)
+    assert missing_topics(settings, needed) == needed, "the worker created topics"
