@@ -106,12 +106,27 @@ def _rss_mib(stack: DemoStack) -> dict[str, float]:
 
 
 def run(results: dict) -> None:
+    """The run on the embedded broker, then the same on a one-node Apache Kafka when Java and its
+    jars are there (`e2e_real_kafka_vs_mock_ratio` in run.py: the two in one run)."""
+    _record(results, "e2e", _measure(None))
+    from catalog_sync.runtime.apache_kafka import ApacheKafkaCluster, KafkaUnavailable
+
+    try:
+        cluster = ApacheKafkaCluster(1)
+    except KafkaUnavailable as exc:
+        print(f"   no Apache Kafka here ({exc}): e2e_real_kafka_* not measured")
+        return
+    with cluster:
+        _record(results, "e2e_real_kafka", _measure({**cluster.env(), "TOPIC_PREFIX": "bench."}))
+
+
+def _measure(kafka_env: dict[str, str] | None) -> dict:
     data_dir = Path(tempfile.mkdtemp(prefix="catalog-sync-bench-e2e-"))
     accounts = data_dir / "accounts.json"
     accounts.write_text(json.dumps({"client_id": "bench-app", "client_secret": "bench-secret",
                                     "sellers": {f"A{s:05d}BENCH": f"Atzr|bench-{s}" for s in range(SELLERS)}}))
     items = [item(n) for n in range(ITEMS)]
-    stack = DemoStack(data_dir, emulator_args=["--unthrottled"], scale=SCALE,
+    stack = DemoStack(data_dir, emulator_args=["--unthrottled"], scale=SCALE, kafka_env=kafka_env,
                       extra_env={"SPAPI_ACCOUNTS_FILE": str(accounts), "LOG_LEVEL": "WARNING",
                                  "KAFKA_MAX_POLL_RECORDS": "5000"})
     try:
@@ -150,20 +165,28 @@ def run(results: dict) -> None:
         publisher.close()
     finally:
         stack.stop()
+    return {"elapsed": elapsed, "published_at": published_at, "run": run, "before": before, "after": after,
+            "broker": "Apache Kafka" if kafka_env else "embedded broker", "early_rss": early_rss,
+            "half_rss": half_rss, "final_rss": final_rss}
+
+
+def _record(results: dict, name: str, measured: dict) -> None:
+    elapsed, run, before, after = measured["elapsed"], measured["run"], measured["before"], measured["after"]
     counts = run["counts"]
-    results["e2e_100k_seconds"] = round(elapsed * 100_000 / ITEMS, 2)
-    results["e2e_items_per_s"] = round(ITEMS / elapsed, 1)
+    results[f"{name}_100k_seconds"] = round(elapsed * 100_000 / ITEMS, 2)
+    results[f"{name}_items_per_s"] = round(ITEMS / elapsed, 1)
     for service in ("validator", "submitter", "recorder"):
         if service in after:
-            results[f"e2e_{service}_events_per_s"] = round((after[service] - before.get(service, 0)) / elapsed, 1)
-    print(f"   {ITEMS:,} items ({SELLERS} sellers, workers {SCALE}): published in {published_at:.1f} s, all recorded "
-          f"after {elapsed:.1f} s = {ITEMS / elapsed:,.0f} items/s; run {run['status']}: {counts['finished']:,} "
-          f"finished, {counts['error']:,} error, {counts['pending']} pending")
+            results[f"{name}_{service}_events_per_s"] = round((after[service] - before.get(service, 0)) / elapsed, 1)
+    print(f"   {measured['broker']}: {ITEMS:,} items ({SELLERS} sellers, workers {SCALE}): published in "
+          f"{measured['published_at']:.1f} s, all recorded after {elapsed:.1f} s = {ITEMS / elapsed:,.0f} items/s; "
+          f"run {run['status']}: {counts['finished']:,} finished, {counts['error']:,} error, {counts['pending']} pending")
     if ITEMS != 100_000:
-        print(f"   (e2e_100k_seconds scaled from {ITEMS:,} items)")
-    growth = {name: final_rss[name] / early_rss[name] for name in final_rss if name in early_rss}
-    if growth:
+        print(f"   ({name}_100k_seconds scaled from {ITEMS:,} items)")
+    early_rss, half_rss, final_rss = measured["early_rss"], measured["half_rss"], measured["final_rss"]
+    growth = {worker: final_rss[worker] / early_rss[worker] for worker in final_rss if worker in early_rss}
+    if growth and name == "e2e":  # the embedded broker's run: the figure of interfaces.md §6
         results["worker_rss_growth_ratio"] = round(max(growth.values()), 3)
         print(f"   RSS MiB after {early_rss['at_items']:,.0f} / {half_rss.get('at_items', 0):,.0f} / {ITEMS:,} "
-              "items: " + ", ".join(f"{name} {early_rss[name]} / {half_rss.get(name)} / {final_rss[name]} "
-                                    f"(x{growth[name]:.2f})" for name in sorted(growth)))
+              "items: " + ", ".join(f"{worker} {early_rss[worker]} / {half_rss.get(worker)} / {final_rss[worker]} "
+                                    f"(x{growth[worker]:.2f})" for worker in sorted(growth)))

@@ -35,6 +35,8 @@ RATIOS = {
     "validator_worker_vs_passthrough_ratio": ("validator_worker_events_per_s", "kafka_passthrough_events_per_s"),
     "e2e_vs_passthrough_ratio": ("e2e_items_per_s", "kafka_passthrough_events_per_s"),
     "recorder_vs_copy_ratio": ("recorder_postgres_events_per_s", "recorder_postgres_copy_events_per_s"),
+    # interfaces.md §6: end to end on real Apache Kafka against the embedded mock, both in one run.
+    "e2e_real_kafka_vs_mock_ratio": ("e2e_real_kafka_items_per_s", "e2e_items_per_s"),
 }
 GOALS = {
     "validator_vs_jsonschema_ratio": (">=", 100),

@@ -33,6 +33,7 @@ import httpx
 
 from catalog_sync.amazon_emulator.quota import admitted_by_plan
 from catalog_sync.amazon_emulator.server import RunningEmulator, start_in_subprocess
+from catalog_sync.demo import create_stack_topics
 from catalog_sync.runtime.bus import BusProducer
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.config import RuntimeSettings
@@ -106,6 +107,7 @@ def run_backlog(broker: EmbeddedBroker, emulator: RunningEmulator, events: list[
         producer.send(settings.topic(LISTING_READY), event["seller_id"], codec.encode("ListingReady", event))
     producer.flush()
     producer.close()
+    create_stack_topics(env)  # the submitter refuses to start without its topics
     process = ServiceProcess("bench-submitter", ["submitter"], env, workdir).start()
     try:
         return listing_calls(emulator, len(events), timeout_s)

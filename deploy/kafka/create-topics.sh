@@ -1,6 +1,7 @@
 #!/bin/sh
-# Creates catalog-sync's topics when missing (idempotent: --if-not-exists; existing topics are left as
-# they are, partition counts included). Runs in the official apache/kafka image, in docker compose
+# Creates catalog-sync's topics when missing, as `catalog-sync topics create` does from runtime/topics.py
+# (tests/deploy compares them; idempotent: --if-not-exists; existing topics are left as they are,
+# partition counts included). Runs in the official apache/kafka image, in docker compose
 # (service kafka-topics) and as the Kubernetes Job in deploy/k8s/topics.yaml (same script, kept equal by
 # tests/deploy). A worker scales up to the partition count of its input topic: choose PARTITIONS for
 # the largest replica count you plan (KEDA's maxReplicaCount in deploy/k8s uses 12).
@@ -9,6 +10,7 @@
 #   KAFKA_BOOTSTRAP_SERVERS  required, e.g. kafka:9092
 #   PARTITIONS               partitions of the item-keyed and seller-keyed topics (default 12)
 #   REPLICATION_FACTOR       default 1 (single broker); use 3 on a production cluster
+#   MIN_INSYNC_REPLICAS      replicas a record must reach (acks=all); default 2 when REPLICATION_FACTOR >= 3
 #   TOPIC_PREFIX             same value as the workers' TOPIC_PREFIX (default none)
 #   KAFKA_COMMAND_CONFIG     optional client properties file (TLS/SASL) for kafka-topics.sh
 #   KAFKA_TOPICS             path of kafka-topics.sh (default /opt/kafka/bin/kafka-topics.sh)
@@ -17,6 +19,7 @@ set -eu
 : "${KAFKA_BOOTSTRAP_SERVERS:?set KAFKA_BOOTSTRAP_SERVERS}"
 PARTITIONS="${PARTITIONS:-12}"
 REPLICATION_FACTOR="${REPLICATION_FACTOR:-1}"
+if [ "$REPLICATION_FACTOR" -ge 3 ]; then MIN_INSYNC_REPLICAS="${MIN_INSYNC_REPLICAS:-2}"; fi
 TOPIC_PREFIX="${TOPIC_PREFIX:-}"
 KAFKA_TOPICS="${KAFKA_TOPICS:-/opt/kafka/bin/kafka-topics.sh}"
 DLQ_RETENTION_MS=1209600000   # 14 days to inspect and replay dead letters
@@ -45,6 +48,9 @@ create() {
     name="$TOPIC_PREFIX$1"
     partitions="$2"
     shift 2
+    if [ -n "${MIN_INSYNC_REPLICAS:-}" ]; then
+        set -- "$@" --config "min.insync.replicas=$MIN_INSYNC_REPLICAS"
+    fi
     topics --create --if-not-exists --topic "$name" --partitions "$partitions" \
         --replication-factor "$REPLICATION_FACTOR" "$@"
     echo "create-topics: $name ($partitions partitions)"

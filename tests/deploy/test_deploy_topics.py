@@ -59,11 +59,24 @@ def test_creates_every_topic_the_code_uses(tmp_path):
         assert made[name]["partitions"] == 12
 
 
+def test_the_script_creates_what_topics_create_does(tmp_path):
+    """catalog_sync.runtime.topics (`catalog-sync topics create`) and the script describe the same topics."""
+    made = created(run_script(tmp_path, PARTITIONS="7"))
+    plan = topics.topic_plan(partitions=7)
+    assert {name: made[name]["partitions"] for name in made} == {name: p for name, (p, _) in plan.items()}
+    assert {name: sorted(made[name]["config"]) for name in made} == {
+        name: sorted(f"{k}={v}" for k, v in configs.items()) for name, (_, configs) in plan.items()}
+
+
 def test_partitions_replication_and_prefix_follow_the_environment(tmp_path):
     made = created(run_script(tmp_path, PARTITIONS="24", REPLICATION_FACTOR="3", TOPIC_PREFIX="tenant1."))
     assert all(name.startswith("tenant1.") for name in made)
     assert made["tenant1.listing.ready"]["partitions"] == 24
     assert {t["replication"] for t in made.values()} == {3}
+    assert all("min.insync.replicas=2" in t["config"] for t in made.values())  # the default with 3 copies
+    plan = topics.topic_plan(prefix="tenant1.", partitions=24, min_insync_replicas=2)
+    assert {name: sorted(t["config"]) for name, t in made.items()} == {
+        name: sorted(f"{k}={v}" for k, v in configs.items()) for name, (_, configs) in plan.items()}
 
 
 def test_secured_clusters_get_the_client_config(tmp_path):

@@ -8,12 +8,22 @@ import json
 import time
 from collections import Counter, defaultdict
 from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
 import httpx
 
 from catalog_sync.demo import DemoStack
+from catalog_sync.runtime.bus import group_lag
+from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.processes import ServiceProcess, free_port
+from catalog_sync.runtime.topics import (
+    CATALOG_ITEM_CHANGED,
+    CATALOG_RUN_EVENTS,
+    LISTING_READY,
+    LISTING_SUBMISSION_COMPLETED,
+    LISTING_VALIDATION_FAILED,
+)
 from tests.support.background import wait_until
 
 MARKETPLACE = "ATVPDKIKX0DER"
@@ -142,6 +152,33 @@ def _exited(process: ServiceProcess) -> bool:
     return process.process is not None and process.process.poll() is not None
 
 
+def assignments(process: ServiceProcess) -> list[float]:
+    """Wall-clock times (time.time()) at which `process` (any of its restarts) was assigned partitions."""
+    times = []
+    for line in process.log_text().splitlines():
+        if '"partitions assigned"' not in line:
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue
+        if entry.get("event") == "partitions assigned" and entry.get("partitions"):
+            times.append(datetime.fromisoformat(entry["timestamp"].replace("Z", "+00:00")).timestamp())
+    return times
+
+
+def partition_moves(kills: list[float], assigned: list[float]) -> list[float]:
+    """Seconds from each kill (wall time) to the next assignment of that worker, for kills whose
+    replacement was assigned partitions before the next kill (the others moved nothing)."""
+    moves = []
+    for index, kill in enumerate(kills):
+        until = kills[index + 1] if index + 1 < len(kills) else float("inf")
+        after = [t for t in assigned if kill < t < until]
+        if after:
+            moves.append(after[0] - kill)
+    return moves
+
+
 def wait_for_run(stack: DemoStack, run_id: str, expected_total: int, timeout_s: float) -> dict:
     """Poll the read API until the run is no longer in progress (no sleeps as synchronisation)."""
     last: dict = {}
@@ -155,6 +192,33 @@ def wait_for_run(stack: DemoStack, run_id: str, expected_total: int, timeout_s: 
         return wait_until(done, timeout_s, interval_s=0.25, message=f"run {run_id} to complete")
     except TimeoutError as exc:
         raise TimeoutError(f"{exc}; last seen {last}") from None
+
+
+WORKER_INPUTS = {"validator": (CATALOG_ITEM_CHANGED,), "submitter": (LISTING_READY,),
+                 "recorder": (CATALOG_RUN_EVENTS, CATALOG_ITEM_CHANGED, LISTING_VALIDATION_FAILED,
+                              LISTING_SUBMISSION_COMPLETED)}
+
+
+def wait_until_drained(stack: DemoStack, timeout_s: float) -> None:
+    """Until every worker's group has committed everything on its input topics. A run is complete
+    as soon as each item has a final status, but replays (a killed validator's uncommitted batch
+    sent again under new event ids) may still be on their way to Amazon and the read store then;
+    comparisons with the emulator's log or a replayed projection wait for them."""
+    lags: dict[str, int] = {}
+
+    def drained() -> bool:
+        nonlocal lags
+        groups = {}
+        for service, topics in WORKER_INPUTS.items():
+            settings = RuntimeSettings.from_env(service, stack.env())
+            groups[settings.group_id] = [settings.topic(t) for t in topics]
+        lags = group_lag(RuntimeSettings.from_env("drain-check", stack.env()), groups)
+        return not any(lags.values())
+
+    try:
+        wait_until(drained, timeout_s, interval_s=0.5, message="every worker to commit all its input")
+    except TimeoutError as exc:
+        raise TimeoutError(f"{exc}; not committed: {lags}") from None
 
 
 def final_count(stack: DemoStack, run_id: str) -> int:

@@ -17,14 +17,17 @@ import pytest
 from fault_pipeline import (
     WORKERS,
     api_items,
+    assignments,
     check_against_amazon,
     comparable,
     listings_requests,
     make_catalog,
+    partition_moves,
     replay_projection,
     start_stack,
     wait_for_log_count,
     wait_for_run,
+    wait_until_drained,
 )
 
 from tests.support.background import wait_until
@@ -74,6 +77,7 @@ def test_killed_workers_lose_nothing_and_duplicate_only_in_flight_submissions(st
     chaos_s = time.monotonic() - started
 
     run = wait_for_run(stack, run_id, ITEMS, timeout_s=120)
+    wait_until_drained(stack, timeout_s=120)
     items = api_items(stack, run_id)
     requests = listings_requests(stack)
     verdict = check_against_amazon(catalog, items, requests)
@@ -97,13 +101,22 @@ def test_killed_workers_lose_nothing_and_duplicate_only_in_flight_submissions(st
     last_amazon_call = max(r["time"] for r in requests)
     kills_during_run = sum(1 for e in chaos.events if e.action == "kill" and e.wall <= last_amazon_call)
 
+    # How long a dead worker's partitions wait: from the kill to its replacement's assignment (the
+    # dead member's session, KAFKA_SESSION_TIMEOUT_MS=6000 here, must expire first).
+    moves = {name: partition_moves([e.wall for e in chaos.events if e.name == name and e.action == "kill"],
+                                   assignments(stack.processes[name])) for name in WORKERS}
+    all_moves = sorted(m for ms in moves.values() for m in ms)
+
     replayed = replay_projection(stack, tmp_path, run_id, ITEMS)
     assert comparable(replayed) == comparable(items)
 
     print(f"{ITEMS} items: {counts}; {chaos.kills} kills ({ {n: chaos.kills_of(n) for n in WORKERS} }, "
           f"{kills_during_run} before Amazon's last call) over {chaos_s:.0f} s; duplicate PUTs "
           f"{verdict.duplicate_puts} on {len(verdict.duplicates)} SKUs (max {verdict.max_puts_per_sku} PUTs "
-          f"for one SKU) after {len(submitter_kills)} submitter kills; total {time.monotonic() - started:.0f} s")
+          f"for one SKU) after {len(submitter_kills)} submitter kills; partitions moved to the replacement "
+          f"{len(all_moves)} times in {all_moves[0] if all_moves else 0:.1f}-{all_moves[-1] if all_moves else 0:.1f} s "
+          f"(median {all_moves[len(all_moves) // 2] if all_moves else 0:.1f} s); total {time.monotonic() - started:.0f} s")
+    assert all_moves, "no replacement was ever assigned partitions"
     assert kills_during_run >= MIN_KILLS // 2, "most kills should land while the run is in progress"
     assert not outside_window, f"duplicate PUTs not explained by a submitter kill: {outside_window[:10]}"
     assert verdict.max_puts_per_sku <= 1 + len(submitter_kills)

@@ -12,6 +12,7 @@ from catalog_sync.amazon_emulator.emulator import EmulatorConfig
 from catalog_sync.amazon_emulator.sandbox import ACCEPTED as SANDBOX_ACCEPTED
 from catalog_sync.amazon_emulator.server import start_in_thread
 from catalog_sync.amazon_emulator.tokens import LwaAccounts
+from catalog_sync.demo import create_stack_topics
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.consumer_loop import StopSignal
 from catalog_sync.runtime.events import new_header
@@ -49,10 +50,12 @@ def emulator():
 
 
 class RunningSubmitter:
-    """The submitter's own `run()` (topics, accepted-hash table, worker) in a thread."""
+    """The submitter's own `run()` (topic check, accepted-hash table, worker) in a thread, its
+    topics created first as `catalog-sync topics create` would."""
 
     def __init__(self, env):
         self.settings = SubmitterSettings.from_env(env)
+        create_stack_topics(env)
         self.stop = StopSignal()
         self.registry = CollectorRegistry()
 

@@ -1,15 +1,20 @@
-"""The consumer loop (batch strategy) over a real Kafka-protocol broker: commit, dead letters, graceful stop."""
+"""The consumer loop over a real Kafka-protocol broker: commit, dead letters, graceful stop, and a
+rebalance that gives a member back partitions whose messages it had in flight."""
 
+import asyncio
 import threading
 
 import pytest
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.batch_strategy import BatchStrategy
+from catalog_sync.runtime.bus import BusConsumer, TopicReader, ensure_topics
 from catalog_sync.runtime.codec import AvroCodec
+from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
+from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Outgoing, StopSignal
 from catalog_sync.runtime.events import new_header, utc_now
-from tests.support.background import wait_until
+from tests.support.background import running_in_thread, wait_until
 from tests.support.broker import publish_raw, read_events
 
 pytestmark = pytest.mark.kafka
@@ -103,3 +108,61 @@ def test_undecodable_and_failing_messages_go_to_the_dead_letter_topic_and_the_re
     assert all(e["topic"] == settings.topic(SOURCE) for e in by_key.values())
     assert worker.metric("pipeline_dead_letters_total", service="echo", topic=settings.topic(SOURCE),
                          reason="not_avro") == 1
+
+
+@pytest.mark.apache
+def test_messages_in_flight_at_a_rebalance_are_handled_when_the_member_keeps_their_partitions(
+        kafka, apache_cluster, kafka_env):
+    """A second member joins while the first has every message in flight, then leaves. At each
+    rebalance the first member gives its messages up and keeps some partitions, whose position the
+    client keeps too: every message must still be echoed (before the loop rewound such partitions,
+    the kept ones were read on from past the messages given up, which were never handled).
+    Rebalance semantics: on Apache Kafka always (the mock's coordinator answers the second
+    member's SyncGroup with InvalidRequestError now and then)."""
+    env = dict(kafka_env)
+    if kafka.kind != "apache":
+        env.pop("KAFKA_API_VERSION", None)
+        env["KAFKA_BOOTSTRAP_SERVERS"] = apache_cluster(1).bootstrap_servers
+    settings = RuntimeSettings.from_env("echo", env, max_poll_records=500)
+    codec = AvroCodec()
+    count = 200
+    publish_raw(settings, SOURCE, [(f"k{i}", codec.encode("RunClosed", closed_event(i))) for i in range(count)])
+    revoked = asyncio.Event()
+
+    async def handle(message):
+        await revoked.wait()  # everything polled before the first rebalance is still in flight then
+        count = message.event["item_count"]
+        return [Outgoing(SINK, message.key, "RunClosed", {**message.event, "item_count": count + 1000})]
+
+    strategy = ConcurrentStrategy(handle, revoke_drain_s=0.5, commit_interval_s=0.5)
+    stop = StopSignal()
+    first = ConsumerLoop(settings, topics=[SOURCE], strategy=strategy, accepts={"RunClosed"},
+                         registry=CollectorRegistry(), stop=stop,
+                         on_revoke=lambda partitions: partitions and strategy.event_loop.call_soon_threadsafe(revoked.set))
+    with running_in_thread(first.run, stop, name="first member"):
+        wait_until(lambda: first.metrics.registry.get_sample_value(
+            "pipeline_messages_consumed_total", {"service": "echo", "topic": settings.topic(SOURCE)}) == count,
+            timeout_s=30, message="the first member to take every message")
+        second = BusConsumer(settings, [settings.topic(SOURCE)])  # the same group: a rebalance
+        try:
+            wait_until(lambda: second.poll(timeout_ms=100) is not None and second.assignment(), timeout_s=30,
+                       message="the second member's assignment")
+        finally:
+            second.close()  # leaves without committing: the first member takes everything again
+        ensure_topics(settings, [settings.topic(SINK)])
+        echoed = echoed_counts(settings, count, timeout_s=60)
+    assert echoed == {i + 1000 for i in range(count)}
+
+
+def echoed_counts(settings, distinct: int, timeout_s: float) -> set[int]:
+    """The item counts on SINK once `distinct` different ones are there (replays may repeat some)."""
+    codec = AvroCodec()
+    reader = TopicReader(settings, [settings.topic(SINK)], timeout_s=timeout_s)
+    seen: set[int] = set()
+    try:
+        wait_until(lambda: seen.update(codec.decode(r.value)[1]["item_count"] for r in reader.poll(timeout_ms=200))
+                   or len(seen) >= distinct, timeout_s=timeout_s, interval_s=0,
+                   message=f"{distinct} distinct echoes")
+    finally:
+        reader.close()
+    return seen

@@ -6,7 +6,9 @@ FindCoordinator responses to its own listeners (one per broker), so every later 
 goes through it. That is needed because a broker advertises its own host:port: a plain TCP proxy
 would only carry the bootstrap request. Non-flexible and flexible (compact) versions are parsed.
 `cut(seconds)` closes every connection and refuses new ones (mode "reset") or holds them without
-answering (mode "blackhole", a network partition) until the cut ends. `requests_seen` counts the
+answering (mode "blackhole", a network partition) until the cut ends; `begin_cut(..., broker=)`
+does that to the connections of one broker only (the others, and the brokers among themselves,
+carry on). `requests_seen` counts the
 requests clients sent, by API key (did a client join a consumer group?).
 
 No Kafka client here: the protocol framing is read by hand (4-byte length prefix, request header
@@ -151,6 +153,7 @@ def _frame(body: bytes) -> bytes:
 @dataclass(eq=False)  # identity: links live in a set
 class _Link:
     client: asyncio.StreamWriter
+    address: tuple[str, int]  # the broker it leads to
     upstream: asyncio.StreamWriter | None = None
     tasks: list = field(default_factory=list)
 
@@ -175,6 +178,7 @@ class KafkaProxy:
         self._listeners: dict[tuple[str, int], tuple[asyncio.AbstractServer, int]] = {}
         self._links: set[_Link] = set()
         self._cut_mode: str | None = None
+        self._cut_broker: tuple[str, int] | None = None  # None: every broker
         self._loop = asyncio.new_event_loop()
         self._thread = threading.Thread(target=self._loop.run_forever, name="kafka-proxy", daemon=True)
         self.bootstrap_servers = ""
@@ -207,12 +211,17 @@ class KafkaProxy:
         return asyncio.run_coroutine_threadsafe(coroutine, self._loop).result(timeout_s)
 
     # faults
-    def begin_cut(self, mode: str = "reset") -> None:
+    def begin_cut(self, mode: str = "reset", broker: str | None = None) -> None:
         """reset: abort every connection and every new one; blackhole: stop answering (connections
-        stay open and silent, new ones are accepted and ignored) — both until `end_cut()`."""
+        stay open and silent, new ones are accepted and ignored) — both until `end_cut()`. With
+        `broker` ("host:port" as the cluster advertises it), only the connections to that broker."""
         if mode not in ("reset", "blackhole"):
             raise ValueError(f"unknown cut mode {mode!r}")
-        self._call(self._begin_cut(mode))
+        address = None
+        if broker is not None:
+            host, _, port = broker.rpartition(":")
+            address = (host, int(port))
+        self._call(self._begin_cut(mode, address))
 
     def end_cut(self) -> None:
         self._call(self._end_cut())
@@ -225,23 +234,28 @@ class KafkaProxy:
         ender.start()
         return ender
 
-    async def _begin_cut(self, mode: str) -> None:
-        self._cut_mode = mode
+    async def _begin_cut(self, mode: str, broker: tuple[str, int] | None = None) -> None:
+        self._cut_mode, self._cut_broker = mode, broker
         if mode == "reset":
             self._drop_links()
 
     async def _end_cut(self) -> None:
         if self._cut_mode == "blackhole":
             self._drop_links()  # held connections time out on the client anyway; end them cleanly
-        self._cut_mode = None
+        self._cut_mode = self._cut_broker = None
+
+    def _cut(self, address: tuple[str, int]) -> str | None:
+        """The cut mode that applies to connections to the broker at `address`, if any."""
+        return self._cut_mode if self._cut_broker in (None, address) else None
 
     def _drop_links(self) -> None:
-        for link in list(self._links):
+        for link in [link for link in self._links if self._cut_broker in (None, link.address)]:
             link.close()
             self.connections_dropped += 1
-        self._links.clear()
+            self._links.discard(link)
 
     async def _close_all(self) -> None:
+        self._cut_broker = None  # every link goes
         self._drop_links()
         for server, _port in self._listeners.values():
             server.close()
@@ -256,13 +270,13 @@ class KafkaProxy:
 
     async def _serve(self, client_reader, client_writer, upstream: tuple[str, int]) -> None:
         self.connections_accepted += 1
-        link = _Link(client_writer)
-        if self._cut_mode == "reset":
+        link = _Link(client_writer, upstream)
+        if self._cut(upstream) == "reset":
             link.close()
             return
         self._links.add(link)
         try:
-            while self._cut_mode == "blackhole":
+            while self._cut(upstream) == "blackhole":
                 await asyncio.sleep(0.05)  # a partition: say nothing until the cut ends (then dropped)
             up_reader, link.upstream = await asyncio.open_connection(*upstream)
             pending: dict[int, tuple[int, int]] = {}
@@ -274,7 +288,7 @@ class KafkaProxy:
                 self.requests_seen[api_key] += 1
                 if api_key in (METADATA, FIND_COORDINATOR):
                     pending[correlation] = (api_key, version)
-                await self._wait_if_blackholed()
+                await self._wait_if_blackholed(upstream)
                 link.upstream.write(_frame(frame))
                 await link.upstream.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError, asyncio.CancelledError):
@@ -291,7 +305,7 @@ class KafkaProxy:
                 request = pending.pop(correlation, None)
                 if request is not None:
                     frame = await self._rewrite(*request, frame)
-                await self._wait_if_blackholed()
+                await self._wait_if_blackholed(link.address)
                 client_writer.write(_frame(frame))
                 await client_writer.drain()
         except (asyncio.IncompleteReadError, ConnectionError, OSError, asyncio.CancelledError):
@@ -299,8 +313,8 @@ class KafkaProxy:
         finally:
             link.close()
 
-    async def _wait_if_blackholed(self) -> None:
-        while self._cut_mode == "blackhole":
+    async def _wait_if_blackholed(self, address: tuple[str, int]) -> None:
+        while self._cut(address) == "blackhole":
             await asyncio.sleep(0.05)
 
     async def _rewrite(self, api_key: int, version: int, frame: bytes) -> bytes:

@@ -118,6 +118,7 @@ class DemoStack:
         if self.kafka_env is None:
             self.broker = EmbeddedBroker()
         env = self.env()
+        create_stack_topics(env)
         emulator = self._start("amazon-emulator", ["amazon-emulator", "--port", str(self.emulator_port),
                                                    *self.emulator_config_args(env), *self.emulator_args], env)
         for worker in ("validator", "submitter", "recorder"):
@@ -215,12 +216,50 @@ def export_line(stack: DemoStack) -> str:
     return "export " + " ".join(f"{name}={shlex.quote(env[name])}" for name in names if env.get(name))
 
 
+def create_stack_topics(env: dict[str, str]) -> None:
+    """Every topic, before the workers start (they refuse to start without theirs): created with 4
+    partitions on a real broker; the embedded broker, which cannot create topics, makes them on the
+    first request naming them."""
+    from catalog_sync.runtime.bus import ensure_topics
+    from catalog_sync.runtime.config import RuntimeSettings
+    from catalog_sync.runtime.topics import topic_plan
+
+    settings = RuntimeSettings.from_env("demo", env, metrics_port=None)
+    plan = topic_plan(prefix=settings.topic_prefix, partitions=4)
+    ensure_topics(settings, list(plan), partitions=4, configs={name: configs for name, (_, configs) in plan.items()})
+
+
+def create_demo_topics(kafka_env: dict[str, str]) -> str:
+    """The demo's topics on a real cluster, from the one definition (4 partitions, the cluster's
+    replication factor and min.insync.replicas); the embedded broker makes them as they are used."""
+    from catalog_sync.runtime.bus import create_topics
+    from catalog_sync.runtime.config import RuntimeSettings
+    from catalog_sync.runtime.topics import topic_plan
+
+    settings = RuntimeSettings.from_env("demo", kafka_env, metrics_port=None)
+    done = create_topics(settings, topic_plan(prefix=settings.topic_prefix, partitions=4))
+    created = sum(1 for state in done.values() if state == "created")
+    return f"{created} created, {len(done) - created} already there"
+
+
 def run_demo(args: argparse.Namespace) -> int:
     catalog = args.catalog or sample_catalog()
     temporary = args.data_dir is None
     data_dir = Path(tempfile.mkdtemp(prefix="catalog-sync-demo-")) if temporary else args.data_dir
-    stack = DemoStack(data_dir, args.api_port)
-    print(f"catalog-sync demo: starting broker, Amazon emulator and workers (logs in {data_dir / 'logs'})", flush=True)
+    kafka_env = None
+    if getattr(args, "kafka", None):
+        kafka_env = {"KAFKA_BOOTSTRAP_SERVERS": args.kafka}
+        from catalog_sync.runtime.bus import BusError
+
+        try:
+            created = create_demo_topics(kafka_env)
+        except BusError as exc:
+            print(f"catalog-sync demo: cannot create the topics on {args.kafka}: {exc}", file=sys.stderr)
+            return 1
+        print(f"catalog-sync demo: topics on {args.kafka}: {created}", flush=True)
+    stack = DemoStack(data_dir, args.api_port, kafka_env=kafka_env)
+    print(f"catalog-sync demo: starting {'' if kafka_env else 'broker, '}Amazon emulator and workers "
+          f"(logs in {data_dir / 'logs'})", flush=True)
     signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt))
     try:
         stack.start()
@@ -230,8 +269,8 @@ def run_demo(args: argparse.Namespace) -> int:
         print(f"read API:   {stack.api_url}/api/activity  (OpenAPI at {stack.api_url}/docs)", flush=True)
         print(f"emulator:   {stack.emulator_url}/_emulator/requests", flush=True)
         print(f"terminal:   READ_STORE_URL=sqlite:///{data_dir / 'catalog-sync.db'} catalog-sync status", flush=True)
-        print(f"broker:     {stack.env()['KAFKA_BOOTSTRAP_SERVERS']} (embedded; Kafka protocol "
-              f"{stack.env().get('KAFKA_API_VERSION') or 'negotiated'})", flush=True)
+        print(f"broker:     {stack.env()['KAFKA_BOOTSTRAP_SERVERS']} ({'yours' if kafka_env else 'embedded'}; "
+              f"Kafka protocol {stack.env().get('KAFKA_API_VERSION') or 'negotiated'})", flush=True)
         # One line to paste into another shell: then `catalog-sync publish FILE --mode test` adds a
         # run to this demo, and a Kafka tool can attach to the same broker.
         print(f"to publish more runs or attach a Kafka tool, in another shell:\n  {export_line(stack)}", flush=True)

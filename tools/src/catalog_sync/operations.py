@@ -1,4 +1,4 @@
-"""Commands that are not one service's: `broker`, `publish`, `schedule`, `retry`, `demo`."""
+"""Commands that are not one service's: `broker`, `topics`, `publish`, `schedule`, `retry`, `demo`."""
 
 from __future__ import annotations
 
@@ -18,6 +18,9 @@ def register(subparsers) -> None:
     demo.add_argument("--api-port", type=int, default=None, help="port of the web page and read API (default 8080, or a free one)")
     demo.add_argument("--data-dir", type=Path, default=None, help="where the demo keeps its database and logs (default: a temp dir)")
     demo.add_argument("--timeout", type=float, default=300.0, help="with --once: give up after this many seconds")
+    demo.add_argument("--kafka", metavar="BOOTSTRAP", default=None,
+                      help="run on this Kafka cluster (e.g. the address `make kafka` prints) instead of the embedded "
+                           "broker; the demo creates its topics there first (as `catalog-sync topics create`)")
     demo.set_defaults(func=_demo)
 
     broker = subparsers.add_parser(
@@ -32,6 +35,25 @@ def register(subparsers) -> None:
     broker.add_argument("--fetch-only", action="store_true",
                         help="apache: fetch the jars into the cache if missing, print their folder and exit")
     broker.set_defaults(func=_broker)
+
+    topics = subparsers.add_parser("topics", help="create catalog-sync's Kafka topics (the workers do not)")
+    topics_commands = topics.add_subparsers(dest="topics_command", required=True)
+    create = topics_commands.add_parser(
+        "create", help="create the topics that are missing (existing ones are left as they are)",
+        description="Creates every topic catalog-sync uses (catalog_sync.runtime.topics) that the cluster at "
+                    "KAFKA_BOOTSTRAP_SERVERS lacks, with TOPIC_PREFIX, through the admin API: partitions, "
+                    "replication factor, min.insync.replicas, dead-letter retention, and compaction for the "
+                    "submitter's accepted-hash table.")
+    create.add_argument("--partitions", type=int, default=12,
+                        help="partitions of the item- and seller-keyed topics: the most replicas a worker "
+                             "scales to (default 12; run events and dead letters have 3)")
+    create.add_argument("--replication-factor", type=int, default=-1,
+                        help="copies of each partition (default: the broker's default.replication.factor; "
+                             "3 on a production cluster)")
+    create.add_argument("--min-insync-replicas", type=int, default=None,
+                        help="replicas that must have a record before it counts as written (acks=all); "
+                             "default 2 with --replication-factor 3 or more, else the broker's setting")
+    create.set_defaults(func=_topics_create)
 
     publish = subparsers.add_parser("publish", help="open a sync run, publish a catalog file, close the run; prints the run id")
     publish.add_argument("file", type=Path, help="catalog file: JSON Lines, one item per line (interfaces.md §1)")
@@ -121,6 +143,27 @@ def _apache_broker(args: argparse.Namespace) -> int:
         _wait_for_stop()
     finally:
         cluster.close()
+    return 0
+
+
+def _topics_create(args: argparse.Namespace) -> int:
+    from catalog_sync.runtime.bus import BusError, create_topics
+    from catalog_sync.runtime.config import RuntimeSettings
+    from catalog_sync.runtime.topics import topic_plan
+
+    min_insync = args.min_insync_replicas
+    if min_insync is None and args.replication_factor >= 3:
+        min_insync = 2
+    try:
+        settings = RuntimeSettings.from_env("topics", metrics_port=None)
+        plan = topic_plan(prefix=settings.topic_prefix, partitions=args.partitions, min_insync_replicas=min_insync)
+        done = create_topics(settings, plan, replication_factor=args.replication_factor)
+    except (BusError, ValueError) as exc:
+        print(f"catalog-sync topics create: {exc}", file=sys.stderr)
+        return 1
+    for name, (partitions, configs) in plan.items():
+        settings_text = " ".join(f"{k}={v}" for k, v in sorted(configs.items()))
+        print(f"{done[name]:8} {name} partitions={partitions} {settings_text}".rstrip())
     return 0
 
 

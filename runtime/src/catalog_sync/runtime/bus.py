@@ -21,7 +21,7 @@ from kafka.producer.future import FutureRecordMetadata
 from kafka.structs import OffsetAndMetadata
 from kafka.structs import TopicPartition as _KafkaTopicPartition
 
-from .config import RuntimeSettings
+from .config import ConfigError, RuntimeSettings
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +60,7 @@ class Consumer(Protocol):
 
     def poll(self, timeout_ms: int = 500, max_records: int | None = None) -> list[Record]: ...
     def commit(self, offsets: dict[TopicPartition, int]) -> None: ...
+    def commit_async(self, offsets: dict[TopicPartition, int]) -> None: ...
     def seek(self, partition: TopicPartition, offset: int) -> None: ...
     def assignment(self) -> set[TopicPartition]: ...
     def pause(self, partitions: Iterable[TopicPartition]) -> None: ...
@@ -188,14 +189,38 @@ class BusConsumer:
         except RuntimeError as exc:  # kafka-python refuses blocking calls inside its rebalance callbacks
             raise BusError(f"offset commit not possible here: {exc}") from exc
 
+    def commit_async(self, offsets: dict[TopicPartition, int]) -> None:
+        """Commit without waiting for the answer; a failure is logged (the partitions' next owner
+        then replays from the previous commit). What rebalance callbacks use: kafka-python 3 runs
+        them on its IO thread, where a blocking commit raises, while this one is queued on that
+        thread ahead of the JoinGroup that follows the callback, so it is sent, on the
+        coordinator's connection, while the member still holds the partitions."""
+        if not offsets:
+            return
+        committing = {_KafkaTopicPartition(t, p): OffsetAndMetadata(o, "", -1) for (t, p), o in offsets.items()}
+
+        def answered(_offsets, result):
+            if isinstance(result, Exception):
+                log.warning("offset commit at a revoke failed; messages since the last commit may be replayed: %s",
+                            result)
+        try:
+            self._consumer.commit_async(committing, callback=answered)
+        except KafkaError as exc:
+            log.warning("offset commit at a revoke not sent: %s", exc)
+
     def seek(self, partition: TopicPartition, offset: int) -> None:
-        self._consumer.seek(_KafkaTopicPartition(*partition), offset)
+        """Read `partition` from `offset` next. A partition no longer assigned is left alone: its
+        next owner starts from the committed offset."""
+        tp = _KafkaTopicPartition(*partition)
+        if tp in self._consumer.assignment():
+            self._consumer.seek(tp, offset)
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self._consumer.pause(*(_KafkaTopicPartition(t, p) for t, p in partitions))
 
     def resume(self, partitions: Iterable[TopicPartition]) -> None:
-        self._consumer.resume(*(_KafkaTopicPartition(t, p) for t, p in partitions))
+        assigned = self._consumer.assignment()  # resuming one no longer assigned raises in kafka-python
+        self._consumer.resume(*(tp for tp in (_KafkaTopicPartition(t, p) for t, p in partitions) if tp in assigned))
 
     def assignment(self) -> set[TopicPartition]:
         return {(tp.topic, tp.partition) for tp in self._consumer.assignment()}
@@ -408,3 +433,119 @@ def describe_partitions(settings: RuntimeSettings, topic: str, timeout_s: float 
         admin.close()
     return {p["partition_index"]: PartitionState(p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
             for p in found["partitions"]}
+
+
+def end_offsets(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> dict[TopicPartition, int]:
+    """The log-end offset of every partition of `topics` (how many records each has received)."""
+    consumer = KafkaConsumer(**_client_config(settings), group_id=None, enable_auto_commit=False,
+                             request_timeout_ms=int(timeout_s * 1000))
+    try:
+        partitions = [_KafkaTopicPartition(t, p) for t in topics for p in sorted(consumer.partitions_for_topic(t) or ())]
+        return {(tp.topic, tp.partition): offset for tp, offset in consumer.end_offsets(partitions).items()}
+    except KafkaError as exc:
+        raise BusError(f"end offsets unavailable: {exc}") from exc
+    finally:
+        consumer.close()
+
+
+def group_lag(settings: RuntimeSettings, groups: dict[str, Iterable[str]], timeout_s: float = 10.0) -> dict[str, int]:
+    """Records each consumer group has not committed yet on its topics (a group's topic names to
+    end offsets minus its committed offsets, summed; a partition never committed counts whole)."""
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        committed = {group: admin.list_group_offsets(group).get(group, {}) for group in groups}
+    except KafkaError as exc:
+        raise BusError(f"committed offsets unavailable: {exc}") from exc
+    finally:
+        admin.close()
+    lags = {}
+    for group, topics in groups.items():
+        ends = end_offsets(settings, topics, timeout_s)
+        done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed[group].items()}
+        lags[group] = sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
+    return lags
+
+
+def create_topics(settings: RuntimeSettings, topics: dict[str, tuple[int, dict[str, str]]], *,
+                  replication_factor: int = -1, timeout_s: float = 30.0) -> dict[str, str]:
+    """Create the topics (name → (partitions, configs)) that are missing, wait until each has
+    leaders, and say for each whether it was "created" or already "exists" (left as it is).
+    BusError when the cluster refuses one (e.g. a replication factor above its broker count) or
+    cannot create topics at all (the embedded mock)."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+        missing = {name: spec for name, spec in topics.items() if name not in existing}
+        refused = {}
+        if missing:
+            result = admin.create_topics(
+                {name: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
+                 for name, (partitions, configs) in missing.items()},
+                timeout_ms=timeout_ms, raise_errors=False)
+            refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
+                       for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
+            if refused:
+                raise BusError("; ".join(f"{name}: {why}" for name, why in sorted(refused.items())))
+            admin.wait_for_topics(list(missing), timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"CreateTopics failed: {exc}") from exc
+    finally:
+        admin.close()
+    return {name: "created" if name in missing else "exists" for name in topics}
+
+
+def missing_topics(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> list[str]:
+    """Which of `topics` the cluster does not have (asks for the list; creates nothing)."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        existing = set(admin.list_topics())
+    except KafkaError as exc:
+        raise BusError(f"listing topics failed: {exc}") from exc
+    finally:
+        admin.close()
+    return [t for t in topics if t not in existing]
+
+
+class MissingTopics(ConfigError):
+    """Topics a worker needs are not on the cluster: workers do not create topics."""
+
+
+def require_topics(settings: RuntimeSettings, topics: Iterable[str]) -> None:
+    """Raise MissingTopics, naming them and how to create them, unless every one of `topics` exists."""
+    missing = missing_topics(settings, topics)
+    if missing:
+        raise MissingTopics(
+            f"{len(missing)} topic(s) missing on {settings.kafka_bootstrap_servers}: {', '.join(missing)}. Workers "
+            "do not create topics: run `catalog-sync topics create` (or deploy/kafka/create-topics.sh) first")
+
+
+def topic_configs(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0
+                  ) -> dict[str, dict[str, str | None]]:
+    """The settings each topic has that differ from the broker's defaults (name → {key: value})."""
+    from kafka.admin import ConfigResource, ConfigResourceType
+
+    timeout_ms = int(timeout_s * 1000)
+    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
+    try:
+        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+    except KafkaError as exc:
+        raise BusError(f"DescribeConfigs failed: {exc}") from exc
+    finally:
+        admin.close()
+    if isinstance(described, list):
+        described = dict(zip(topics, described, strict=False))
+    else:
+        described = described.get("topic", {})
+    return {name: {key: data.get("value") if isinstance(data, dict) else data for key, data in configs.items()}
+            for name, configs in described.items()}

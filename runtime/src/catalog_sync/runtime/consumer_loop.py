@@ -11,7 +11,11 @@ SIGTERM/SIGINT, consumer lag and the shared pipeline metrics.
   before commit). Outputs the broker did not confirm are kept and sent again, in order, before
   anything newer; meanwhile every partition is paused, so nothing new piles up behind them.
 - Commits happen on the strategy's cadence, on partition revoke (after the strategy wound the
-  partitions' messages down) and on the stop, before closing.
+  partitions' messages down; sent without waiting, as kafka-python runs rebalance callbacks on its
+  IO thread, which cannot block on itself) and on the stop, before closing.
+- A revoked partition is handed back positioned at its first unfinished message and unpaused: the
+  client keeps the position and pause of a partition it gets back in the same rebalance (eager
+  protocol, as in Java), so messages given up at the revoke would otherwise be skipped.
 - Undecodable bytes go to `<service>.dlq` with the raw payload; so do messages a handler fails
   on, with the reason the exception names (`dead_letter_reason`) or `handler_error`.
 - A worker whose positions live outside Kafka (the recorder: in its read store, through
@@ -149,6 +153,10 @@ class PartitionProgress:
             first = self._order.popleft()
             self._done.discard(first)
             self.next_commit = first + 1
+
+    def first_unfinished(self) -> int | None:
+        """The oldest offset polled and not done yet: where reading must resume."""
+        return self._order[0] if self._order else None
 
     def to_commit(self) -> int | None:
         """The offset to commit now, if the prefix moved since the last commit."""
@@ -442,7 +450,9 @@ class ConsumerLoop:
                 return
 
     # -- commits, back-pressure, rebalances ----------------------------------------------------
-    def _flush_and_commit(self, partitions: Iterable[TopicPartition] | None = None) -> None:
+    def _flush_and_commit(self, partitions: Iterable[TopicPartition] | None = None, *, wait: bool = True) -> None:
+        """Flush the outputs, then commit the done prefixes of `partitions` (all by default);
+        `wait=False` sends the commit without waiting for its answer (inside rebalance callbacks)."""
         chosen = self._progress if partitions is None else {tp: self._progress[tp] for tp in partitions
                                                              if tp in self._progress}
         offsets = {tp: o for tp, p in chosen.items() if (o := p.to_commit()) is not None}
@@ -463,6 +473,9 @@ class ConsumerLoop:
             log.warning("broker unreachable; not committing", undelivered=len(self._unsent))
             return
         if not offsets:
+            return
+        if not wait:
+            self._consumer.commit_async(offsets)
             return
         try:
             self._consumer.commit(offsets)
@@ -568,7 +581,8 @@ class ConsumerLoop:
         log.info("partitions revoked", partitions=sorted(partitions))
         revoked = set(partitions)
         self.strategy.revoke(revoked)
-        self._flush_and_commit(revoked)
+        self._flush_and_commit(revoked, wait=False)
+        self._hand_back(revoked)
         self._forget(partitions)
 
     def _lost(self, partitions: list[TopicPartition]) -> None:
@@ -576,8 +590,29 @@ class ConsumerLoop:
         commit is possible, so their messages stop now; the partitions' next owner replays them.
         Outputs already produced (or waiting in `_unsent`) still go out: duplicates are harmless."""
         log.warning("partitions lost", partitions=sorted(partitions))
-        self.strategy.lose(set(partitions))
+        lost = set(partitions)
+        self.strategy.lose(lost)
+        self._hand_back(lost)
         self._forget(partitions)
+
+    def _hand_back(self, partitions: set[TopicPartition]) -> None:
+        """Position each partition at its first unfinished message and unpause it. If this member
+        gets it back in the same rebalance, the client keeps both (a new owner starts from the
+        committed offset instead), and the loop, which forgets the partition now, would otherwise
+        read on past the messages it gave up, or never resume it."""
+        assert self._consumer is not None  # called back by the consumer run() opened
+        rewound = {}
+        for tp in partitions:
+            progress = self._progress.get(tp)
+            restart = progress.first_unfinished() if progress is not None else None
+            if restart is not None:
+                self._consumer.seek(tp, restart)
+                rewound[tp] = restart
+        paused = partitions & self._paused
+        if paused:
+            self._consumer.resume(paused)
+        if rewound:
+            log.info("partitions rewound to their first unfinished message", offsets=sorted(rewound.items()))
 
     def _forget(self, partitions: list[TopicPartition]) -> None:
         for tp in partitions:

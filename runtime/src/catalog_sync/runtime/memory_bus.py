@@ -2,6 +2,13 @@
 worker loop without a broker: one consumer group member, topics as lists, rebalances and
 delivery or commit failures scripted by the test.
 
+Rebalances behave as kafka-python 3's (eager protocol) do, because the loop's correctness depends
+on it: callbacks run inside `poll()`; a blocking `commit()` inside a callback is refused (kafka-python
+runs them on its IO thread, which cannot wait on itself) while `commit_async()` is accepted; a
+partition revoked and assigned again in the same rebalance keeps its position and its paused flag
+(kafka-python keeps the partition's state, as the Java client does), and only a partition new to
+the member, or one lost, starts again from the committed offset.
+
 Nothing here waits: a poll that finds nothing calls `on_idle` (where a test decides what happens
 next, e.g. sets the loop's stop signal) and returns at once.
 """
@@ -18,7 +25,8 @@ from .bus import BusError, DeliveryError, Record, TopicPartition
 class MemoryBus:
     """The broker and the group's committed offsets. `events` records, in order, what a test may
     want to check the order of: ("delivered", topic, partition, offset), ("flush_failed", count),
-    ("committed", {tp: offset}), ("closed", "consumer" | "producer")."""
+    ("committed", {tp: offset}), ("commit_failed", {tp: offset}) of an asynchronous commit,
+    ("closed", "consumer" | "producer")."""
 
     def __init__(self, partitions: int = 1):
         self.partitions = partitions
@@ -56,13 +64,16 @@ class MemoryBus:
 
     # -- what a test scripts -------------------------------------------------------------
     def revoke(self, partitions: Iterable[TopicPartition]) -> None:
-        """At the next poll, as kafka-python does inside poll()."""
+        """At the next poll, as kafka-python does inside poll(). Followed by `assign` of some of
+        the same partitions, it is one rebalance in which the member keeps those (and their
+        positions); alone, the partitions go to another member."""
         self._rebalances.append(("revoke", list(partitions)))
 
     def assign(self, partitions: Iterable[TopicPartition]) -> None:
         self._rebalances.append(("assign", list(partitions)))
 
     def lose(self, partitions: Iterable[TopicPartition]) -> None:
+        """The member was dropped from the group: the partitions are gone, positions and all."""
         self._rebalances.append(("lose", list(partitions)))
 
     # -- the bus interface ---------------------------------------------------------------
@@ -90,6 +101,7 @@ class MemoryConsumer:
         self.seeks: list[tuple[TopicPartition, int]] = []  # seek() calls, in order
         self.closed = False
         self._joined = False
+        self._in_callback = False
 
     def poll(self, timeout_ms: int = 500, max_records: int | None = None) -> list[Record]:
         self.polls.append(max_records)
@@ -98,17 +110,21 @@ class MemoryConsumer:
         if not self._joined:
             self._joined = True
             self._assign([(t, p) for t in self._topics for p in range(len(self._bus._partitions_of(t)))])
+        revoked_state: dict[TopicPartition, tuple[int, bool]] = {}  # what an assign in this round keeps
         while self._bus._rebalances:
             kind, partitions = self._bus._rebalances.popleft()
             if kind == "assign":
-                self._assign(partitions)
+                self._assign(partitions, revoked_state)
                 continue
-            for tp in partitions:
-                self.positions.pop(tp, None)
-                self.paused.discard(tp)
             callback = self._on_revoke if kind == "revoke" else self._on_lost
-            if callback:
-                callback(partitions)
+            if callback:  # the partitions are still assigned while it runs (seek works)
+                self._callback(callback, partitions)
+            for tp in partitions:
+                if tp in self.positions:
+                    state = (self.positions.pop(tp), tp in self.paused)
+                    if kind == "revoke":
+                        revoked_state[tp] = state
+                self.paused.discard(tp)
         left = max_records if max_records is not None else 500
         records: list[Record] = []
         for tp in sorted(self.positions):
@@ -122,26 +138,56 @@ class MemoryConsumer:
             self._bus.on_idle()
         return records
 
-    def _assign(self, partitions: list[TopicPartition]) -> None:
+    def _assign(self, partitions: list[TopicPartition],
+                kept: dict[TopicPartition, tuple[int, bool]] | None = None) -> None:
+        kept = kept or {}
         for tp in partitions:
-            self.positions[tp] = self._bus.committed.get(tp, 0)  # auto_offset_reset=earliest
-            self.paused.discard(tp)
+            if tp in kept:  # revoked and assigned back in one rebalance: its state stays
+                self.positions[tp], paused = kept[tp]
+                if paused:
+                    self.paused.add(tp)
+            else:
+                self.positions[tp] = self._bus.committed.get(tp, 0)  # auto_offset_reset=earliest
+                self.paused.discard(tp)
         if self._on_assign:
-            for tp, offset in (self._on_assign(partitions) or {}).items():
+            for tp, offset in (self._callback(self._on_assign, partitions) or {}).items():
                 self.positions[tp] = offset
+
+    def _callback(self, callback, partitions):
+        self._in_callback = True
+        try:
+            return callback(partitions)
+        finally:
+            self._in_callback = False
+
+    def seek(self, partition: TopicPartition, offset: int) -> None:
+        self.seeks.append((partition, offset))
+        if partition in self.positions:  # as BusConsumer: a partition no longer assigned is left alone
+            self.positions[partition] = offset
 
     def commit(self, offsets: dict[TopicPartition, int]) -> None:
         if not offsets:
             return
+        if self._in_callback:
+            raise BusError("offset commit not possible here: Cannot block on net.run() from the IO thread itself")
+        self._commit(offsets)
+
+    def commit_async(self, offsets: dict[TopicPartition, int]) -> None:
+        """Accepted anywhere; it lands before the member rejoins (see BusConsumer.commit_async). A
+        scripted failure is only recorded, as kafka-python only logs it."""
+        if not offsets:
+            return
+        try:
+            self._commit(offsets)
+        except BusError:
+            self._bus.events.append(("commit_failed", dict(offsets)))
+
+    def _commit(self, offsets: dict[TopicPartition, int]) -> None:
         if self._bus.fail_commits:
             self._bus.fail_commits -= 1
             raise BusError("offset commit failed: scripted")
         self._bus.committed.update(offsets)
         self._bus.events.append(("committed", dict(offsets)))
-
-    def seek(self, partition: TopicPartition, offset: int) -> None:
-        self.positions[partition] = offset
-        self.seeks.append((partition, offset))
 
     def pause(self, partitions: Iterable[TopicPartition]) -> None:
         self.paused.update(tp for tp in partitions if tp in self.positions)

@@ -21,6 +21,7 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.batch_strategy import BatchStrategy
+from catalog_sync.runtime.bus import require_topics
 from catalog_sync.runtime.config import RuntimeSettings, mask_secrets
 from catalog_sync.runtime.consumer_loop import (
     ConsumerLoop,
@@ -36,6 +37,7 @@ from catalog_sync.runtime.topics import (
     LISTING_STATE_OBSERVED,
     LISTING_SUBMISSION_COMPLETED,
     LISTING_VALIDATION_FAILED,
+    WORKER_TOPICS,
 )
 
 from .metrics import RecorderMetrics
@@ -145,6 +147,7 @@ def prune_in_background(store: ReadStore, settings: RecorderSettings, stop: thre
 
 def run(runtime: RuntimeSettings, settings: RecorderSettings) -> None:
     log.info("recorder starting", settings=mask_secrets(settings), runtime=mask_secrets(runtime))
+    require_topics(runtime, [runtime.topic(t) for t in WORKER_TOPICS["recorder"]])
     store = open_store(settings)
     stop_pruning = threading.Event()
     if settings.retention is not None:

@@ -19,18 +19,18 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.amazon_time import ScaledClock
-from catalog_sync.runtime.bus import ensure_topics
+from catalog_sync.runtime.bus import require_topics
 from catalog_sync.runtime.concurrent_strategy import ConcurrentStrategy
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, RawOutgoing, StopSignal
 from catalog_sync.runtime.contract import LISTING_ERROR
 from catalog_sync.runtime.metrics import PipelineMetrics
 from catalog_sync.runtime.topics import (
     LISTING_ACCEPTED_HASHES,
-    LISTING_FEEDS_INFLIGHT,
     LISTING_NOTIFICATION_RECEIVED,
     LISTING_READY,
     LISTING_STATE_OBSERVED,
     LISTING_SUBMISSION_COMPLETED,
+    WORKER_TOPICS,
 )
 from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.feeds import BulkLane
@@ -192,12 +192,7 @@ def build_reconciliation_worker(settings: SubmitterSettings, *, metrics: SpApiMe
 
 def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = None,
         stop: StopSignal | None = None) -> None:
-    ensure_topics(settings.runtime, [settings.runtime.topic(t) for t in (LISTING_READY, LISTING_SUBMISSION_COMPLETED)])
-    ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_ACCEPTED_HASHES)],
-                  configs={settings.runtime.topic(LISTING_ACCEPTED_HASHES): {"cleanup.policy": "compact"}})
-    if settings.bulk is not None:
-        ensure_topics(settings.runtime, [settings.runtime.topic(LISTING_FEEDS_INFLIGHT)],
-                      configs={settings.runtime.topic(LISTING_FEEDS_INFLIGHT): {"cleanup.policy": "compact"}})
+    require_topics(settings.runtime, [settings.runtime.topic(t) for t in WORKER_TOPICS["submitter"]])
     stop = stop or StopSignal()
     registry = registry or CollectorRegistry()
     worker, submitter, _client, hashes = build_worker(settings, registry=registry, stop=stop)
@@ -208,8 +203,6 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
         assert isinstance(journal, KafkaFeedJournal)  # the one build_worker made
     reconciling = None
     if settings.reconcile is not None:
-        ensure_topics(settings.runtime, [settings.runtime.topic(t)
-                                         for t in (LISTING_STATE_OBSERVED, LISTING_NOTIFICATION_RECEIVED)])
         # One set of SP-API metrics per process: the GETs are counted with the PUTs.
         assert isinstance(submitter.observer, SpApiMetrics)
         reconciliation, _ = build_reconciliation_worker(

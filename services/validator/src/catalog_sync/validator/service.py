@@ -9,9 +9,10 @@ import structlog
 from prometheus_client import CollectorRegistry
 
 from catalog_sync.runtime.batch_strategy import BatchStrategy
+from catalog_sync.runtime.bus import require_topics
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.consumer_loop import ConsumerLoop, Incoming, Outgoing, StopSignal
-from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED
+from catalog_sync.runtime.topics import CATALOG_ITEM_CHANGED, WORKER_TOPICS
 
 from .families import FailedParents
 from .handler import handle_change
@@ -101,4 +102,5 @@ def build_worker(runtime: RuntimeSettings, settings: ValidatorSettings, *,
 
 
 def run(runtime: RuntimeSettings, settings: ValidatorSettings) -> None:
+    require_topics(runtime, [runtime.topic(t) for t in WORKER_TOPICS[SERVICE]])
     build_worker(runtime, settings).run()
