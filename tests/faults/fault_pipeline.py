@@ -141,9 +141,16 @@ def start_stack(data_dir: Path, kafka_env: dict[str, str], *, put_rate: float = 
     return stack
 
 
-def wait_for_log_count(process: ServiceProcess, needle: str, count: int, timeout_s: float) -> None:
-    wait_until(lambda: process.log_text().count(needle) >= count or _exited(process), timeout_s,
-               message=f"{process.name} logging {needle!r} {count} times")
+def worker_starts(process: ServiceProcess) -> int:
+    """How often the process's worker loop started. The submitter's reconciliation loop (its own
+    consumer group, `<group>-reconciliation`) starts beside it in the same process: not counted."""
+    return sum(1 for line in process.log_text().splitlines()
+               if '"worker started"' in line and '-reconciliation"' not in line)
+
+
+def wait_for_worker_starts(process: ServiceProcess, count: int, timeout_s: float) -> None:
+    wait_until(lambda: worker_starts(process) >= count or _exited(process), timeout_s,
+               message=f"{process.name}'s worker loop started {count} times")
     if _exited(process):
         raise RuntimeError(f"{process.name} exited with {process.process.returncode}:\n{process.log_text()[-3000:]}")
 

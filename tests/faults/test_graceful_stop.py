@@ -15,8 +15,8 @@ from fault_pipeline import (
     listings_requests,
     make_catalog,
     start_stack,
-    wait_for_log_count,
     wait_for_run,
+    wait_for_worker_starts,
 )
 
 from tests.support.background import wait_until
@@ -51,7 +51,7 @@ def test_sigterm_finishes_the_work_in_hand_commits_and_exits_0(stack, tmp_path):
         assert code == 0, f"{name} exited {code} after SIGTERM:\n{process.log_text()[-3000:]}"
         assert '"worker stopped"' in process.log_text()
         process.start()
-        wait_for_log_count(process, '"worker started"', 2, timeout_s=60)
+        wait_for_worker_starts(process, 2, timeout_s=60)
 
     run = wait_for_run(stack, run_id, ITEMS, timeout_s=180)
     items = api_items(stack, run_id)

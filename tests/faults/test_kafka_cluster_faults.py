@@ -26,6 +26,7 @@ from fault_pipeline import (
     start_stack,
     wait_for_run,
     wait_until_drained,
+    worker_starts,
 )
 
 from catalog_sync.runtime.apache_kafka import ApacheKafkaCluster, KafkaUnavailable
@@ -167,7 +168,7 @@ def run_through(tmp_path, env: dict[str, str], prefix: str, fault, *, put_rate: 
         verdict = check_against_amazon(catalog, dict(zip(keys, rows, strict=True)), listings_requests(stack))
         assert run["counts"]["pending"] == 0 and run["counts"]["total"] == ITEMS, run["counts"]
         for name in ("validator", "submitter", "recorder"):  # recovered on their own
-            assert stack.processes[name].log_text().count('"worker started"') == 1, f"{name} restarted"
+            assert worker_starts(stack.processes[name]) == 1, f"{name} restarted"
         return figures, verdict, ended - fault_began
     finally:
         stack.stop()

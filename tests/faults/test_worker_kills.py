@@ -25,8 +25,8 @@ from fault_pipeline import (
     partition_moves,
     replay_projection,
     start_stack,
-    wait_for_log_count,
     wait_for_run,
+    wait_for_worker_starts,
     wait_until_drained,
 )
 
@@ -63,7 +63,7 @@ def test_killed_workers_lose_nothing_and_duplicate_only_in_flight_submissions(st
 
     def ready(name: str) -> None:  # the replacement is up before the next kill
         starts = 1 + sum(1 for e in chaos.events if e.name == name and e.action == "restart")
-        wait_for_log_count(stack.processes[name], "worker started", starts, timeout_s=60)
+        wait_for_worker_starts(stack.processes[name], starts, timeout_s=60)
 
     chaos = ProcessChaos({n: stack.processes[n] for n in WORKERS}, interval_s=(1.5, 4.0), seed=seed, ready=ready)
     chaos.start()
