@@ -21,6 +21,7 @@ from catalog_sync.runtime.topics import (
     CATALOG_ITEM_CHANGED,
     CATALOG_RUN_EVENTS,
     LISTING_READY,
+    LISTING_STATE_OBSERVED,
     LISTING_SUBMISSION_COMPLETED,
     LISTING_VALIDATION_FAILED,
 )
@@ -203,14 +204,19 @@ def wait_for_run(stack: DemoStack, run_id: str, expected_total: int, timeout_s: 
 
 WORKER_INPUTS = {"validator": (CATALOG_ITEM_CHANGED,), "submitter": (LISTING_READY,),
                  "recorder": (CATALOG_RUN_EVENTS, CATALOG_ITEM_CHANGED, LISTING_VALIDATION_FAILED,
-                              LISTING_SUBMISSION_COMPLETED)}
+                              LISTING_SUBMISSION_COMPLETED, LISTING_STATE_OBSERVED)}
+# The submitter's reconciliation loop (its own group) commits an acceptance once Amazon's view of
+# it is out: after it, items change again (live, or an error found after acceptance).
+RECONCILIATION_INPUTS = (LISTING_SUBMISSION_COMPLETED,)
 
 
 def wait_until_drained(stack: DemoStack, timeout_s: float) -> None:
     """Until every worker's group has committed everything on its input topics. A run is complete
     as soon as each item has a final status, but replays (a killed validator's uncommitted batch
-    sent again under new event ids) may still be on their way to Amazon and the read store then;
-    comparisons with the emulator's log or a replayed projection wait for them."""
+    sent again under new event ids) and Amazon's view of accepted listings may still be on their
+    way to Amazon and the read store then; comparisons with the emulator's log, a replayed
+    projection or pages of the item list (an item changing while they are read moves between
+    pages) wait for them."""
     lags: dict[str, int] = {}
 
     def drained() -> bool:
@@ -219,6 +225,8 @@ def wait_until_drained(stack: DemoStack, timeout_s: float) -> None:
         for service, topics in WORKER_INPUTS.items():
             settings = RuntimeSettings.from_env(service, stack.env())
             groups[settings.group_id] = [settings.topic(t) for t in topics]
+        submitter = RuntimeSettings.from_env("submitter", stack.env())
+        groups[f"{submitter.group_id}-reconciliation"] = [submitter.topic(t) for t in RECONCILIATION_INPUTS]
         lags = group_lag(RuntimeSettings.from_env("drain-check", stack.env()), groups)
         return not any(lags.values())
 

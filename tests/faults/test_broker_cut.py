@@ -21,6 +21,7 @@ from fault_pipeline import (
     make_catalog,
     start_stack,
     wait_for_run,
+    wait_until_drained,
     worker_starts,
 )
 
@@ -77,6 +78,7 @@ def test_workers_recover_from_a_broker_cut_without_restart_and_lose_nothing(stac
     after = make_catalog(40, prefix="AFTER", special=False)
     after_run = stack.publish(after.write(tmp_path / "after.jsonl"), "production")
     wait_for_run(stack, after_run, len(after.items), timeout_s=120)
+    wait_until_drained(stack, timeout_s=120)  # items change no more while their pages are read
     check_against_amazon(after, api_items(stack, after_run), listings_requests(stack))
     after_s = time.monotonic() - cut_ended
 

@@ -17,6 +17,7 @@ from fault_pipeline import (
     start_stack,
     wait_for_run,
     wait_for_worker_starts,
+    wait_until_drained,
 )
 
 from tests.support.background import wait_until
@@ -54,6 +55,7 @@ def test_sigterm_finishes_the_work_in_hand_commits_and_exits_0(stack, tmp_path):
         wait_for_worker_starts(process, 2, timeout_s=60)
 
     run = wait_for_run(stack, run_id, ITEMS, timeout_s=180)
+    wait_until_drained(stack, timeout_s=120)  # items change no more while their pages are read
     items = api_items(stack, run_id)
     verdict = check_against_amazon(catalog, items, listings_requests(stack))
     assert run["counts"]["pending"] == 0 and run["counts"]["total"] == ITEMS

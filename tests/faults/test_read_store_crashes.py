@@ -23,6 +23,7 @@ from functools import partial
 import httpx
 import pytest
 
+from catalog_sync.demo import create_stack_topics
 from catalog_sync.recorder.api import create_app
 from catalog_sync.recorder.read_model import MAX_PAGE, ItemFilters, ReadModel
 from catalog_sync.recorder.service import build_worker
@@ -170,6 +171,7 @@ def expected_counts() -> dict:
 
 def start_recorder(kafka_env, tmp_path, url: str, name: str = "recorder") -> ServiceProcess:
     env = {**kafka_env, "READ_STORE_URL": url, "KAFKA_GROUP_ID": "recorder"}
+    create_stack_topics(env)  # workers create no topics: they refuse to start without theirs
     process = ServiceProcess(name, ["recorder"], env, tmp_path / "logs").start()
     return process
 
