@@ -7,9 +7,10 @@ failures on flush, and callers commit `offset + 1` only after their outputs are 
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from typing import Protocol
 
@@ -467,6 +468,21 @@ def group_lag(settings: RuntimeSettings, groups: dict[str, Iterable[str]], timeo
     return lags
 
 
+@contextlib.contextmanager
+def _admin(settings: RuntimeSettings, timeout_s: float) -> Iterator[KafkaAdminClient]:
+    """An admin client for one request, closed after it; BusError when no broker answers."""
+    timeout_ms = int(timeout_s * 1000)
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
+                                 bootstrap_timeout_ms=timeout_ms)
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
 def create_topics(settings: RuntimeSettings, topics: dict[str, tuple[int, dict[str, str]]], *,
                   replication_factor: int = -1, timeout_s: float = 30.0) -> dict[str, str]:
     """Create the topics (name → (partitions, configs)) that are missing, wait until each has
@@ -474,46 +490,33 @@ def create_topics(settings: RuntimeSettings, topics: dict[str, tuple[int, dict[s
     BusError when the cluster refuses one (e.g. a replication factor above its broker count) or
     cannot create topics at all (the embedded mock)."""
     timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
-                                 bootstrap_timeout_ms=timeout_ms)
-    except KafkaError as exc:
-        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
-    try:
-        existing = set(admin.list_topics())
-        missing = {name: spec for name, spec in topics.items() if name not in existing}
-        refused = {}
-        if missing:
-            result = admin.create_topics(
-                {name: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
-                 for name, (partitions, configs) in missing.items()},
-                timeout_ms=timeout_ms, raise_errors=False)
-            refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
-                       for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
-            if refused:
-                raise BusError("; ".join(f"{name}: {why}" for name, why in sorted(refused.items())))
-            admin.wait_for_topics(list(missing), timeout_ms=timeout_ms)
-    except KafkaError as exc:
-        raise BusError(f"CreateTopics failed: {exc}") from exc
-    finally:
-        admin.close()
+    with _admin(settings, timeout_s) as admin:
+        try:
+            existing = set(admin.list_topics())
+            missing = {name: spec for name, spec in topics.items() if name not in existing}
+            refused = {}
+            if missing:
+                result = admin.create_topics(
+                    {name: {"num_partitions": partitions, "replication_factor": replication_factor, "configs": configs}
+                     for name, (partitions, configs) in missing.items()},
+                    timeout_ms=timeout_ms, raise_errors=False)
+                refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
+                           for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
+                if refused:
+                    raise BusError("; ".join(f"{name}: {why}" for name, why in sorted(refused.items())))
+                admin.wait_for_topics(list(missing), timeout_ms=timeout_ms)
+        except KafkaError as exc:
+            raise BusError(f"CreateTopics failed: {exc}") from exc
     return {name: "created" if name in missing else "exists" for name in topics}
 
 
 def missing_topics(settings: RuntimeSettings, topics: Iterable[str], timeout_s: float = 10.0) -> list[str]:
     """Which of `topics` the cluster does not have (asks for the list; creates nothing)."""
-    timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
-                                 bootstrap_timeout_ms=timeout_ms)
-    except KafkaError as exc:
-        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
-    try:
-        existing = set(admin.list_topics())
-    except KafkaError as exc:
-        raise BusError(f"listing topics failed: {exc}") from exc
-    finally:
-        admin.close()
+    with _admin(settings, timeout_s) as admin:
+        try:
+            existing = set(admin.list_topics())
+        except KafkaError as exc:
+            raise BusError(f"listing topics failed: {exc}") from exc
     return [t for t in topics if t not in existing]
 
 
@@ -535,14 +538,11 @@ def topic_configs(settings: RuntimeSettings, topics: Iterable[str], timeout_s: f
     """The settings each topic has that differ from the broker's defaults (name → {key: value})."""
     from kafka.admin import ConfigResource, ConfigResourceType
 
-    timeout_ms = int(timeout_s * 1000)
-    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-    try:
-        described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
-    except KafkaError as exc:
-        raise BusError(f"DescribeConfigs failed: {exc}") from exc
-    finally:
-        admin.close()
+    with _admin(settings, timeout_s) as admin:
+        try:
+            described = admin.describe_configs([ConfigResource(ConfigResourceType.TOPIC, t) for t in topics])
+        except KafkaError as exc:
+            raise BusError(f"DescribeConfigs failed: {exc}") from exc
     if isinstance(described, list):
         described = dict(zip(topics, described, strict=False))
     else:

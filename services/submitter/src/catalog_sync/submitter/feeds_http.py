@@ -13,7 +13,7 @@ from yarl import URL
 from catalog_sync.runtime.sync_modes import FEED_OPERATIONS, ModeViolation, check_feed_request
 from catalog_sync.submitter.accounts import Account
 from catalog_sync.submitter.classification import Answer
-from catalog_sync.submitter.spapi_client import SpApiClient, _failure, _json
+from catalog_sync.submitter.spapi_client import SpApiClient, _failure
 
 
 class FeedsClient(SpApiClient):
@@ -39,22 +39,7 @@ class FeedsClient(SpApiClient):
             data = orjson.dumps(body)
         url = URL(host.base + path + (f"?{query}" if query else ""), encoded=True)
         async with host.slots:
-            try:
-                async with self._http().request(FEED_OPERATIONS[operation], url, data=data, headers=headers,
-                                                proxy=host.proxy, allow_redirects=False) as response:
-                    content = await response.read()
-            except (TimeoutError, aiohttp.ClientError) as exc:
-                failure, detail = _failure(exc)
-                return Answer(None, failure=failure, detail=detail, token_generation=token.generation)
-        request_id = rate_limit = None
-        for name, value in response.raw_headers:
-            name = name.lower()
-            if name == b"x-amzn-requestid":
-                request_id = value.decode("latin-1")
-            elif name == b"x-amzn-ratelimit-limit":
-                rate_limit = value.decode("latin-1")
-        return Answer(response.status, request_id=request_id, body=_json(content), rate_limit=rate_limit,
-                      token_generation=token.generation)
+            return await self._exchange(FEED_OPERATIONS[operation], url, data, headers, host.proxy, token.generation)
 
     async def upload(self, url: str, content_type: str, content: bytes) -> Answer:
         # No access token and no default accept header on a presigned URL: its signature covers

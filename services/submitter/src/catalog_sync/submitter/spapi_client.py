@@ -208,14 +208,19 @@ class SpApiClient:
         # encoded=True: the path is percent-encoded once already (listing_requests); parsed
         # again, yarl would decode %40, %3A or %2C on the wire.
         url = URL(host.base + call.path_and_query, encoded=True)
+        return await self._exchange(call.method, url, call.body, headers, host.proxy, token.generation)
+
+    async def _exchange(self, method: str, url: URL, data: bytes | None, headers: dict[str, str],
+                        proxy: str | None, token_generation: int | None) -> Answer:
+        """One HTTP attempt to an SP-API host, read into an Answer (Listings Items and Feeds)."""
         try:
-            # No redirects: a followed one would be a Listings request the mode guard never saw.
-            async with self._http().request(call.method, url, data=call.body, headers=headers, proxy=host.proxy,
+            # No redirects: a followed one would be a request the mode guard never saw.
+            async with self._http().request(method, url, data=data, headers=headers, proxy=proxy,
                                             allow_redirects=False) as response:
                 content = await response.read()
         except (TimeoutError, aiohttp.ClientError) as exc:
             failure, detail = _failure(exc)
-            return Answer(None, failure=failure, detail=detail, token_generation=token.generation)
+            return Answer(None, failure=failure, detail=detail, token_generation=token_generation)
         request_id = rate_limit = None
         # From the raw bytes as latin-1 (RFC 9110 §5.5): aiohttp's decoded headers keep a non-UTF-8
         # byte as a lone surrogate, which no event can carry.
@@ -226,7 +231,7 @@ class SpApiClient:
             elif name == b"x-amzn-ratelimit-limit":
                 rate_limit = value.decode("latin-1")
         return Answer(response.status, request_id=request_id, body=_json(content), rate_limit=rate_limit,
-                      token_generation=token.generation)
+                      token_generation=token_generation)
 
     def _guard(self, base_url: str, call: ListingCall) -> None:
         """Check what is about to go on the wire (method, host, query) against the run's mode."""
