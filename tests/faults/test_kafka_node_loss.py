@@ -41,7 +41,9 @@ class AckedProducer:
     def send_batch(self) -> None:
         values = [f"{self.next_batch}-{i}" for i in range(BATCH)]
         self.next_batch += 1
+        began_batch = time.monotonic()
         while True:
+            assert time.monotonic() - began_batch < 60, f"batch {self.next_batch - 1} not acknowledged in 60 s"
             try:
                 for value in values:
                     self.producer.send(TOPIC, f"key-{value}", value.encode())
@@ -82,8 +84,11 @@ def test_acknowledged_records_survive_a_killed_leader_and_its_return(apache_clus
         cluster.kill_node(victim)
         killed_at = time.monotonic()
 
-        # Batches keep going while the cluster notices and moves the victim's leaderships.
+        # Batches keep going while the cluster notices and moves the victim's leaderships. A flush may
+        # stall for seconds meanwhile, so the test bounds each batch and the failover, not how many
+        # batches fit in the outage.
         while time.monotonic() - killed_at < 12 or not _led_without(settings, victim):
+            assert time.monotonic() - killed_at < 90, f"leaders still on killed node {victim} after 90 s"
             producer.send_batch()
             consume()
         failover_s = time.monotonic() - killed_at
@@ -103,7 +108,6 @@ def test_acknowledged_records_survive_a_killed_leader_and_its_return(apache_clus
     stored = _read_all(settings, producer.acknowledged)
     lost = producer.acknowledged - stored
     assert not lost, f"{len(lost)} acknowledged record(s) lost, e.g. {sorted(lost)[:5]}"
-    assert producer.next_batch >= 15
     print(f"\nnode loss: {len(producer.acknowledged)} records acknowledged, {producer.failed_flushes} flush(es) "
           f"retried, slowest flush {producer.slowest_flush_s:.1f} s, leaders moved off node {victim} after {failover_s:.1f} s, whole test {time.monotonic() - started:.1f} s")
 
