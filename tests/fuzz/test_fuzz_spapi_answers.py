@@ -25,7 +25,7 @@ from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.outcomes import completed_event
 from catalog_sync.submitter.spapi_client import ClientSettings, SpApiClient
-from catalog_sync.submitter.submission import Submitter
+from catalog_sync.submitter.submission import SpApiPorts, Submitter
 
 CODEC = AvroCodec()
 OUTCOMES = {"accepted", "valid", "deleted", "invalid", "rejected", "failed", "preview_not_sent"}
@@ -123,8 +123,8 @@ def submit(amazon: FakeAmazon, event: dict | None = None):
     async def main():
         client = SpApiClient(ClientSettings(token_url=f"{amazon.url}/auth/o2/token", connect_timeout_s=2.0,
                                            read_timeout_s=0.5), endpoints=Endpoints(amazon.url, amazon.url + "/sandbox"))
-        submitter = Submitter(accounts=Accounts({"A3SELLER": Account("A3SELLER", "app", "secret", "Atzr|r")}),
-                              transport=client, endpoints=Endpoints(amazon.url, amazon.url + "/sandbox"),
+        submitter = Submitter(SpApiPorts(accounts=Accounts({"A3SELLER": Account("A3SELLER", "app", "secret", "Atzr|r")}),
+                                         transport=client, endpoints=Endpoints(amazon.url, amazon.url + "/sandbox")),
                               policy=RetryPolicy(max_attempts=2, base_delay_s=0.01, max_delay_s=0.02))
         try:
             return await submitter.submit(event or ready())

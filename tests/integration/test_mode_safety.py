@@ -22,7 +22,7 @@ from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.listing_requests import ListingCall
 from catalog_sync.submitter.spapi_client import ClientSettings, SpApiClient
-from catalog_sync.submitter.submission import Submitter
+from catalog_sync.submitter.submission import SpApiPorts, Submitter
 
 ITEM_TYPES = ("category", "product", "variant")
 ACCOUNT = Account("S1", "app", "secret", "Atzr|S1")  # the submitter's, and the only one the emulator knows
@@ -59,8 +59,8 @@ def submit_all(emulator, events: list[dict]):
     async def main():
         client = SpApiClient(ClientSettings(token_url=emulator.token_url),
                             endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url))
-        submitter = Submitter(accounts=Accounts({"S1": ACCOUNT}), transport=client,
-                              endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url),
+        submitter = Submitter(SpApiPorts(accounts=Accounts({"S1": ACCOUNT}), transport=client,
+                                         endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url)),
                               policy=RetryPolicy(base_delay_s=0.01, max_delay_s=0.05))
         try:
             return [await submitter.submit(e) for e in events]

@@ -18,7 +18,7 @@ from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.spapi_client import USER_AGENT, ClientSettings, SpApiClient
-from catalog_sync.submitter.submission import Submitter
+from catalog_sync.submitter.submission import SpApiPorts, Submitter
 
 SELLERS = [f"SELLER{i:02d}" for i in range(50)]
 
@@ -59,8 +59,8 @@ def run_submissions(emulator, events, sellers=("S1",), policy=None):
     async def main():
         client = SpApiClient(ClientSettings(token_url=emulator.token_url), endpoints=Endpoints(emulator.url, emulator.sandbox_url))
         accounts = Accounts({s: account(s) for s in sellers})
-        submitter = Submitter(accounts=accounts, transport=client,
-                              endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url),
+        submitter = Submitter(SpApiPorts(accounts=accounts, transport=client,
+                                         endpoints=Endpoints(emulator.url, emulator.sandbox_url, emulator.token_url)),
                               policy=policy or RetryPolicy(base_delay_s=0.02, max_delay_s=0.2))
         try:
             return await asyncio.gather(*(submitter.submit(e) for e in events)), client.token_requests
@@ -88,8 +88,8 @@ def test_one_token_request_serves_every_call_of_a_seller_and_headers_are_sent(em
 def test_expired_token_is_refreshed_once_and_the_call_succeeds(emulator):
     async def main():
         client = SpApiClient(ClientSettings(token_url=emulator.token_url), endpoints=Endpoints(emulator.url, emulator.sandbox_url))
-        submitter = Submitter(accounts=Accounts({"S1": account("S1")}), transport=client,
-                              endpoints=Endpoints(emulator.url, emulator.sandbox_url))
+        submitter = Submitter(SpApiPorts(accounts=Accounts({"S1": account("S1")}), transport=client,
+                                         endpoints=Endpoints(emulator.url, emulator.sandbox_url)))
         try:
             await submitter.submit(ready("warm-up"))
             emulator.emulator.expire_tokens()  # the cached token is now refused with 403
@@ -145,8 +145,8 @@ def test_timeouts_are_retried_then_fail_within_the_budget(emulator):
 
     async def main():
         client = SpApiClient(ClientSettings(token_url=emulator.token_url, read_timeout_s=0.1), endpoints=Endpoints(emulator.url, emulator.sandbox_url))
-        submitter = Submitter(accounts=Accounts({"S1": account("S1")}), transport=client,
-                              endpoints=Endpoints(emulator.url, emulator.sandbox_url),
+        submitter = Submitter(SpApiPorts(accounts=Accounts({"S1": account("S1")}), transport=client,
+                                         endpoints=Endpoints(emulator.url, emulator.sandbox_url)),
                               policy=RetryPolicy(max_attempts=3, base_delay_s=0.01, max_delay_s=0.02))
         try:
             return await submitter.submit(ready("slow"))

@@ -19,7 +19,7 @@ from catalog_sync.submitter.feeds import BulkLane, BulkSettings, MemoryJournal, 
 from catalog_sync.submitter.listing_requests import build_call
 from catalog_sync.submitter.outcomes import completed_event
 from catalog_sync.submitter.rate import RateLimiter
-from catalog_sync.submitter.submission import Submitter
+from catalog_sync.submitter.submission import SpApiPorts, Submitter
 
 SCALE = 2000.0
 MARKET = "ATVPDKIKX0DER"
@@ -230,9 +230,9 @@ def test_the_submitter_sends_a_backlog_above_the_threshold_by_feed_and_keeps_the
     bulk = BulkLane(transport=transport.feeds, journal=MemoryJournal(), limiter=limiter,
                     settings=BulkSettings(threshold=20, linger_s=1.0, poll_interval_s=10.0), clock=clock.now,
                     sleep=clock.sleep)
-    submitter = Submitter(accounts=Accounts({"S1": ACCOUNT}), transport=transport,
-                          endpoints=Endpoints("http://emu", "http://emu/sandbox"), limiter=limiter, bulk=bulk,
-                          clock=clock.now, sleep=clock.sleep)
+    submitter = Submitter(SpApiPorts(accounts=Accounts({"S1": ACCOUNT}), transport=transport,
+                                     endpoints=Endpoints("http://emu", "http://emu/sandbox"), limiter=limiter,
+                                     clock=clock.now, sleep=clock.sleep), bulk=bulk)
     events = [ready(n) for n in range(200)]
 
     async def main():

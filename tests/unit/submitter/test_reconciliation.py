@@ -11,6 +11,7 @@ from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import Answer
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.reconciliation import ReconcilePolicy, Reconciler, observed_event, wants
+from catalog_sync.submitter.submission import SpApiPorts
 
 US = "ATVPDKIKX0DER"
 T0 = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
@@ -44,9 +45,10 @@ def make(script=(), policy=None, sellers=("S1",)):
     def wall_ms():  # wall clock moves with the fake clock
         return wall[0] + int((clock.now - start) * 1000)
 
-    reconciler = Reconciler(accounts=accounts, transport=transport, endpoints=Endpoints("http://prod", "http://sandbox"),
-                            policy=policy or ReconcilePolicy(first_look_s=2, max_interval_s=30, time_limit_s=300),
-                            clock=clock, wall_ms=wall_ms, sleep=clock.sleep)
+    ports = SpApiPorts(accounts=accounts, transport=transport, endpoints=Endpoints("http://prod", "http://sandbox"),
+                       clock=clock, sleep=clock.sleep)
+    reconciler = Reconciler(ports, policy=policy or ReconcilePolicy(first_look_s=2, max_interval_s=30, time_limit_s=300),
+                            wall_ms=wall_ms)
     return reconciler, transport, clock
 
 

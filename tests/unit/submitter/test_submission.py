@@ -13,7 +13,7 @@ from catalog_sync.submitter.classification import Answer, RetryPolicy
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.outcomes import completed_event
 from catalog_sync.submitter.rate import DEFAULT_PLANS
-from catalog_sync.submitter.submission import LoginFailed, MemoryHashes, Submitter
+from catalog_sync.submitter.submission import LoginFailed, MemoryHashes, SpApiPorts, Submitter
 
 ATTRS = {"item_name": [{"value": "x"}]}
 
@@ -31,8 +31,9 @@ def make(script=(), policy=None, hashes=None, clock=None):
     clock = clock or FakeClock()
     transport = ScriptedTransport(clock, script)
     accounts = Accounts({"S1": Account("S1", "app", "secret", "Atzr|1")})
-    submitter = Submitter(accounts=accounts, transport=transport, endpoints=Endpoints("http://prod", "http://sandbox"),
-                          policy=policy or RetryPolicy(), hashes=hashes, clock=clock, sleep=clock.sleep)
+    ports = SpApiPorts(accounts=accounts, transport=transport, endpoints=Endpoints("http://prod", "http://sandbox"),
+                       clock=clock, sleep=clock.sleep)
+    submitter = Submitter(ports, policy=policy or RetryPolicy(), hashes=hashes)
     return submitter, transport, clock
 
 
@@ -58,7 +59,7 @@ def test_429_slows_the_seller_down_then_succeeds_with_every_request_id_kept():
     done = submit(submitter, ready())
     assert done.result.outcome == "accepted" and done.result.attempts == 3
     assert done.result.request_ids == ["req-1", "req-2", "req-3"]
-    assert submitter.limiter.lane("S1", "put").rate.rate < 5.0
+    assert submitter.ports.limiter.lane("S1", "put").rate.rate < 5.0
     assert all(d > 0 for d in clock.slept)
 
 
@@ -66,10 +67,10 @@ def test_a_sellers_own_usage_plan_from_the_accounts_file_replaces_the_default():
     clock = FakeClock()
     accounts = Accounts({"S1": Account("S1", "app", "secret", "Atzr|1"),
                          "S2": Account("S2", "app", "secret", "Atzr|2", rates={"put": UsagePlan(20.0, 40)})})
-    submitter = Submitter(accounts=accounts, transport=ScriptedTransport(clock), endpoints=Endpoints("http://prod"),
-                          clock=clock, sleep=clock.sleep)
-    assert submitter.limiter.lane("S2", "put").rate.plan == UsagePlan(20.0, 40)
-    assert submitter.limiter.lane("S1", "put").rate.plan == DEFAULT_PLANS["put"]
+    submitter = Submitter(SpApiPorts(accounts=accounts, transport=ScriptedTransport(clock),
+                                     endpoints=Endpoints("http://prod"), clock=clock, sleep=clock.sleep))
+    assert submitter.ports.limiter.lane("S2", "put").rate.plan == UsagePlan(20.0, 40)
+    assert submitter.ports.limiter.lane("S1", "put").rate.plan == DEFAULT_PLANS["put"]
 
 
 def test_503_and_timeouts_are_retried_and_latency_includes_the_backoff():

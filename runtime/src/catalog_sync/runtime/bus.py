@@ -349,6 +349,23 @@ class KafkaBus:
         return BusProducer(self._settings)
 
 
+@contextlib.contextmanager
+def _admin(settings: RuntimeSettings, timeout_s: float, *,
+           bootstrap_timeout_s: float | None = None) -> Iterator[KafkaAdminClient]:
+    """An admin client for one request, closed after it; BusError when no broker answers within
+    `bootstrap_timeout_s` (default `timeout_s`, the timeout of each request)."""
+    bootstrap_s = timeout_s if bootstrap_timeout_s is None else bootstrap_timeout_s
+    try:
+        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=int(timeout_s * 1000),
+                                 bootstrap_timeout_ms=int(bootstrap_s * 1000))
+    except KafkaError as exc:
+        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
+    try:
+        yield admin
+    finally:
+        admin.close()
+
+
 def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: int = 4,
                   configs: dict[str, dict[str, str]] | None = None, replication_factor: int = -1) -> None:
     """Create the topics that are missing and wait until each partition has a leader;
@@ -359,12 +376,7 @@ def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: 
     configs = configs or {}
     refused: dict[str, object] = {}
     try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=5_000, bootstrap_timeout_ms=10_000)
-    except KafkaError as exc:
-        log.warning("admin client unavailable (%s); relying on auto-creation", exc)
-        admin = None
-    if admin is not None:
-        try:
+        with _admin(settings, 5.0, bootstrap_timeout_s=10.0) as admin:
             missing = [n for n in names if n not in set(admin.list_topics())]
             if missing:
                 result = admin.create_topics(
@@ -375,13 +387,13 @@ def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: 
                 refused = {t["name"]: t["error_message"] or for_code(t["error_code"]).__name__
                            for t in result["topics"] if t["error_code"] not in (0, TopicAlreadyExistsError.errno)}
                 admin.wait_for_topics([n for n in missing if n not in refused], timeout_ms=30_000)
-            if not refused:
-                return
-            log.info("CreateTopics refused %s; relying on auto-creation", refused)
-        except KafkaError as exc:
-            log.info("CreateTopics not available (%s); relying on auto-creation", exc)
-        finally:
-            admin.close()
+        if not refused:
+            return
+        log.info("CreateTopics refused %s; relying on auto-creation", refused)
+    except BusError as exc:  # only _admin raises it here: no broker answered
+        log.warning("admin client unavailable (%s); relying on auto-creation", exc)
+    except KafkaError as exc:
+        log.info("CreateTopics not available (%s); relying on auto-creation", exc)
     # A producer asks for these topics by name (a consumer asks for all topics, which creates
     # nothing), so a broker with auto-creation makes them now rather than at the first send.
     probe = KafkaProducer(**_client_config(settings), max_block_ms=10_000)
@@ -400,18 +412,11 @@ def ensure_topics(settings: RuntimeSettings, topics: Iterable[str], partitions: 
 def cluster_brokers(settings: RuntimeSettings, timeout_s: float = 5.0) -> set[int]:
     """Ids of the brokers the cluster's metadata lists as serving (fenced ones left out), asked
     through `settings.kafka_bootstrap_servers`. BusError when no broker answers in `timeout_s`."""
-    timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
-                                 bootstrap_timeout_ms=timeout_ms)
-    except KafkaError as exc:
-        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
-    try:
-        cluster = admin.describe_cluster()
-    except KafkaError as exc:
-        raise BusError(f"DescribeCluster failed: {exc}") from exc
-    finally:
-        admin.close()
+    with _admin(settings, timeout_s) as admin:
+        try:
+            cluster = admin.describe_cluster()
+        except KafkaError as exc:
+            raise BusError(f"DescribeCluster failed: {exc}") from exc
     return {broker["broker_id"] for broker in cluster["brokers"] if not broker.get("is_fenced")}
 
 
@@ -424,14 +429,11 @@ class PartitionState:
 
 def describe_partitions(settings: RuntimeSettings, topic: str, timeout_s: float = 5.0) -> dict[int, PartitionState]:
     """Leader, replicas and in-sync replicas of each partition of `topic`, from the metadata."""
-    timeout_ms = int(timeout_s * 1000)
-    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-    try:
-        (found,) = admin.describe_topics([topic])
-    except KafkaError as exc:
-        raise BusError(f"metadata of {topic} unavailable: {exc}") from exc
-    finally:
-        admin.close()
+    with _admin(settings, timeout_s) as admin:
+        try:
+            (found,) = admin.describe_topics([topic])
+        except KafkaError as exc:
+            raise BusError(f"metadata of {topic} unavailable: {exc}") from exc
     return {p["partition_index"]: PartitionState(p["leader_id"], tuple(p["replica_nodes"]), tuple(p["isr_nodes"]))
             for p in found["partitions"]}
 
@@ -452,35 +454,17 @@ def end_offsets(settings: RuntimeSettings, topics: Iterable[str], timeout_s: flo
 def group_lag(settings: RuntimeSettings, groups: dict[str, Iterable[str]], timeout_s: float = 10.0) -> dict[str, int]:
     """Records each consumer group has not committed yet on its topics (a group's topic names to
     end offsets minus its committed offsets, summed; a partition never committed counts whole)."""
-    timeout_ms = int(timeout_s * 1000)
-    admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms, bootstrap_timeout_ms=timeout_ms)
-    try:
-        committed = {group: admin.list_group_offsets(group).get(group, {}) for group in groups}
-    except KafkaError as exc:
-        raise BusError(f"committed offsets unavailable: {exc}") from exc
-    finally:
-        admin.close()
+    with _admin(settings, timeout_s) as admin:
+        try:
+            committed = {group: admin.list_group_offsets(group).get(group, {}) for group in groups}
+        except KafkaError as exc:
+            raise BusError(f"committed offsets unavailable: {exc}") from exc
     lags = {}
     for group, topics in groups.items():
         ends = end_offsets(settings, topics, timeout_s)
         done = {(tp.topic, tp.partition): meta.offset for tp, meta in committed[group].items()}
         lags[group] = sum(max(0, end - max(done.get(tp, 0), 0)) for tp, end in ends.items())
     return lags
-
-
-@contextlib.contextmanager
-def _admin(settings: RuntimeSettings, timeout_s: float) -> Iterator[KafkaAdminClient]:
-    """An admin client for one request, closed after it; BusError when no broker answers."""
-    timeout_ms = int(timeout_s * 1000)
-    try:
-        admin = KafkaAdminClient(**_client_config(settings), request_timeout_ms=timeout_ms,
-                                 bootstrap_timeout_ms=timeout_ms)
-    except KafkaError as exc:
-        raise BusError(f"no broker answered at {settings.kafka_bootstrap_servers}: {exc}") from exc
-    try:
-        yield admin
-    finally:
-        admin.close()
 
 
 def create_topics(settings: RuntimeSettings, topics: dict[str, tuple[int, dict[str, str]]], *,

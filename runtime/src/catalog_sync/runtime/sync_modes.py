@@ -135,20 +135,28 @@ class ModeViolation(Exception):
     dead_letter_reason = "mode_violation"
 
 
+def _sent_route(mode: str, what: str, host: str, operation: str | None, api: str) -> Route:
+    """The route of a request (`what`: its method or operation, as the refusal names it) that a
+    run of `mode` sends to `host`; ModeViolation for an unknown mode, an operation such a run does
+    not send (`operation` None: not one of `api`'s), or the other host."""
+    if mode not in MODES:
+        raise ModeViolation(f"refused {what} to the {host} host: unknown sync mode {mode!r}")
+    allowed = ROUTES.get((mode, operation)) if operation else None
+    if allowed is None or not allowed.sent:
+        why = allowed.why if allowed is not None else f"{what} is not a {api} operation"
+        raise ModeViolation(f"refused {what} to the {host} host in a {mode!r} run: {why}")
+    if host != allowed.host:
+        raise ModeViolation(f"refused {what} to the {host} host in a {mode!r} run: "
+                            f"{allowed.operation} of a {mode} run goes to the {allowed.host} host only")
+    return allowed
+
+
 def check_request(mode: str, method: str, host: str, query: str) -> None:
     """Refuse (ModeViolation) a Listings request whose method, host or `mode` parameter does not
     match what a run of `mode` may send: the last line of defence, at the wire."""
     operation = next((op for op, m in METHODS.items() if m == method), None)
-    allowed = ROUTES.get((mode, operation)) if operation else None
+    allowed = _sent_route(mode, method, host, operation, "Listings Items")
     amazon_mode = [v for k, v in parse_qsl(query, keep_blank_values=True) if k == "mode"]
-    if mode not in MODES:
-        raise ModeViolation(f"refused {method} to the {host} host: unknown sync mode {mode!r}")
-    if allowed is None or not allowed.sent:
-        why = allowed.why if allowed is not None else f"{method} is not a Listings Items operation"
-        raise ModeViolation(f"refused {method} to the {host} host in a {mode!r} run: {why}")
-    if host != allowed.host:
-        raise ModeViolation(f"refused {method} to the {host} host in a {mode!r} run: "
-                            f"{allowed.operation} of a {mode} run goes to the {allowed.host} host only")
     if amazon_mode != ([allowed.amazon_mode] if allowed.amazon_mode else []):
         raise ModeViolation(f"refused {method} with mode={','.join(amazon_mode) or '(none)'} in a {mode!r} run: "
                             f"{allowed.operation} of a {mode} run needs mode={allowed.amazon_mode or '(none)'}")
@@ -157,12 +165,4 @@ def check_request(mode: str, method: str, host: str, query: str) -> None:
 def check_feed_request(mode: str, operation: str, host: str) -> None:
     """Refuse (ModeViolation) a Feeds API call that a run of `mode` may not make, or that goes to
     the other host: the bulk lane's last line of defence, at the wire."""
-    allowed = ROUTES.get((mode, operation)) if operation in FEED_OPERATIONS else None
-    if mode not in MODES:
-        raise ModeViolation(f"refused {operation} to the {host} host: unknown sync mode {mode!r}")
-    if allowed is None or not allowed.sent:
-        why = allowed.why if allowed is not None else f"{operation} is not a Feeds API operation"
-        raise ModeViolation(f"refused {operation} to the {host} host in a {mode!r} run: {why}")
-    if host != allowed.host:
-        raise ModeViolation(f"refused {operation} to the {host} host in a {mode!r} run: "
-                            f"{operation} of a {mode} run goes to the {allowed.host} host only")
+    _sent_route(mode, operation, host, operation if operation in FEED_OPERATIONS else None, "Feeds API")

@@ -581,6 +581,11 @@ def _history_json(row: tuple) -> dict:
             "run_id": run_id, **orjson.loads(details_json)}
 
 
+# A call made item by item (the Listings Items API), not in a feed.
+_NO_FEED = {"api": API_NAME, "api_version": API_VERSION, "feed_id": None, "feed_message_id": None,
+            "create_feed_request_id": None, "get_feed_request_id": None}
+
+
 def _submission_json(row: tuple) -> dict:
     event_id, item_key, event_time, details_json, event_type = row
     seller, marketplace, reference = split_item_key(item_key)
@@ -590,8 +595,7 @@ def _submission_json(row: tuple) -> dict:
     request_ids = d.get("attempt_request_ids") or ([d["request_id"]] if d.get("request_id") else [])
     if d.get("request_id") and d["request_id"] not in request_ids:
         request_ids.append(d["request_id"])
-    feed = {"api": API_NAME, "api_version": API_VERSION, "feed_id": None, "feed_message_id": None,
-            "create_feed_request_id": None, "get_feed_request_id": None}
+    feed = _NO_FEED
     if d.get("feed_id"):  # the bulk lane: Amazon support asks for the feed, not the item call
         feed = {"api": FEEDS_API_NAME, "api_version": FEEDS_API_VERSION, "feed_id": d["feed_id"],
                 "feed_message_id": d.get("feed_message_id"), "create_feed_request_id": d.get("create_feed_request_id"),
@@ -626,8 +630,7 @@ def _look_json(event_id: str, seller: str, marketplace: str, reference: str, eve
         host = None
     region = describe(marketplace)["region"]
     return {
-        "api": API_NAME, "api_version": API_VERSION, "feed_id": None, "feed_message_id": None,
-        "create_feed_request_id": None, "get_feed_request_id": None,
+        **_NO_FEED,
         "reference": reference, "seller_id": seller or None, "marketplace_id": marketplace,
         "country": describe(marketplace)["country"], "operation": "getListingsItem", "endpoint": host,
         "endpoint_url": (SANDBOX_HOSTS if host == SANDBOX else PRODUCTION_HOSTS).get(region) if host else None,

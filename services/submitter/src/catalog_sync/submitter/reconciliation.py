@@ -25,23 +25,20 @@ Pure orchestration over ports, like submission.py: time, sleep and randomness ar
 from __future__ import annotations
 
 import asyncio
-import random
 import time
 from collections import OrderedDict
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass, field
 
 from catalog_sync.runtime.contract import AWAITING, LISTING_ERROR, LIVE, status_of_listing_state
 from catalog_sync.runtime.events import item_key, new_header
 from catalog_sync.runtime.sync_modes import SANDBOX, persists, route
-from catalog_sync.submitter.accounts import Accounts
 from catalog_sync.submitter.classification import Answer
-from catalog_sync.submitter.endpoints import Endpoints, UnknownMarketplace
+from catalog_sync.submitter.endpoints import UnknownMarketplace
 from catalog_sync.submitter.listing_requests import API_PATH, ListingCall, encode_path_segment
 from catalog_sync.submitter.outcomes import parse_issues
-from catalog_sync.submitter.rate import RateLimiter
-from catalog_sync.submitter.submission import LoginFailed, SpApiTransport, SubmissionObserver, _NoMetrics
+from catalog_sync.submitter.submission import LoginFailed, SpApiPorts
 
 GET = "getListingsItem"
 EARLY_NOTIFICATIONS = 10_000  # notifications remembered until their acceptance arrives
@@ -117,31 +114,11 @@ class _Watch:
 
 
 class Reconciler:
-    def __init__(
-        self,
-        *,
-        accounts: Accounts,
-        transport: SpApiTransport,
-        endpoints: Endpoints,
-        limiter: RateLimiter | None = None,
-        policy: ReconcilePolicy | None = None,
-        observer: SubmissionObserver | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        wall_ms: Callable[[], int] = lambda: int(time.time() * 1000),
-        sleep: Callable[[float], Awaitable] = asyncio.sleep,
-        rng: random.Random | None = None,
-    ) -> None:
-        self.accounts = accounts
-        self.transport = transport
-        self.endpoints = endpoints
-        # Its own limiter: getListingsItem has its own usage plan, apart from the PUTs'.
-        self.limiter = limiter or RateLimiter(overrides=accounts.rate_overrides(), clock=clock, sleep=sleep)
+    def __init__(self, ports: SpApiPorts, *, policy: ReconcilePolicy | None = None,
+                 wall_ms: Callable[[], int] = lambda: int(time.time() * 1000)) -> None:
+        self.ports = ports
         self.policy = policy or ReconcilePolicy()
-        self.observer = observer or _NoMetrics()
-        self._clock = clock
         self._wall_ms = wall_ms
-        self._sleep = sleep
-        self._rng = rng or random.Random()
         self._watches: dict[str, list[_Watch]] = {}
         # (seller, sku) -> (marketplace or None, when received): notifications that found no watch
         self._early: OrderedDict[tuple[str, str], tuple[str | None, int]] = OrderedDict()
@@ -202,13 +179,13 @@ class Reconciler:
 
     async def _observe(self, completed: dict, watch: _Watch) -> Observation | None:
         policy = self.policy
-        account = self.accounts.get(completed["seller_id"])
+        account = self.ports.accounts.get(completed["seller_id"])
         if account is None:
             return Observation(AWAITING, "no_credentials", note=f"not checked: no SP-API credentials for seller "
                                                                   f"{completed['seller_id']}")
         call = get_call(completed)
         try:
-            base_url = self.endpoints.base_url(completed["marketplace_id"], sandbox=call.sandbox)
+            base_url = self.ports.endpoints.base_url(completed["marketplace_id"], sandbox=call.sandbox)
         except (UnknownMarketplace, ValueError) as exc:
             return Observation(AWAITING, "refused", note=f"not checked: {exc}")
         # Counted from the acceptance: a backlog of observations must not look forever, and a new
@@ -216,13 +193,13 @@ class Reconciler:
         accepted_ago = max(0.0, (self._wall_ms() - _ms(completed.get("event_time"))) / 1000.0)
         if accepted_ago >= policy.time_limit_s:
             return None
-        start = self._clock()
+        start = self.ports.clock()
         deadline = start - accepted_ago + policy.time_limit_s
         next_look = start - accepted_ago + policy.first_look_s
         interval = policy.first_look_s
         looks, last_request_id, refreshed = 0, None, False
         while True:
-            wait = min(next_look, deadline) - self._clock()
+            wait = min(next_look, deadline) - self.ports.clock()
             if wait > 0 and not watch.wake.is_set():
                 await self._wait(watch, wait)
             if watch.superseded:
@@ -230,7 +207,7 @@ class Reconciler:
             by_notification = watch.notified
             watch.notified = False
             watch.wake.clear()
-            if looks and self._clock() >= deadline and not by_notification:
+            if looks and self.ports.clock() >= deadline and not by_notification:
                 return Observation(
                     AWAITING, "time_limit", looks, last_request_id,
                     note=f"accepted, awaiting Amazon: neither live nor in error {policy.time_limit_s:g} s after "
@@ -239,7 +216,7 @@ class Reconciler:
             looks += 1
             last_request_id = answer.request_id or last_request_id
             if answer.status == 200:
-                self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
+                self.ports.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
                 verdict = judge(answer.body, completed["reference"], completed["marketplace_id"])
                 if verdict is None:
                     return Observation(
@@ -254,22 +231,22 @@ class Reconciler:
                         issues, error_code=errors[0]["code"] if errors else None,
                         error_message=errors[0]["message"] if errors else None)
             elif answer.status == 429:
-                self.observer.throttled()
-                self.limiter.throttled(account.seller_id, call.lane)
+                self.ports.observer.throttled()
+                self.ports.limiter.throttled(account.seller_id, call.lane)
             elif answer.status == 403 and not refreshed:
                 refreshed = True
-                await self.transport.refresh_token(account, answer.token_generation)
-                next_look = self._clock()
+                await self.ports.transport.refresh_token(account, answer.token_generation)
+                next_look = self.ports.clock()
                 continue
             elif answer.status in (400, 404) and answer.rate_limit:
-                self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
+                self.ports.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
             # 404 (not visible yet), 429, 5xx, network trouble: look again later.
-            next_look = self._clock() + self._rng.uniform(interval / 2, interval)
+            next_look = self.ports.clock() + self.ports.rng.uniform(interval / 2, interval)
             interval = min(policy.max_interval_s, interval * 2)
 
     async def _wait(self, watch: _Watch, seconds: float) -> None:
         """Sleep `seconds`, or less if a notification (or a newer submission) wakes the watch."""
-        sleeping = asyncio.ensure_future(self._sleep(seconds))
+        sleeping = asyncio.ensure_future(self.ports.sleep(seconds))
         woken = asyncio.ensure_future(watch.wake.wait())
         try:
             await asyncio.wait((sleeping, woken), return_when=asyncio.FIRST_COMPLETED)
@@ -280,22 +257,22 @@ class Reconciler:
     async def _look(self, account, base_url: str, call: ListingCall) -> Answer:
         """One getListingsItem through the seller's get lane. Never raises for Amazon's or the
         network's behaviour (a failed login is an answer without status)."""
-        lane = self.limiter.lane(account.seller_id, call.lane)
-        sent = self._clock()
+        lane = self.ports.limiter.lane(account.seller_id, call.lane)
+        sent = self.ports.clock()
         try:
-            await self.transport.prepare(account)
+            await self.ports.transport.prepare(account)
             async with AsyncExitStack() as stack:
                 waited, connection = await lane.acquire(
-                    lambda: stack.enter_async_context(self.transport.connection(base_url)))
-                self.observer.quota_waited(waited)
-                sent = self._clock()
+                    lambda: stack.enter_async_context(self.ports.transport.connection(base_url)))
+                self.ports.observer.quota_waited(waited)
+                sent = self.ports.clock()
                 try:
-                    answer = await self.transport.send(connection, account, base_url, call)
+                    answer = await self.ports.transport.send(connection, account, base_url, call)
                 finally:
                     lane.answered()
         except LoginFailed as exc:
             answer = Answer(None, failure="login_failed", detail=exc.message)
-        self.observer.request(GET, answer.label, self._clock() - sent)
+        self.ports.observer.request(GET, answer.label, self.ports.clock() - sent)
         return answer
 
 

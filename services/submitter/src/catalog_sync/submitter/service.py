@@ -42,7 +42,7 @@ from catalog_sync.submitter.rate import RateLimiter
 from catalog_sync.submitter.reconciliation import Reconciler, observed_event, wants
 from catalog_sync.submitter.settings import SubmitterSettings
 from catalog_sync.submitter.spapi_client import SpApiClient
-from catalog_sync.submitter.submission import Submitted, Submitter
+from catalog_sync.submitter.submission import SpApiPorts, Submitted, Submitter
 
 if TYPE_CHECKING:
     from catalog_sync.submitter.accepted_hashes import KafkaHashTable
@@ -80,9 +80,9 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
         journal = KafkaFeedJournal(settings.runtime)
         bulk = BulkLane(transport=client, journal=journal, limiter=limiter, settings=settings.bulk,
                         policy=settings.policy, clock=amazon_time.now, sleep=amazon_time.sleep)
-    submitter = Submitter(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
-                          hashes=hashes, policy=settings.policy, observer=metrics, limiter=limiter, bulk=bulk,
-                          clock=amazon_time.now, sleep=amazon_time.sleep)
+    ports = SpApiPorts(accounts=settings.accounts, transport=client, endpoints=settings.endpoints, observer=metrics,
+                       limiter=limiter, clock=amazon_time.now, sleep=amazon_time.sleep)
+    submitter = Submitter(ports, hashes=hashes, policy=settings.policy, bulk=bulk)
     answered = AnsweredEvents()
 
     async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:
@@ -146,8 +146,9 @@ def build_reconciliation_worker(settings: SubmitterSettings, *, metrics: SpApiMe
     `pipeline`: the submitter loop's metrics, relabelled, so /metrics shows this loop too."""
     metrics = metrics or SpApiMetrics(CollectorRegistry())
     client = SpApiClient(settings.client, endpoints=settings.endpoints, on_refused=metrics.mode_violation)
-    reconciler = Reconciler(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
-                            policy=settings.reconcile, observer=metrics)
+    # No limiter given: one of its own, as getListingsItem has its own usage plan, apart from the PUTs'.
+    reconciler = Reconciler(SpApiPorts(accounts=settings.accounts, transport=client, endpoints=settings.endpoints,
+                                       observer=metrics), policy=settings.reconcile)
 
     async def handle(message: Incoming) -> list[Outgoing | RawOutgoing]:
         if message.schema == NOTIFICATION_RECORD:
@@ -204,9 +205,9 @@ def run(settings: SubmitterSettings, *, registry: CollectorRegistry | None = Non
     reconciling = None
     if settings.reconcile is not None:
         # One set of SP-API metrics per process: the GETs are counted with the PUTs.
-        assert isinstance(submitter.observer, SpApiMetrics)
+        assert isinstance(submitter.ports.observer, SpApiMetrics)
         reconciliation, _ = build_reconciliation_worker(
-            settings, metrics=submitter.observer, pipeline=worker.metrics.labelled(RECONCILIATION_LABEL), stop=stop)
+            settings, metrics=submitter.ports.observer, pipeline=worker.metrics.labelled(RECONCILIATION_LABEL), stop=stop)
         reconciling = threading.Thread(target=_reconcile, args=(reconciliation, stop), name="reconciliation",
                                        daemon=True)
     if hashes is not None:

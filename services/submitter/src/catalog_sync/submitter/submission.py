@@ -88,6 +88,33 @@ class _NoMetrics:
     def in_flight(self, delta): pass
 
 
+class SpApiPorts:
+    """What the submitter's callers of SP-API (Submitter, Reconciler) work through: the sellers'
+    credentials, the transport, the hosts, the usage plans, metrics, and time, sleep and randomness
+    (injected, so tests run on a fake clock). Without a limiter, one of its own on the same clock."""
+
+    def __init__(
+        self,
+        *,
+        accounts: Accounts,
+        transport: SpApiTransport,
+        endpoints: Endpoints,
+        limiter: RateLimiter | None = None,
+        observer: SubmissionObserver | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        sleep: Callable[[float], Awaitable] = asyncio.sleep,
+        rng: random.Random | None = None,
+    ) -> None:
+        self.accounts = accounts
+        self.transport = transport
+        self.endpoints = endpoints
+        self.limiter = limiter or RateLimiter(overrides=accounts.rate_overrides(), clock=clock, sleep=sleep)
+        self.observer = observer or _NoMetrics()
+        self.clock = clock
+        self.sleep = sleep
+        self.rng = rng or random.Random()
+
+
 class MemoryHashes:
     """The accepted-hash table in memory (tests; the Kafka-backed table extends it)."""
 
@@ -140,31 +167,11 @@ class _Sequencer:
 
 
 class Submitter:
-    def __init__(
-        self,
-        *,
-        accounts: Accounts,
-        transport: SpApiTransport,
-        endpoints: Endpoints,
-        limiter: RateLimiter | None = None,
-        hashes: AcceptedHashes | None = None,
-        policy: RetryPolicy | None = None,
-        observer: SubmissionObserver | None = None,
-        clock: Callable[[], float] = time.monotonic,
-        sleep: Callable[[float], Awaitable] = asyncio.sleep,
-        rng: random.Random | None = None,
-        bulk: BulkRoute | None = None,
-    ) -> None:
-        self.accounts = accounts
-        self.transport = transport
-        self.endpoints = endpoints
-        self.limiter = limiter or RateLimiter(overrides=accounts.rate_overrides(), clock=clock, sleep=sleep)
+    def __init__(self, ports: SpApiPorts, *, hashes: AcceptedHashes | None = None,
+                 policy: RetryPolicy | None = None, bulk: BulkRoute | None = None) -> None:
+        self.ports = ports
         self.hashes = hashes if hashes is not None else MemoryHashes()
         self.policy = policy or RetryPolicy()
-        self.observer = observer or _NoMetrics()
-        self._clock = clock
-        self._sleep = sleep
-        self._rng = rng or random.Random()
         self._sequencer = _Sequencer()
         self._parents = ParentOutcomes()
         self.bulk = bulk  # the bulk lane (feeds.py), when the worker runs it
@@ -200,7 +207,7 @@ class Submitter:
         return submitted
 
     async def _submit(self, ready: dict, endpoint: str, key: str, position: tuple[int, int] | None) -> Submitted:
-        account = self.accounts.get(ready["seller_id"])
+        account = self.ports.accounts.get(ready["seller_id"])
         if account is None:
             return Submitted(ready, endpoint, SubmissionResult(
                 "failed", error_code="no_credentials",
@@ -210,7 +217,7 @@ class Submitter:
             call = build_call(ready)
             if isinstance(call, NotSent):
                 return Submitted(ready, endpoint, SubmissionResult(call.outcome))
-            base_url = self.endpoints.base_url(ready["marketplace_id"], sandbox=call.sandbox)
+            base_url = self.ports.endpoints.base_url(ready["marketplace_id"], sandbox=call.sandbox)
         except (InvalidReadyEvent, UnknownMarketplace, ValueError) as exc:
             return Submitted(ready, endpoint, SubmissionResult("failed", error_code="invalid_request",
                                                                error_message=str(exc)))
@@ -222,9 +229,9 @@ class Submitter:
             return Submitted(ready, endpoint, SubmissionResult("unchanged"))
         by_feed = self.bulk.route(account, base_url, ready, call, position) if self.bulk is not None else None
         if by_feed is not None:
-            started = self._clock()
+            started = self.ports.clock()
             result = await by_feed
-            result.latency_ms = (self._clock() - started) * 1000.0
+            result.latency_ms = (self.ports.clock() - started) * 1000.0
         else:
             try:
                 result = await self._attempts(account, base_url, call)
@@ -238,7 +245,7 @@ class Submitter:
         return Submitted(ready, endpoint, result, change)
 
     async def _attempts(self, account: Account, base_url: str, call: ListingCall) -> SubmissionResult:
-        lane = self.limiter.lane(account.seller_id, call.lane)
+        lane = self.ports.limiter.lane(account.seller_id, call.lane)
         request_ids: list[str] = []
         attempts = 0
         refreshed = False
@@ -247,66 +254,66 @@ class Submitter:
         while True:
             counted = False
             try:
-                await self.transport.prepare(account)
+                await self.ports.transport.prepare(account)
                 async with AsyncExitStack() as stack:
                     waited, connection = await lane.acquire(
-                        lambda: stack.enter_async_context(self.transport.connection(base_url)))
-                    self.observer.quota_waited(waited)
-                    sent = self._clock()
+                        lambda: stack.enter_async_context(self.ports.transport.connection(base_url)))
+                    self.ports.observer.quota_waited(waited)
+                    sent = self.ports.clock()
                     if first_sent is None:
                         first_sent = sent
                     attempts += 1
                     counted = True
-                    self.observer.in_flight(1)
+                    self.ports.observer.in_flight(1)
                     try:
                         answer, interrupted = await _finish_on_the_wire(
-                            self.transport.send(connection, account, base_url, call))
+                            self.ports.transport.send(connection, account, base_url, call))
                     finally:
-                        self.observer.in_flight(-1)
+                        self.ports.observer.in_flight(-1)
                         lane.answered()
             except LoginFailed as exc:
                 # No Listings call went out; a refused login is final, a failing LWA is retried.
-                sent = self._clock()
+                sent = self.ports.clock()
                 if first_sent is None:
                     first_sent = sent
                 attempts += 0 if counted else 1
                 answer = Answer(None, failure="login_failed", detail=f"Login with Amazon: {exc.message}",
                                 body={"errors": [{"code": exc.code, "message": f"Login with Amazon: {exc.message}"}]})
                 if not exc.retryable:
-                    self.observer.request(call.operation, "login_failed", 0.0)
+                    self.ports.observer.request(call.operation, "login_failed", 0.0)
                     result = self._final(call, answer, "rejected", request_ids, attempts, first_sent)
                     result.http_status = exc.status
                     return result
-            now = self._clock()
-            self.observer.request(call.operation, answer.label, now - sent)
+            now = self.ports.clock()
+            self.ports.observer.request(call.operation, answer.label, now - sent)
             if answer.request_id:
                 request_ids.append(answer.request_id)
             decision = classify(answer, token_refreshed=refreshed)
             if decision is Decision.DONE:
-                self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
+                self.ports.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
                 return self._done(call, answer, request_ids, attempts, first_sent)
             if decision is Decision.FINAL:
                 if answer.rate_limit:
-                    self.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
+                    self.ports.limiter.succeeded(account.seller_id, call.lane, answer.rate_limit)
                 return self._final(call, answer, "rejected", request_ids, attempts, first_sent)
             if interrupted:
                 # Stopping: another attempt would be a new call; the message's next owner makes it.
                 raise asyncio.CancelledError
             if decision is Decision.REFRESH_TOKEN:
                 refreshed = True
-                await self.transport.refresh_token(account, answer.token_generation)
+                await self.ports.transport.refresh_token(account, answer.token_generation)
                 if attempts < self.policy.max_attempts:
-                    self.observer.retried()
+                    self.ports.observer.retried()
                     continue
                 return self._final(call, answer, "rejected", request_ids, attempts, first_sent)
             if decision is Decision.THROTTLED:
-                self.observer.throttled()
-                self.limiter.throttled(account.seller_id, call.lane)
-            delay = self.policy.delay(attempts, self._rng)
+                self.ports.observer.throttled()
+                self.ports.limiter.throttled(account.seller_id, call.lane)
+            delay = self.policy.delay(attempts, self.ports.rng)
             if not self.policy.allows(attempts, now - first_sent, delay):
                 return self._final(call, answer, "failed", request_ids, attempts, first_sent, exhausted=True)
-            self.observer.retried()
-            await self._sleep(delay)
+            self.ports.observer.retried()
+            await self.ports.sleep(delay)
 
     def _done(self, call: ListingCall, answer: Answer, request_ids, attempts, first_sent) -> SubmissionResult:
         body = answer.body or {}
@@ -327,7 +334,7 @@ class Submitter:
             outcome, http_status=200, amazon_status=status if isinstance(status, str) else None,
             request_ids=request_ids, submission_id=_text(body.get("submissionId")), issues=issues,
             error_code=code, error_message=message, attempts=attempts,
-            latency_ms=(self._clock() - first_sent) * 1000.0)
+            latency_ms=(self.ports.clock() - first_sent) * 1000.0)
 
     def _final(self, call: ListingCall, answer: Answer, outcome: str, request_ids, attempts, first_sent,
                *, code: str | None = None, message: str | None = None, exhausted: bool = False) -> SubmissionResult:
@@ -338,7 +345,7 @@ class Submitter:
             message = f"gave up after {attempts} attempts: {message}"
         return SubmissionResult(
             outcome, http_status=answer.status, request_ids=request_ids, error_code=code,
-            error_message=message, attempts=attempts, latency_ms=(self._clock() - first_sent) * 1000.0)
+            error_message=message, attempts=attempts, latency_ms=(self.ports.clock() - first_sent) * 1000.0)
 
 
 async def _finish_on_the_wire(sending: Awaitable[Answer]) -> tuple[Answer, bool]:
