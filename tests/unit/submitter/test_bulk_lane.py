@@ -164,7 +164,7 @@ def test_a_lost_create_feed_answer_is_looked_up_not_sent_again():
     assert "getFeeds" in transport.calls and {r.outcome for r in results} == {"accepted"}
 
 
-@pytest.mark.parametrize("crash_after", ["creating", "submitted", "reported"])
+@pytest.mark.parametrize("crash_after", ["uploaded", "creating", "submitted", "reported"])
 def test_a_journaled_feed_is_resumed_by_the_next_owner_without_a_second_feed(crash_after):
     amazon = emulator()
     journal = MemoryJournal()
@@ -187,7 +187,7 @@ def test_a_journaled_feed_is_resumed_by_the_next_owner_without_a_second_feed(cra
         journal.write = real_write
 
     asyncio.run(first_owner())  # the items' futures end with a failure; the journal keeps the feed
-    if crash_after == "creating":
+    if crash_after in ("uploaded", "creating"):
         assert amazon.feeds.created == []
     # The next owner gets the same ready events again (uncommitted), at the same positions.
     results = through_lane(lane(amazon, journal=journal), events)
@@ -195,6 +195,63 @@ def test_a_journaled_feed_is_resumed_by_the_next_owner_without_a_second_feed(cra
     assert [r.outcome for r in results] == ["accepted"] * 6
     assert [r.feed.message_id for r in results] == [1, 2, 3, 4, 5, 6]
     assert {r.feed.feed_id for r in results} == {amazon.feeds.created[0]["feed_id"]}
+
+
+def test_a_dead_owners_feeds_waiting_for_their_turn_are_told_apart_from_the_one_it_sent():
+    """Three batches of a seller; the process dies once Amazon created the second feed but before
+    its answer came back, with the third batch uploaded and waiting for its turn. The next owner
+    finds the second feed with getFeeds, creates only the third, and every item gets the outcome of
+    the message that carries it."""
+    amazon = emulator()
+    events = [ready(n) for n in range(12)]
+
+    class Crash(Exception):
+        pass
+
+    dead = False
+
+    class DiesOnSecondCreate(EmulatorTransport):
+        async def feeds_call(self, account, base_url, mode, operation, path, query="", body=None):
+            nonlocal dead
+            if dead:
+                raise Crash
+            if operation == "createFeed" and len(self.emulator.feeds.created) == 1:
+                for _ in range(1000):  # the third batch uploaded and queued behind this createFeed
+                    if any(r["state"] == "uploaded" for r in journal.records().values()):
+                        break
+                    await asyncio.sleep(0.001)
+            answer = await super().feeds_call(account, base_url, mode, operation, path, query, body)
+            if operation == "createFeed" and len(self.emulator.feeds.created) == 2:
+                dead = True  # Amazon has the feed; its answer dies with the process
+                raise Crash
+            return answer
+
+    class DyingJournal(MemoryJournal):
+        async def write(self, key, record):
+            if dead:
+                raise Crash
+            await super().write(key, record)
+
+    journal = DyingJournal()
+
+    async def first_owner():
+        bulk = lane(amazon, journal=journal, transport=DiesOnSecondCreate(amazon), max_messages=4)
+        waits = [bulk.route(ACCOUNT, "http://emu", e, build_call(e), (0, 100 + i)) for i, e in enumerate(events)]
+        await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 30)
+        await bulk.aclose()
+
+    asyncio.run(first_owner())
+    states = sorted(r["state"] for r in journal.records().values())
+    assert len(amazon.feeds.created) == 2 and states.count("creating") == 1 and states.count("uploaded") == 1, states
+    dead = False  # the next owner's process
+    results = through_lane(lane(amazon, journal=journal, max_messages=4), events)
+    feeds = amazon.feeds
+    skus_of = {c["feed_id"]: {m["messageId"]: m["sku"] for m in json.loads(feeds.documents[c["document_id"]].content)["messages"]}
+               for c in feeds.created}
+    in_feeds = [sku for skus in skus_of.values() for sku in skus.values()]
+    assert len(feeds.created) == 3 and sorted(in_feeds) == sorted(e["reference"] for e in events)
+    assert [r.outcome for r in results] == ["accepted"] * 12
+    assert all(skus_of[r.feed.feed_id][r.feed.message_id] == e["reference"] for r, e in zip(results, events, strict=True))
 
 
 def test_the_submitter_sends_a_backlog_above_the_threshold_by_feed_and_keeps_the_rest_item_by_item():

@@ -10,18 +10,21 @@ The default threshold is what the item lane sends in the time one createFeed of 
 to refill: put 5 req/s x 60 s (five feeds per five minutes) = 300 items. Above it a feed slot
 moves more items than the item lane can in the same time.
 
-The flow per batch: createFeedDocument -> upload -> journal "creating" -> createFeed -> journal
-the feed id -> getFeed every poll interval (its lane keeps the plan) -> getFeedDocument ->
-download, gunzip -> one result per item from the processing report. A whole-feed FATAL or
-CANCELLED ends every item as `failed` with the reason; an item is retried per item (a new run).
+The flow per batch: createFeedDocument -> upload -> journal "uploaded" -> (the seller's turn)
+journal "creating" -> createFeed -> journal the feed id -> getFeed every poll interval (its lane
+keeps the plan) -> getFeedDocument -> download, gunzip -> one result per item from the
+processing report. A whole-feed FATAL or CANCELLED ends every item as `failed` with the reason;
+an item is retried per item (a new run).
 
-Crash safety. The journal holds every feed from just before createFeed until its report is read
+Crash safety. The journal holds every feed from its upload until its report is read
 (and an hour after, so a redelivered item is answered from the report). Items are named by their
 position (partition, offset) in listing.ready, so the submitter that next owns the seller's
 partition attaches each redelivered item to its journaled feed instead of sending it again. A
 createFeed whose answer was lost (a crash, a timeout, a 5xx) is looked up with getFeeds before it
-is sent again: createFeed runs one at a time per seller, so a JSON_LISTINGS_FEED of the seller
-created since the journal entry and not known to the journal is that feed.
+is sent again: createFeed runs one at a time per seller and an entry turns "creating" only when
+its createFeed is next, so at most one entry of a seller is ever "creating", and a
+JSON_LISTINGS_FEED of the seller created since then that no entry names is its feed (Amazon's
+getFeeds does not name a feed's input document).
 
 Time comes from an injected clock and sleep (Amazon time, catalog_sync.runtime.amazon_time)."""
 
@@ -336,10 +339,10 @@ class BulkLane:
                 entry.future.set_result(results[index + 1])
         await self.expire()
 
-    async def _run(self, account: Account, key: str, record: dict, document: bytes | None, *,
-                   resumed: bool = False) -> dict[int, SubmissionResult]:
-        """From wherever `record` stands to a result per message id (`resumed`: the record comes
-        from the journal, so its createFeed may have been sent already)."""
+    async def _run(self, account: Account, key: str, record: dict,
+                   document: bytes | None) -> dict[int, SubmissionResult]:
+        """From wherever `record` stands (a new batch, or an entry resumed from the journal) to a
+        result per message id."""
         base_url, mode = record["base_url"], record["mode"]
         ids: list[str] = record.setdefault("request_ids", [])
         if record["state"] == "uploading":
@@ -352,11 +355,10 @@ class BulkLane:
                                             expect=200)
             if uploaded.status != 200:
                 raise FeedFailed("feed_upload_failed", f"the feed document upload answered {uploaded.label}", ids)
-            record.update(state="creating", document_id=_body(answer)["feedDocumentId"],
-                          since=_iso(self._wall() - CREATED_SKEW_S))
+            record.update(state="uploaded", document_id=_body(answer)["feedDocumentId"])
             await self.journal.write(key, record)
-        if record["state"] == "creating":
-            await self._create(account, key, record, look_first=resumed)
+        if record["state"] in ("uploaded", "creating"):
+            await self._create(account, key, record)
         if record["state"] == "submitted":
             status, answer = await self._poll(account, record)
             record.update(state="reported", status=status, result_document_id=_body(answer).get("resultFeedDocumentId"),
@@ -364,11 +366,11 @@ class BulkLane:
             await self.journal.write(key, record)
         return await self._results(account, record)
 
-    async def _create(self, account: Account, key: str, record: dict, *, look_first: bool) -> None:
-        """createFeed exactly once per journal entry. At most one createFeed of a seller is ever
-        unresolved (sent, its feed id not journaled): under the seller's lock, entries another
-        process left half-created are resolved first, oldest first, so the one feed getFeeds shows
-        that no entry names belongs to the entry being resolved."""
+    async def _create(self, account: Account, key: str, record: dict) -> None:
+        """createFeed exactly once per journal entry. Under the seller's lock an entry turns
+        "creating" right before its createFeed and leaves that state before the lock is let go, so
+        an entry found "creating" was left by a process that died (or failed) with its createFeed
+        perhaps sent: it is resolved first, by getFeeds, before any other createFeed of the seller."""
         lock = self._create_locks.setdefault(account.seller_id, asyncio.Lock())
         async with lock:
             current = self.journal.records().get(key)
@@ -379,12 +381,17 @@ class BulkLane:
                              if k != key and r.get("seller_id") == account.seller_id and r.get("state") == "creating"),
                             key=lambda kr: kr[1].get("since", ""))
             for other_key, other in others:
-                await self._create_once(account, other_key, other, look_first=True)
-            await self._create_once(account, key, record, look_first=look_first)
+                await self._create_once(account, other_key, other)
+            await self._create_once(account, key, record)
 
-    async def _create_once(self, account: Account, key: str, record: dict, *, look_first: bool) -> None:
+    async def _create_once(self, account: Account, key: str, record: dict) -> None:
         ids = record.setdefault("request_ids", [])
-        found = await self._created_since(account, record) if look_first else None
+        found = None
+        if record["state"] == "creating":  # left by a process that may have sent its createFeed
+            found = await self._created_since(account, record)
+        else:
+            record.update(state="creating", since=_iso(self._wall() - CREATED_SKEW_S))
+            await self.journal.write(key, record)
         if found is None:
             attempts = 0
             while True:
@@ -491,7 +498,7 @@ class BulkLane:
 
     async def _resume(self, resumed: _Resumed, account: Account) -> None:
         try:
-            results = await self._run(account, resumed.key, resumed.record, None, resumed=True)
+            results = await self._run(account, resumed.key, resumed.record, None)
         except FeedFailed as failed:
             results = {i: _failed(failed, i) for i in range(1, resumed.record["count"] + 1)}
         except Exception as exc:
