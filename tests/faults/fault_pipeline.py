@@ -143,10 +143,16 @@ def start_stack(data_dir: Path, kafka_env: dict[str, str], *, put_rate: float = 
 
 
 def worker_starts(process: ServiceProcess) -> int:
-    """How often the process's worker loop started. The submitter's reconciliation loop (its own
-    consumer group, `<group>-reconciliation`) starts beside it in the same process: not counted."""
-    return sum(1 for line in process.log_text().splitlines()
-               if '"worker started"' in line and '-reconciliation"' not in line)
+    """How often the process's worker loop started (its JSON log). The submitter's reconciliation
+    loop, which starts beside it in the same process, logs `loop` "submitter-reconciliation"."""
+    starts = 0
+    for line in process.log_text().splitlines():
+        try:
+            entry = json.loads(line)
+        except ValueError:
+            continue  # not a log entry (a traceback's lines)
+        starts += entry.get("event") == "worker started" and entry.get("loop") == process.name
+    return starts
 
 
 def wait_for_worker_starts(process: ServiceProcess, count: int, timeout_s: float) -> None:

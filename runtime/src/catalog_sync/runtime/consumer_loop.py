@@ -272,7 +272,8 @@ class ConsumerLoop:
                                                 on_revoke=self._revoked, on_lost=self._lost)
             self._producer = self._bus.producer()
             self.metrics.up.labels(self.metrics.service).set(1)
-            log.info("worker started", topics=self.topics, group=self.settings.group_id,
+            # `loop` tells a process's loops apart (the submitter runs its reconciliation beside it).
+            log.info("worker started", loop=self.metrics.service, topics=self.topics, group=self.settings.group_id,
                      strategy=type(self.strategy).__name__)
             apply_worker_gc_policy()
             self._loop()
