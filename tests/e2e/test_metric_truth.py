@@ -25,7 +25,13 @@ from prometheus_client.parser import text_string_to_metric_families
 from catalog_sync.runtime.bus import TopicReader, ensure_topics
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.processes import free_port
-from tests.faults.fault_pipeline import LOCAL_INVALID, listings_requests, make_catalog, start_stack
+from tests.faults.fault_pipeline import (
+    LOCAL_INVALID,
+    listings_requests,
+    make_catalog,
+    start_stack,
+    wait_until_drained,
+)
 from tests.support.background import wait_until
 from tests.support.broker import publish_raw, unique_prefix
 from tests.support.requirements import require
@@ -218,6 +224,9 @@ def truth(finished_run) -> dict[str, dict]:
 
 
 def test_every_counter_of_every_worker_equals_the_ground_truth(finished_run):
+    # The reconciliation's looks at accepted listings go on after the run is finished: the truth is
+    # read once every group has committed all its input.
+    wait_until_drained(finished_run["stack"], timeout_s=120)
     expected = truth(finished_run)
     ports = finished_run["ports"]
     assert expected["throttled"] == THROTTLES and expected["retries"] >= THROTTLES + FAILURES, \
@@ -230,8 +239,6 @@ def test_every_counter_of_every_worker_equals_the_ground_truth(finished_run):
         return {k: float(v) for k, v in d.items() if v}
 
     def compare() -> dict:
-        nonlocal expected
-        expected = truth(finished_run)  # the reconciliation's looks go on after the run is finished
         wrong = {}
         found = {w: samples(ports[w]) for w in WORKERS}
         for w in WORKERS:
