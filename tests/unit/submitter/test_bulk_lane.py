@@ -324,3 +324,26 @@ def test_a_cancelled_feed_ends_every_item_as_an_error_with_the_reason():
     assert {(r.outcome, r.status, r.error_code) for r in results} == {("failed", "error", "feed_cancelled")}
     assert "CANCELLED" in results[0].error_message and results[0].feed.feed_id == amazon.feeds.created[0]["feed_id"]
     assert not any(key[3].startswith("SKU-") for key in amazon.listings.store)  # nothing was applied
+
+
+def test_a_report_url_that_expired_before_its_download_is_asked_for_again():
+    amazon = emulator()
+    clock = ScaledClock(SCALE)
+    statuses = []
+
+    class StallsBeforeTheFirstDownload(EmulatorTransport):
+        """The first report download starts only after its presigned URL's five minutes are over."""
+
+        async def download(self, url):
+            if not statuses:
+                await clock.sleep(400)
+            answer, content = await super().download(url)
+            statuses.append(answer.status)
+            return answer, content
+
+    transport = StallsBeforeTheFirstDownload(amazon)
+    results = through_lane(lane(amazon, transport=transport), [ready(1), ready(2, operation="delete"), ready(3)])
+    assert statuses == [403, 200] and transport.calls.count("getFeedDocument") == 2
+    assert [r.outcome for r in results] == ["accepted", "deleted", "accepted"]
+    assert [r.feed.message_id for r in results] == [1, 2, 3]
+    assert {r.feed.feed_id for r in results} == {amazon.feeds.created[0]["feed_id"]}

@@ -12,9 +12,10 @@ moves more items than the item lane can in the same time.
 
 The flow per batch: createFeedDocument -> upload -> journal "uploaded" -> (the seller's turn)
 journal "creating" -> createFeed -> journal the feed id -> getFeed every poll interval (its lane
-keeps the plan) -> getFeedDocument -> download, gunzip -> one result per item from the
-processing report. A whole-feed FATAL or CANCELLED ends every item as `failed` with the reason;
-an item is retried per item (a new run).
+keeps the plan) -> getFeedDocument -> download (asked again for a fresh URL when the last one
+expired: they last five minutes), gunzip -> one result per item from the processing report. A
+whole-feed FATAL or CANCELLED ends every item as `failed` with the reason; an item is retried per
+item (a new run).
 
 Crash safety. The journal holds every feed from its upload until its report is read
 (and an hour after, so a redelivered item is answered from the report). Items are named by their
@@ -31,6 +32,7 @@ Time comes from an injected clock and sleep (Amazon time, catalog_sync.runtime.a
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import itertools
 import math
@@ -59,6 +61,7 @@ MAX_DOCUMENT_BYTES = 10_000_000  # Amazon's recommended maximum feed size
 FINAL_STATUSES = frozenset({"DONE", "FATAL", "CANCELLED"})
 REPORTED_KEPT_S = 3600.0        # a reported feed stays in the journal this long (wall seconds)
 CREATED_SKEW_S = 120.0          # getFeeds looks this far before the journal entry (clock skew)
+REPORT_URL_TRIES = 3            # presigned report URLs asked for per report (each lasts five minutes)
 
 
 def default_threshold(plans: dict[str, UsagePlan] | None = None) -> int:
@@ -452,11 +455,16 @@ class BulkLane:
         ids = list(record["request_ids"])
         report = None
         if record.get("result_document_id"):
-            answer = await self._call(account, record["base_url"], record["mode"], "getFeedDocument",
-                                      f"{FEEDS_API}/documents/{record['result_document_id']}", expect=200)
-            _note(ids, answer)
-            report_url = _body(answer)["url"]
-            downloaded, content = await self._retrying(lambda: self.transport.download(report_url), expect=200)
+            for tries in itertools.count(1):
+                answer = await self._call(account, record["base_url"], record["mode"], "getFeedDocument",
+                                          f"{FEEDS_API}/documents/{record['result_document_id']}", expect=200)
+                _note(ids, answer)
+                downloaded, content = await self._retrying(
+                    functools.partial(self.transport.download, _body(answer)["url"]), expect=200)
+                # A presigned URL answers 403 once its five minutes are over (a slow download, a
+                # stalled process): getFeedDocument gives a fresh one.
+                if downloaded.status != 403 or tries >= REPORT_URL_TRIES:
+                    break
             if downloaded.status != 200:
                 raise FeedFailed("feed_report_unavailable", f"the processing report download answered "
                                  f"{downloaded.label}", ids, record.get("status"), record.get("feed_id"))
