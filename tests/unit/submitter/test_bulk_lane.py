@@ -1,6 +1,7 @@
 """The bulk lane's domain core against the emulator's Feeds behaviour in process (no HTTP): lane
-choice, one outcome per item from the processing report, whole-feed failures, and resuming a
-journaled feed without creating it twice. Amazon time runs 2,000x faster on both sides."""
+choice, one outcome per item from the processing report, whole-feed failures, an expired report
+URL, resuming a journaled feed without creating it twice, and handing a partition over to its next
+owner. Amazon time runs 2,000x faster on both sides."""
 
 import asyncio
 import json
@@ -12,6 +13,7 @@ from catalog_sync.amazon_emulator.emulator import Emulator, EmulatorConfig
 from catalog_sync.amazon_emulator.tokens import LwaAccounts
 from catalog_sync.runtime.amazon_time import ScaledClock
 from catalog_sync.runtime.spapi_accounts import SellerCredentials
+from catalog_sync.runtime.usage_plans import UsagePlan
 from catalog_sync.submitter.accounts import Account, Accounts
 from catalog_sync.submitter.classification import Answer
 from catalog_sync.submitter.endpoints import Endpoints
@@ -26,6 +28,7 @@ MARKET = "ATVPDKIKX0DER"
 GOOD = {"item_name": [{"value": "Band", "marketplace_id": MARKET}], "brand": [{"value": "Acme"}],
         "condition_type": [{"value": "new_new"}]}
 ACCOUNT = Account("S1", "app", "s", "Atzr|1")
+ACCOUNT2 = Account("S2", "app", "s", "Atzr|2")
 
 
 class EmulatorTransport:
@@ -83,17 +86,21 @@ def ready(n: int, *, mode="production", operation="upsert", attributes=GOOD, sel
             "content_hash": f"h-{n}"}
 
 
-def lane(amazon: Emulator, journal=None, transport=None, **settings) -> BulkLane:
+def lane(amazon: Emulator, journal=None, transport=None, plans=None, **settings) -> BulkLane:
     clock = ScaledClock(SCALE)
     return BulkLane(transport=transport or EmulatorTransport(amazon), journal=journal or MemoryJournal(),
-                    limiter=RateLimiter(clock=clock.now, sleep=clock.sleep),
+                    limiter=RateLimiter(plans, clock=clock.now, sleep=clock.sleep),
                     settings=BulkSettings(**{"threshold": 0, "linger_s": 1.0, "poll_interval_s": 10.0, **settings}),
                     clock=clock.now, sleep=clock.sleep)
 
 
+def routed(bulk: BulkLane, events, account=ACCOUNT, partition=0, first_offset=100) -> list:
+    return [bulk.route(account, "http://emu", e, build_call(e), (partition, first_offset + i)) for i, e in enumerate(events)]
+
+
 def through_lane(bulk: BulkLane, events, account=ACCOUNT, first_offset=100):
     async def main():
-        waits = [bulk.route(account, "http://emu", e, build_call(e), (0, first_offset + i)) for i, e in enumerate(events)]
+        waits = routed(bulk, events, account, first_offset=first_offset)
         assert all(w is not None for w in waits)
         return await asyncio.wait_for(asyncio.gather(*waits), 30)
     return asyncio.run(main())
@@ -182,7 +189,7 @@ def test_a_journaled_feed_is_resumed_by_the_next_owner_without_a_second_feed(cra
                 raise Crash  # the process dies right after this journal write
         journal.write = write
         bulk = lane(amazon, journal=journal)
-        waits = [bulk.route(ACCOUNT, "http://emu", e, build_call(e), (0, 100 + i)) for i, e in enumerate(events)]
+        waits = routed(bulk, events)
         await asyncio.wait_for(asyncio.gather(*waits), 30)
         journal.write = real_write
 
@@ -236,7 +243,7 @@ def test_a_dead_owners_feeds_waiting_for_their_turn_are_told_apart_from_the_one_
 
     async def first_owner():
         bulk = lane(amazon, journal=journal, transport=DiesOnSecondCreate(amazon), max_messages=4)
-        waits = [bulk.route(ACCOUNT, "http://emu", e, build_call(e), (0, 100 + i)) for i, e in enumerate(events)]
+        waits = routed(bulk, events)
         await asyncio.wait_for(asyncio.gather(*waits, return_exceptions=True), 30)
         await bulk.aclose()
 
@@ -324,3 +331,127 @@ def test_a_cancelled_feed_ends_every_item_as_an_error_with_the_reason():
     assert {(r.outcome, r.status, r.error_code) for r in results} == {("failed", "error", "feed_cancelled")}
     assert "CANCELLED" in results[0].error_message and results[0].feed.feed_id == amazon.feeds.created[0]["feed_id"]
     assert not any(key[3].startswith("SKU-") for key in amazon.listings.store)  # nothing was applied
+
+
+def test_a_report_url_that_expired_before_its_download_is_asked_for_again():
+    amazon = emulator()
+    clock = ScaledClock(SCALE)
+    statuses = []
+
+    class StallsBeforeTheFirstDownload(EmulatorTransport):
+        """The first report download starts only after its presigned URL's five minutes are over."""
+
+        async def download(self, url):
+            if not statuses:
+                await clock.sleep(400)
+            answer, content = await super().download(url)
+            statuses.append(answer.status)
+            return answer, content
+
+    transport = StallsBeforeTheFirstDownload(amazon)
+    results = through_lane(lane(amazon, transport=transport), [ready(1), ready(2, operation="delete"), ready(3)])
+    assert statuses == [403, 200] and transport.calls.count("getFeedDocument") == 2
+    assert [r.outcome for r in results] == ["accepted", "deleted", "accepted"]
+    assert [r.feed.message_id for r in results] == [1, 2, 3]
+    assert {r.feed.feed_id for r in results} == {amazon.feeds.created[0]["feed_id"]}
+
+
+def test_a_feed_waiting_for_its_createfeed_when_the_partition_moves_is_created_once_by_the_next_owner():
+    """A scale-out moves the seller's partition while its uploaded feed waits for its createFeed
+    turn: the old process sends no createFeed and answers none of its items (the consumer group
+    gives them to the next owner), and the next owner resumes the journaled feed."""
+    amazon = emulator()
+    events = [ready(n) for n in range(5)]
+    old_transport = EmulatorTransport(amazon)
+    uploaded = asyncio.Event()
+
+    class WatchedJournal(MemoryJournal):
+        async def write(self, key, record):
+            await super().write(key, record)
+            if record is not None and record["state"] == "uploaded":
+                uploaded.set()
+
+    journal = WatchedJournal()
+
+    async def main():
+        # The seller's createFeed plan is spent: the next one is ten Amazon minutes away.
+        old = lane(amazon, journal=journal, transport=old_transport, plans={"createFeed": UsagePlan(1 / 600, 1)})
+        gate = old.limiter.lane("S1", "createFeed")
+        await gate.acquire()
+        gate.answered()
+        await old.assigned([0, 1])
+        unanswered = routed(old, events)
+        await uploaded.wait()
+        assert await old.revoked([0]) == 0  # nothing of the partition on its way to Amazon
+        new = lane(amazon, journal=journal)
+        await new.assigned([0])
+        results = await asyncio.wait_for(asyncio.gather(*routed(new, events)), 30)
+        await asyncio.wait_for(asyncio.wait(unanswered), 30)  # the old owner's turn came, and it stopped
+        return unanswered, results
+
+    unanswered, results = asyncio.run(main())
+    assert all(f.cancelled() for f in unanswered)
+    assert old_transport.calls.count("createFeed") == 0
+    assert len(amazon.feeds.created) == 1
+    assert [r.outcome for r in results] == ["accepted"] * 5
+    assert [r.feed.message_id for r in results] == [1, 2, 3, 4, 5]
+    assert {r.feed.feed_id for r in results} == {amazon.feeds.created[0]["feed_id"]}
+
+
+def test_a_revoke_waits_until_the_createfeed_on_its_way_has_its_feed_id_journaled():
+    amazon = emulator()
+    journal = MemoryJournal()
+    events = [ready(n) for n in range(4)]
+    on_the_wire, answer_back = asyncio.Event(), asyncio.Event()
+
+    class SlowCreateFeedAnswer(EmulatorTransport):
+        async def feeds_call(self, account, base_url, mode, operation, path, query="", body=None):
+            answer = await super().feeds_call(account, base_url, mode, operation, path, query, body)
+            if operation == "createFeed":
+                on_the_wire.set()  # Amazon created the feed; its answer is on its way back
+                await answer_back.wait()
+            return answer
+
+    old_transport = SlowCreateFeedAnswer(amazon)
+
+    async def main():
+        old = lane(amazon, journal=journal, transport=old_transport)
+        await old.assigned([0])
+        unanswered = routed(old, events)
+        await on_the_wire.wait()
+        revoking = asyncio.ensure_future(old.revoked([0]))
+        for _ in range(50):
+            await asyncio.sleep(0)
+        assert not revoking.done(), "the revoke let the next owner in while a createFeed was on its way"
+        answer_back.set()
+        assert await asyncio.wait_for(revoking, 30) == 0
+        (entry,) = journal.records().values()
+        assert (entry["state"], entry["feed_id"]) == ("submitted", amazon.feeds.created[0]["feed_id"])
+        await asyncio.wait_for(asyncio.wait(unanswered), 30)
+        new = lane(amazon, journal=journal)
+        await new.assigned([0])
+        return unanswered, await asyncio.wait_for(asyncio.gather(*routed(new, events)), 30)
+
+    unanswered, results = asyncio.run(main())
+    assert all(f.cancelled() for f in unanswered) and "getFeed" not in old_transport.calls
+    assert len(amazon.feeds.created) == 1
+    assert [r.outcome for r in results] == ["accepted"] * 4
+    assert {r.feed.feed_id for r in results} == {amazon.feeds.created[0]["feed_id"]}
+
+
+def test_items_of_a_revoked_partition_leave_their_open_batch_unanswered():
+    amazon = emulator()
+
+    async def main():
+        bulk = lane(amazon, linger_s=60.0)
+        await bulk.assigned([0, 1])
+        moved = routed(bulk, [ready(n) for n in range(3)], partition=0)
+        kept = routed(bulk, [ready(n, seller="S2") for n in range(3)], account=ACCOUNT2, partition=1)
+        assert await bulk.revoked([0]) == 0
+        assert all(f.cancelled() for f in moved) and bulk.backlog("S1") == 0
+        return await asyncio.wait_for(asyncio.gather(*kept), 30)
+
+    results = asyncio.run(main())
+    assert [r.outcome for r in results] == ["accepted"] * 3
+    (created,) = amazon.feeds.created  # S1's batch, lingering as long as S2's, never went out
+    assert json.loads(amazon.feeds.documents[created["document_id"]].content)["header"]["sellerId"] == "S2"

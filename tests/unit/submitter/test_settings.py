@@ -26,8 +26,9 @@ def test_a_bad_timeout_stops_the_submitter_at_start(name, value):
 def test_the_bulk_lane_is_off_unless_asked_for_and_takes_its_limits_from_the_environment():
     assert SubmitterSettings.from_env({}).bulk is None
     settings = SubmitterSettings.from_env({"SUBMITTER_BULK_LANE": "on", "SUBMITTER_FEED_MAX_MESSAGES": "5000",
-                                           "SPAPI_TIME_SCALE": "20"})
-    assert (settings.bulk.threshold, settings.bulk.max_messages, settings.time_scale) == (300, 5000, 20.0)
+                                           "SUBMITTER_FEED_HANDOVER_S": "8", "SPAPI_TIME_SCALE": "20"})
+    assert (settings.bulk.threshold, settings.bulk.max_messages, settings.bulk.handover_wait_s,
+            settings.time_scale) == (300, 5000, 8.0, 20.0)
     assert settings.describe()["bulk_lane"]["max_messages"] == 5000
 
 

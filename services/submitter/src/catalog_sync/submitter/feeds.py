@@ -12,9 +12,10 @@ moves more items than the item lane can in the same time.
 
 The flow per batch: createFeedDocument -> upload -> journal "uploaded" -> (the seller's turn)
 journal "creating" -> createFeed -> journal the feed id -> getFeed every poll interval (its lane
-keeps the plan) -> getFeedDocument -> download, gunzip -> one result per item from the
-processing report. A whole-feed FATAL or CANCELLED ends every item as `failed` with the reason;
-an item is retried per item (a new run).
+keeps the plan) -> getFeedDocument -> download (asked again for a fresh URL when the last one
+expired: they last five minutes), gunzip -> one result per item from the processing report. A
+whole-feed FATAL or CANCELLED ends every item as `failed` with the reason; an item is retried per
+item (a new run).
 
 Crash safety. The journal holds every feed from its upload until its report is read
 (and an hour after, so a redelivered item is answered from the report). Items are named by their
@@ -26,17 +27,28 @@ its createFeed is next, so at most one entry of a seller is ever "creating", and
 JSON_LISTINGS_FEED of the seller created since then that no entry names is its feed (Amazon's
 getFeeds does not name a feed's input document).
 
+Handover. A rebalance (a scale-out, not a crash) moves a partition to another process while this
+one goes on. From the revoke (`revoked`), the lane makes no Feeds call and no journal write for the
+partition's entries, drops its items from open batches and answers none of them: the consumer
+loop gives them to the next owner, which goes on from the journal (an entry stopped short of its
+createFeed stays "uploaded"). The revoke waits, up to `handover_wait_s`, for a createFeed already
+sent to have its answer journaled; the group assigns the partition anew only once every member's
+revoke returned (eager protocol), so the next owner never looks for a feed still on its way. An
+entry turns "creating" once its createFeed has passed the rate gate, so a wait there holds up no
+revoke.
+
 Time comes from an injected clock and sleep (Amazon time, catalog_sync.runtime.amazon_time)."""
 
 from __future__ import annotations
 
 import asyncio
+import functools
 import gzip
 import itertools
 import math
 import random
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Iterable
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Protocol
@@ -59,6 +71,7 @@ MAX_DOCUMENT_BYTES = 10_000_000  # Amazon's recommended maximum feed size
 FINAL_STATUSES = frozenset({"DONE", "FATAL", "CANCELLED"})
 REPORTED_KEPT_S = 3600.0        # a reported feed stays in the journal this long (wall seconds)
 CREATED_SKEW_S = 120.0          # getFeeds looks this far before the journal entry (clock skew)
+REPORT_URL_TRIES = 3            # presigned report URLs asked for per report (each lasts five minutes)
 
 
 def default_threshold(plans: dict[str, UsagePlan] | None = None) -> int:
@@ -75,6 +88,7 @@ class BulkSettings:
     max_bytes: int = MAX_DOCUMENT_BYTES
     linger_s: float = 2.0         # a batch closes when nothing joined it for this long
     poll_interval_s: float = 30.0  # between getFeed calls of one feed
+    handover_wait_s: float = 30.0  # a revoke waits this long (real seconds) for createFeeds on their way
 
 
 class FeedsTransport(Protocol):
@@ -193,6 +207,7 @@ class _Entry:
     position: tuple[int, int]
     future: asyncio.Future
     message: dict
+    size: int  # in the document
 
 
 @dataclass
@@ -215,6 +230,10 @@ class _Resumed:
     waiting: dict[int, list[tuple[str, asyncio.Future]]] = field(default_factory=dict)
     results: dict[int, SubmissionResult] | None = None
     task: asyncio.Task | None = None
+
+
+class _HandedOver(Exception):
+    """The entry's partition of listing.ready went to another process, which goes on from the journal."""
 
 
 class FeedFailed(Exception):
@@ -240,6 +259,8 @@ class BulkLane:
         self._item_lane: dict[str, int] = {}  # seller -> items sent item by item, not yet answered
         self._resumed: dict[str, _Resumed] = {}
         self._create_locks: dict[str, asyncio.Lock] = {}
+        self._owned: set[int] | None = None  # listing.ready partitions; None: never told (no consumer group)
+        self._holds: dict[int, set[asyncio.Future]] = {}  # partition -> steps a revoke waits for
         self._tasks: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
         self.feeds_sent = 0  # observable: feeds this process created
@@ -287,7 +308,7 @@ class BulkLane:
             batch = self._open[key] = _Batch(key, account, base_url)
             self._spawn(self._linger(batch))
         future = asyncio.get_running_loop().create_future()
-        batch.entries.append(_Entry(ready, call, position, future, message))
+        batch.entries.append(_Entry(ready, call, position, future, message, size))
         batch.size += size
         batch.touched = self._clock()
         if len(batch.entries) >= self.settings.max_messages:
@@ -329,6 +350,10 @@ class BulkLane:
         try:
             results = await self._run(batch.account, key, record,
                                       build_document(seller, [e.message for e in entries]))
+        except _HandedOver:  # the partition's next owner gets the items again: none is answered here
+            for entry in entries:
+                entry.future.cancel()
+            return
         except FeedFailed as failed:
             results = {i + 1: _failed(failed, i + 1) for i in range(len(entries))}
         except Exception as exc:  # never leave an item without an answer
@@ -343,10 +368,9 @@ class BulkLane:
                    document: bytes | None) -> dict[int, SubmissionResult]:
         """From wherever `record` stands (a new batch, or an entry resumed from the journal) to a
         result per message id."""
-        base_url, mode = record["base_url"], record["mode"]
         ids: list[str] = record.setdefault("request_ids", [])
         if record["state"] == "uploading":
-            answer = await self._call(account, base_url, mode, "createFeedDocument", f"{FEEDS_API}/documents",
+            answer = await self._call(account, record, "createFeedDocument", f"{FEEDS_API}/documents",
                                       body={"contentType": FEED_CONTENT_TYPE}, expect=201)
             _note(ids, answer)
             assert document is not None  # only a new feed uploads: the journal starts at "creating"
@@ -356,14 +380,14 @@ class BulkLane:
             if uploaded.status != 200:
                 raise FeedFailed("feed_upload_failed", f"the feed document upload answered {uploaded.label}", ids)
             record.update(state="uploaded", document_id=_body(answer)["feedDocumentId"])
-            await self.journal.write(key, record)
+            await self._write(key, record)
         if record["state"] in ("uploaded", "creating"):
             await self._create(account, key, record)
         if record["state"] == "submitted":
             status, answer = await self._poll(account, record)
             record.update(state="reported", status=status, result_document_id=_body(answer).get("resultFeedDocumentId"),
                           get_feed_request_id=answer.request_id, expires=self._wall() + REPORTED_KEPT_S)
-            await self.journal.write(key, record)
+            await self._write(key, record)
         return await self._results(account, record)
 
     async def _create(self, account: Account, key: str, record: dict) -> None:
@@ -386,51 +410,63 @@ class BulkLane:
 
     async def _create_once(self, account: Account, key: str, record: dict) -> None:
         ids = record.setdefault("request_ids", [])
-        found = None
-        if record["state"] == "creating":  # left by a process that may have sent its createFeed
-            found = await self._created_since(account, record)
-        else:
-            record.update(state="creating", since=_iso(self._wall() - CREATED_SKEW_S))
+        hold: asyncio.Future | None = None
+
+        async def leaving() -> None:
+            # From here until its answer is journaled, a revoke of the partition waits for this
+            # createFeed: the next owner must not look for a feed that is still on its way.
+            nonlocal hold
+            hold = self._hold(record)
+            if record["state"] != "creating":
+                record.update(state="creating", since=_iso(self._wall() - CREATED_SKEW_S))
+                await self.journal.write(key, record)
+
+        try:
+            found = None
+            if record["state"] == "creating":  # left by a process that may have sent its createFeed
+                found = await self._created_since(account, record)
+            if found is None:
+                attempts = 0
+                while True:
+                    attempts += 1
+                    answer = await self._once(account, record, "createFeed", f"{FEEDS_API}/feeds", body={
+                        "feedType": FEED_TYPE, "marketplaceIds": [record["marketplace_id"]],
+                        "inputFeedDocumentId": record["document_id"]}, leaving=leaving)
+                    _note(ids, answer)
+                    created = answer.body or {}
+                    if answer.status == 202 and isinstance(created.get("feedId"), str):
+                        found, record["create_feed_request_id"] = created["feedId"], answer.request_id
+                        self.feeds_sent += 1
+                        break
+                    if answer.status is not None and answer.status < 500 and answer.status != 429:
+                        await self.journal.write(key, None)
+                        raise FeedFailed("feed_refused", f"createFeed answered {_error_text(answer)}", ids)
+                    if answer.status != 429:  # no answer or 5xx: the feed may exist all the same
+                        found = await self._created_since(account, record)
+                        if found is not None:
+                            break
+                    if attempts >= self.policy.max_attempts:
+                        found = await self._created_since(account, record) if answer.status != 429 else None
+                        if found is not None:
+                            break
+                        await self.journal.write(key, None)  # not created: its items end as failed
+                        raise FeedFailed("feed_refused", f"createFeed gave up after {attempts} attempts: "
+                                         f"{_error_text(answer)}", ids)
+                    _release(hold)  # nothing on its way until the next attempt leaves
+                    await self._sleep(self.policy.delay(attempts, self._rng))
+            else:
+                record["create_feed_request_id"] = None  # created before a crash: its answer was lost
+                hold = self._hold(record)  # journaled only while this process owns the partition
+            record.update(state="submitted", feed_id=found)
             await self.journal.write(key, record)
-        if found is None:
-            attempts = 0
-            while True:
-                attempts += 1
-                answer = await self._once(account, record["base_url"], record["mode"], "createFeed",
-                                          f"{FEEDS_API}/feeds", body={
-                                              "feedType": FEED_TYPE, "marketplaceIds": [record["marketplace_id"]],
-                                              "inputFeedDocumentId": record["document_id"]})
-                _note(ids, answer)
-                created = answer.body or {}
-                if answer.status == 202 and isinstance(created.get("feedId"), str):
-                    found, record["create_feed_request_id"] = created["feedId"], answer.request_id
-                    self.feeds_sent += 1
-                    break
-                if answer.status is not None and answer.status < 500 and answer.status != 429:
-                    await self.journal.write(key, None)
-                    raise FeedFailed("feed_refused", f"createFeed answered {_error_text(answer)}", ids)
-                if answer.status != 429:  # no answer or 5xx: the feed may exist all the same
-                    found = await self._created_since(account, record)
-                    if found is not None:
-                        break
-                if attempts >= self.policy.max_attempts:
-                    found = await self._created_since(account, record) if answer.status != 429 else None
-                    if found is not None:
-                        break
-                    await self.journal.write(key, None)  # not created: its items end as failed
-                    raise FeedFailed("feed_refused", f"createFeed gave up after {attempts} attempts: "
-                                     f"{_error_text(answer)}", ids)
-                await self._sleep(self.policy.delay(attempts, self._rng))
-        else:
-            record["create_feed_request_id"] = None  # created before a crash: its answer was lost
-        record.update(state="submitted", feed_id=found)
-        await self.journal.write(key, record)
+        finally:
+            _release(hold)
 
     async def _created_since(self, account: Account, record: dict) -> str | None:
         """A JSON_LISTINGS_FEED of the seller created since the journal entry that no journal
         entry names: the feed whose createFeed answer was lost."""
         known = {r.get("feed_id") for r in self.journal.records().values()} | {None}
-        answer = await self._call(account, record["base_url"], record["mode"], "getFeeds", f"{FEEDS_API}/feeds",
+        answer = await self._call(account, record, "getFeeds", f"{FEEDS_API}/feeds",
                                   query=f"feedTypes={FEED_TYPE}&pageSize=100&createdSince={record['since']}",
                                   expect=200)
         _note(record["request_ids"], answer)
@@ -441,8 +477,8 @@ class BulkLane:
 
     async def _poll(self, account: Account, record: dict) -> tuple[str, Answer]:
         while True:
-            answer = await self._call(account, record["base_url"], record["mode"], "getFeed",
-                                      f"{FEEDS_API}/feeds/{record['feed_id']}", expect=200)
+            answer = await self._call(account, record, "getFeed", f"{FEEDS_API}/feeds/{record['feed_id']}",
+                                      expect=200)
             status = (answer.body or {}).get("processingStatus")
             if status in FINAL_STATUSES:
                 return status, answer
@@ -452,11 +488,16 @@ class BulkLane:
         ids = list(record["request_ids"])
         report = None
         if record.get("result_document_id"):
-            answer = await self._call(account, record["base_url"], record["mode"], "getFeedDocument",
-                                      f"{FEEDS_API}/documents/{record['result_document_id']}", expect=200)
-            _note(ids, answer)
-            report_url = _body(answer)["url"]
-            downloaded, content = await self._retrying(lambda: self.transport.download(report_url), expect=200)
+            for tries in itertools.count(1):
+                answer = await self._call(account, record, "getFeedDocument",
+                                          f"{FEEDS_API}/documents/{record['result_document_id']}", expect=200)
+                _note(ids, answer)
+                downloaded, content = await self._retrying(
+                    functools.partial(self.transport.download, _body(answer)["url"]), expect=200)
+                # A presigned URL answers 403 once its five minutes are over (a slow download, a
+                # stalled process): getFeedDocument gives a fresh one.
+                if downloaded.status != 403 or tries >= REPORT_URL_TRIES:
+                    break
             if downloaded.status != 200:
                 raise FeedFailed("feed_report_unavailable", f"the processing report download answered "
                                  f"{downloaded.label}", ids, record.get("status"), record.get("feed_id"))
@@ -499,6 +540,12 @@ class BulkLane:
     async def _resume(self, resumed: _Resumed, account: Account) -> None:
         try:
             results = await self._run(account, resumed.key, resumed.record, None)
+        except _HandedOver:
+            self._resumed.pop(resumed.key, None)  # read afresh from the journal if the partition comes back
+            for waiters in resumed.waiting.values():
+                for _method, future in waiters:
+                    future.cancel()
+            return
         except FeedFailed as failed:
             results = {i: _failed(failed, i) for i in range(1, resumed.record["count"] + 1)}
         except Exception as exc:
@@ -520,12 +567,22 @@ class BulkLane:
                 self._resumed.pop(key, None)
 
     # -- calls ------------------------------------------------------------------------------
-    async def _once(self, account: Account, base_url: str, mode: str, operation: str, path: str,
-                    query: str = "", body: dict | None = None) -> Answer:
+    async def _once(self, account: Account, record: dict, operation: str, path: str, query: str = "",
+                    body: dict | None = None, *, leaving: Callable[[], Awaitable] | None = None) -> Answer:
+        """One Feeds call for the journal entry `record`. It leaves only while this process owns the
+        entry's partition, checked once the rate gate lets it through (the wait may outlast the
+        ownership); `leaving` runs then too, right before it leaves."""
         lane = self.limiter.lane(account.seller_id, operation)
-        await lane.acquire()
+
+        async def owned() -> None:
+            self._check_owned(record)
+            if leaving is not None:
+                await leaving()
+
+        await lane.acquire(owned)
         try:
-            answer = await self.transport.feeds_call(account, base_url, mode, operation, path, query, body)
+            answer = await self.transport.feeds_call(account, record["base_url"], record["mode"], operation, path,
+                                                     query, body)
         finally:
             lane.answered()
         if answer.status == 429:
@@ -534,13 +591,13 @@ class BulkLane:
             self.limiter.succeeded(account.seller_id, operation, answer.rate_limit)
         return answer
 
-    async def _call(self, account: Account, base_url: str, mode: str, operation: str, path: str, *,
+    async def _call(self, account: Account, record: dict, operation: str, path: str, *,
                     query: str = "", body: dict | None = None, expect: int) -> Answer:
         """A Feeds call that is safe to repeat, retried on 429, 5xx and no answer."""
         attempts = 0
         while True:
             attempts += 1
-            answer = await self._once(account, base_url, mode, operation, path, query, body)
+            answer = await self._once(account, record, operation, path, query, body)
             if answer.status == expect and isinstance(answer.body, dict):
                 return answer
             if (answer.status is not None and answer.status < 500 and answer.status != 429) \
@@ -563,6 +620,64 @@ class BulkLane:
     async def aclose(self) -> None:
         for task in list(self._tasks):
             task.cancel()
+
+    # -- partitions owned -------------------------------------------------------------------
+    async def assigned(self, partitions: Iterable[int]) -> None:
+        """The consumer group gave this process `partitions` of listing.ready."""
+        self._owned = (self._owned or set()) | set(partitions)
+
+    async def revoked(self, partitions: Iterable[int]) -> int:
+        """The consumer group took `partitions` away: their items leave the open batches, and no
+        Feeds call or journal write of their entries starts any more; none of their items is
+        answered here (the next owner gets them again and goes on from the journal). Waits, up to
+        `handover_wait_s`, until every createFeed already on its way has its answer journaled, so
+        the next owner never looks for a feed still being created. Returns how many are still on
+        their way after that (0: none)."""
+        gone = set(partitions)
+        self._owned = (self._owned or set()) - gone
+        for batch in list(self._open.values()):
+            kept = [e for e in batch.entries if e.position[0] not in gone]
+            if len(kept) == len(batch.entries):
+                continue
+            for entry in batch.entries:
+                if entry.position[0] in gone:
+                    entry.future.cancel()
+            batch.entries, batch.size = kept, sum(e.size for e in kept)
+            if not kept:
+                batch.closed = True
+                del self._open[batch.key]
+        holds = [hold for partition in gone for hold in self._holds.get(partition, ())]
+        if not holds:
+            return 0
+        _, pending = await asyncio.wait(holds, timeout=self.settings.handover_wait_s)
+        return len(pending)
+
+    def _check_owned(self, record: dict) -> None:
+        if self._owned is not None and record["partition"] not in self._owned:
+            raise _HandedOver(record["partition"])
+
+    def _hold(self, record: dict) -> asyncio.Future:
+        """A step of the entry that a revoke of its partition waits for until it is set; refused
+        (_HandedOver) once the partition is revoked."""
+        self._check_owned(record)
+        hold = asyncio.get_running_loop().create_future()
+        holds = self._holds.setdefault(record["partition"], set())
+        holds.add(hold)
+        hold.add_done_callback(holds.discard)
+        return hold
+
+    async def _write(self, key: str, record: dict) -> None:
+        """Journal the entry's next state, only while this process owns its partition."""
+        hold = self._hold(record)
+        try:
+            await self.journal.write(key, record)
+        finally:
+            _release(hold)
+
+
+def _release(hold: asyncio.Future | None) -> None:
+    if hold is not None and not hold.done():
+        hold.set_result(None)
 
 
 def _failed(failed: FeedFailed, message_id: int, ref: FeedRef | None = None) -> SubmissionResult:

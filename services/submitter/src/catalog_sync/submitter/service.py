@@ -120,13 +120,30 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
             hashes.wait_until_current()  # the previous owner's accepted hashes first
         if journal is not None:
             journal.wait_until_current()  # and its feeds in flight, before their items come again
+        if bulk is not None:
+            strategy.run_in_event_loop(bulk.assigned(p for _topic, p in partitions), timeout_s=30)
         return None
+
+    def on_revoke(partitions):
+        # Closing: the strategy has stopped the lane's event loop, and every Feeds call with it.
+        if bulk is None or not strategy.event_loop.is_running():
+            return
+        # The group assigns the partitions anew only once every member's revoke returned (eager
+        # protocol): until then their next owner cannot look for a feed this process is creating.
+        try:
+            settled = strategy.run_in_event_loop(bulk.revoked(p for _topic, p in partitions),
+                                                 timeout_s=bulk.settings.handover_wait_s + 5) == 0
+        except TimeoutError:
+            settled = False
+        if not settled:
+            log.warning("createFeed still on its way at a revoke: the partitions' next owner may create that feed "
+                        "again", partitions=sorted(partitions), waited_s=bulk.settings.handover_wait_s)
 
     strategy = ConcurrentStrategy(handle, on_close=client.aclose,
                                   max_in_flight_per_partition=settings.max_in_flight_per_partition,
                                   shutdown_drain_s=settings.shutdown_drain_s)
     worker = ConsumerLoop(settings.runtime, topics=[LISTING_READY], strategy=strategy, accepts={"ListingReady"},
-                          registry=registry, on_assign=on_assign, stop=stop)
+                          registry=registry, on_assign=on_assign, on_revoke=on_revoke, stop=stop)
     return worker, submitter, client, hashes
 
 
