@@ -88,7 +88,9 @@ class BulkSettings:
     max_bytes: int = MAX_DOCUMENT_BYTES
     linger_s: float = 2.0         # a batch closes when nothing joined it for this long
     poll_interval_s: float = 30.0  # between getFeed calls of one feed
-    handover_wait_s: float = 30.0  # a revoke waits this long (real seconds) for createFeeds on their way
+    # A revoke waits this long (real seconds) for createFeeds on their way. kafka-python heartbeats
+    # from the thread that runs the revoke: with the 5 s revoke drain it stays under the 10 s session.
+    handover_wait_s: float = 3.0
 
 
 class FeedsTransport(Protocol):

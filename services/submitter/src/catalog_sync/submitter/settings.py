@@ -23,7 +23,7 @@
 | SUBMITTER_FEED_MAX_MESSAGES / SUBMITTER_FEED_MAX_BYTES | per feed document | 25000 / 10000000 |
 | SUBMITTER_FEED_LINGER_S | a feed batch closes after this long without a new item | 2 |
 | SUBMITTER_FEED_POLL_S | between getFeed calls of one feed | 30 |
-| SUBMITTER_FEED_HANDOVER_S | on a revoke, the longest wait for a createFeed on its way to have its feed id journaled | 30 |
+| SUBMITTER_FEED_HANDOVER_S | on a revoke, the longest wait for a createFeed on its way to have its feed id journaled | 3 |
 | SPAPI_TIME_SCALE | Amazon seconds per real second (only against an emulator run with the same --time-scale) | 1 |
 """
 
@@ -106,7 +106,7 @@ class SubmitterSettings:
                 max_bytes=env_int(env, "SUBMITTER_FEED_MAX_BYTES", MAX_DOCUMENT_BYTES, minimum=1000),
                 linger_s=env_float(env, "SUBMITTER_FEED_LINGER_S", 2.0, minimum=0.0),
                 poll_interval_s=env_float(env, "SUBMITTER_FEED_POLL_S", 30.0, minimum=0.5),
-                handover_wait_s=env_float(env, "SUBMITTER_FEED_HANDOVER_S", 30.0, minimum=0.0),
+                handover_wait_s=env_float(env, "SUBMITTER_FEED_HANDOVER_S", 3.0, minimum=0.0),
             ) if env_choice(env, "SUBMITTER_BULK_LANE", "off", ("on", "off")) == "on" else None,
             time_scale=env_float(env, "SPAPI_TIME_SCALE", 1.0, minimum=0.001),
         )
