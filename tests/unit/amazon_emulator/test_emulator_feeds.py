@@ -132,6 +132,20 @@ def test_a_feed_is_queued_processed_later_and_reports_each_message_as_the_item_c
     assert stored.attributes["item_name"] == [{"value": "Band 2"}]
 
 
+def test_messages_are_applied_while_the_feed_is_in_progress_and_it_is_done_when_its_time_is_over(emulator, clock):
+    token = login(emulator)
+    feed_id, _ = submit(emulator, token, feed_document(MESSAGES))
+    clock.now += 30  # half of the 60 s: in progress, and Amazon applies the messages meanwhile
+    feed = call(emulator, token, "GET", f"/feeds/2021-06-30/feeds/{feed_id}")[1]
+    assert feed["processingStatus"] == "IN_PROGRESS" and "resultFeedDocumentId" not in feed
+    assert (False, "S1", MARKET, "OK-1") in emulator.listings.store
+    clock.now += 29.9
+    assert call(emulator, token, "GET", f"/feeds/2021-06-30/feeds/{feed_id}")[1]["processingStatus"] == "IN_PROGRESS"
+    clock.now += 0.1
+    feed, report = report_of(emulator, token, feed_id)
+    assert feed["processingStatus"] == "DONE" and report["summary"]["messagesProcessed"] == 5
+
+
 def test_a_document_that_is_not_a_feed_ends_fatal_with_a_report(emulator, clock):
     token = login(emulator)
     feed_id, _ = submit(emulator, token, b"{not json")

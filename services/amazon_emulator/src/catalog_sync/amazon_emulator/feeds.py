@@ -7,9 +7,12 @@ Each message of a feed goes through the Listings behaviour exactly as the matchi
 call would (listings.py: UPDATE -> putListingsItem, PATCH and PARTIAL_UPDATE -> patchListingsItem,
 DELETE -> deleteListingsItem), so a feed and an item call of the same content get the same verdict.
 
-Processing is asynchronous on the emulator's clock (quota.ScaledClock): a feed waits
-`feed_processing_s` of Amazon time after createFeed, half in queue, half in progress, and is
-processed when it is next looked at after that. Everything runs under the emulator's lock."""
+Processing is asynchronous on the emulator's clock (quota.ScaledClock): a feed spends
+`feed_processing_s` of Amazon time after createFeed, half in queue, half in progress. Its messages
+are judged while it is in progress, as Amazon applies them, and it is DONE (or FATAL) once that
+time is over and every message is judged: the emulator's own CPU time counts only where it
+outlasts Amazon's processing time (on a time-scaled clock it would count that many times over).
+Everything runs under the emulator's lock."""
 
 from __future__ import annotations
 
@@ -271,25 +274,27 @@ class FeedsBehaviour:
             if feed.status == "IN_QUEUE" and now >= feed.created + self.processing_s / 2:
                 feed.status = "IN_PROGRESS"
                 feed.started_wall = self.wall()
-            if feed.status == "IN_PROGRESS" and feed.processing is None and now >= feed.created + self.processing_s:
                 self._process(feed)
+            if (feed.status == "IN_PROGRESS" and feed.processing is not None and feed.processing.report is not None
+                    and now >= feed.created + self.processing_s):
+                self._finish(feed)
 
     def _process(self, feed: Feed) -> None:
-        """Process the feed now (no background processor), or hand it to the processor (`work`)."""
+        """Judge the feed's messages now (no background processor), or hand them to the processor
+        (`work`); either way it is finished by `advance` once its processing time is over."""
         feed.processing = Processing(self.documents[feed.document_id].content or b"", feed.feed_id,
                                      feed.marketplace_ids, feed.sandbox, self.listings, self._sellers_of(feed))
         if not self.background:
             feed.processing.step(len(feed.processing.messages) or 1)
-            self._finish(feed)
 
     def work(self, budget: int = 500) -> bool:
         """The background processor's turn: up to `budget` messages of the oldest feed being
         processed (the caller holds the emulator's lock). True while work remains."""
-        feed = next((f for f in self.feeds.values() if f.processing is not None and f.status == "IN_PROGRESS"), None)
+        feed = next((f for f in self.feeds.values() if f.status == "IN_PROGRESS" and f.processing is not None
+                     and f.processing.report is None), None)
         if feed is None or feed.processing is None:
             return False
-        if feed.processing.step(budget):
-            self._finish(feed)
+        feed.processing.step(budget)
         return True
 
     def _finish(self, feed: Feed) -> None:
