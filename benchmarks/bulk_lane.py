@@ -26,7 +26,8 @@ from pathlib import Path
 
 from benchmarks.submitter import accounts_file, ready
 from catalog_sync.amazon_emulator.server import RunningEmulator, start_in_subprocess
-from catalog_sync.runtime.bus import BusProducer, TopicReader, ensure_topics
+from catalog_sync.demo import create_stack_topics
+from catalog_sync.runtime.bus import BusProducer, TopicReader
 from catalog_sync.runtime.codec import AvroCodec
 from catalog_sync.runtime.config import RuntimeSettings
 from catalog_sync.runtime.embedded_broker import EmbeddedBroker
@@ -55,7 +56,7 @@ def run_leg(broker: EmbeddedBroker, accounts: Path, workdir: Path, *, bulk: bool
         settings = RuntimeSettings.from_env("bench", env, metrics_port=None)
         codec = AvroCodec()
         completed = settings.topic(LISTING_SUBMISSION_COMPLETED)
-        ensure_topics(settings, [settings.topic(LISTING_READY), completed])
+        create_stack_topics(env)  # the submitter refuses to start without its topics
         reader = TopicReader(settings, [completed])
         producer = BusProducer(settings, linger_ms=20)
         # The submitter first, then the backlog: the embedded broker keeps only ~85,000 of these
