@@ -99,7 +99,8 @@ def run_backlog(broker: EmbeddedBroker, emulator: RunningEmulator, events: list[
     env = {**broker.env(), "TOPIC_PREFIX": prefix, "METRICS_PORT": "0", "LOG_FORMAT": "json",
            "SPAPI_ENDPOINT": emulator.url, "SPAPI_SANDBOX_ENDPOINT": emulator.sandbox_url,
            "LWA_TOKEN_URL": emulator.token_url, "SPAPI_ACCOUNTS_FILE": str(accounts),
-           "KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "1000"}
+           "KAFKA_SESSION_TIMEOUT_MS": "6000", "KAFKA_HEARTBEAT_INTERVAL_MS": "1000",
+           "SUBMITTER_BULK_LANE": "off"}  # the item lane is what these figures measure (bulk_lane.py: feeds)
     settings = RuntimeSettings.from_env("bench", env, metrics_port=None)
     codec = AvroCodec()
     producer = BusProducer(settings, linger_ms=20)

@@ -130,8 +130,10 @@ def start_stack(data_dir: Path, kafka_env: dict[str, str], *, put_rate: float = 
     submitter's own usage plan) over the given broker environment."""
     accounts = accounts_file(data_dir / "accounts.json", put_rate)
     stack = DemoStack(data_dir, api_port=free_port(), kafka_env=kafka_env, emulator_args=["--unthrottled"],
+                      # Item by item: these runs are checked against Amazon's Listings log; the bulk
+                      # lane's faults are tests/faults/test_bulk_lane_kills.py.
                       extra_env={"SPAPI_ACCOUNTS_FILE": str(accounts), "LWA_REFRESH_TOKEN": "", "SELLER_ID": "",
-                                 **(extra_env or {})})
+                                 "SUBMITTER_BULK_LANE": "off", **(extra_env or {})})
     try:
         stack.start()
         for name in WORKERS:

@@ -23,9 +23,10 @@ def test_a_bad_timeout_stops_the_submitter_at_start(name, value):
         SubmitterSettings.from_env({name: value})
 
 
-def test_the_bulk_lane_is_off_unless_asked_for_and_takes_its_limits_from_the_environment():
-    assert SubmitterSettings.from_env({}).bulk is None
-    settings = SubmitterSettings.from_env({"SUBMITTER_BULK_LANE": "on", "SUBMITTER_FEED_MAX_MESSAGES": "5000",
+def test_the_bulk_lane_is_on_unless_turned_off_and_takes_its_limits_from_the_environment():
+    assert SubmitterSettings.from_env({"SUBMITTER_BULK_LANE": "off"}).bulk is None
+    assert SubmitterSettings.from_env({}).bulk.threshold == 300
+    settings = SubmitterSettings.from_env({"SUBMITTER_FEED_MAX_MESSAGES": "5000",
                                            "SUBMITTER_FEED_HANDOVER_S": "8", "SPAPI_TIME_SCALE": "20"})
     assert (settings.bulk.threshold, settings.bulk.max_messages, settings.bulk.handover_wait_s,
             settings.time_scale) == (300, 5000, 8.0, 20.0)

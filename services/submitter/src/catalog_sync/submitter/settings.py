@@ -18,7 +18,7 @@
 | RECONCILE_FIRST_LOOK_S | first getListingsItem this long after the acceptance | 5 |
 | RECONCILE_MAX_INTERVAL_S | back-off ceiling between looks | 60 |
 | RECONCILE_TIME_LIMIT_S | after this long from the acceptance the item stays "accepted, awaiting Amazon" | 900 |
-| SUBMITTER_BULK_LANE | `on`: a seller's backlog above the threshold goes as JSON_LISTINGS_FEEDs (feeds.py) | off |
+| SUBMITTER_BULK_LANE | `on`: a seller's backlog above the threshold goes as JSON_LISTINGS_FEEDs (feeds.py); `off`: every item by itself | on |
 | SUBMITTER_FEED_THRESHOLD | backlog of one seller (items) above which its items go by feed | 300 (put plan x createFeed interval) |
 | SUBMITTER_FEED_MAX_MESSAGES / SUBMITTER_FEED_MAX_BYTES | per feed document | 25000 / 10000000 |
 | SUBMITTER_FEED_LINGER_S | a feed batch closes after this long without a new item | 2 |
@@ -107,7 +107,7 @@ class SubmitterSettings:
                 linger_s=env_float(env, "SUBMITTER_FEED_LINGER_S", 2.0, minimum=0.0),
                 poll_interval_s=env_float(env, "SUBMITTER_FEED_POLL_S", 30.0, minimum=0.5),
                 handover_wait_s=env_float(env, "SUBMITTER_FEED_HANDOVER_S", 3.0, minimum=0.0),
-            ) if env_choice(env, "SUBMITTER_BULK_LANE", "off", ("on", "off")) == "on" else None,
+            ) if env_choice(env, "SUBMITTER_BULK_LANE", "on", ("on", "off")) == "on" else None,
             time_scale=env_float(env, "SPAPI_TIME_SCALE", 1.0, minimum=0.001),
         )
 
