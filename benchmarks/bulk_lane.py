@@ -103,9 +103,22 @@ def run_leg(broker: EmbeddedBroker, accounts: Path, workdir: Path, *, bulk: bool
     return leg
 
 
+class _Log:
+    """The emulator's request log, fetched a new part at a time: the whole log of a 100,000-item
+    run fetched every few milliseconds cost the machine more CPU than the run it watched."""
+
+    def __init__(self, emulator: RunningEmulator) -> None:
+        self._emulator = emulator
+        self.entries: list[dict] = []
+
+    def read(self) -> list[dict]:
+        self.entries += self._emulator.requests(since=self.entries[-1]["seq"] if self.entries else 0)
+        return self.entries
+
+
 def _first_call(emulator: RunningEmulator, timeout_s: float = 120) -> float:
-    started = time.monotonic()
-    while not [r for r in emulator.requests() if r.get("operation") not in (None, "lwaToken")]:
+    started, log = time.monotonic(), _Log(emulator)
+    while not [r for r in log.read() if r.get("operation") not in (None, "lwaToken")]:
         if time.monotonic() - started > timeout_s:
             raise TimeoutError("the submitter made no call")
         time.sleep(0.2)  # polling a log in another process: nothing to wait on
@@ -116,10 +129,10 @@ def _urgent(emulator: RunningEmulator, producer: BusProducer, settings, codec) -
     """Once the backlog is in feeds (a feed in flight; no feed document asked for and no item
     call for two lingers and a second), publish one more change and note when (the emulator's log and this process read the
     same monotonic clock). Earlier, the change would join the feed being gathered, as it should."""
-    deadline = time.monotonic() + 600
+    deadline, requests = time.monotonic() + 600, _Log(emulator)
     quiet_s = 2 * 0.5 + 1.0  # the linger is half a real second (SUBMITTER_FEED_LINGER_S)
     while True:
-        log = emulator.requests()
+        log = requests.read()
         created = [r for r in log if r.get("operation") == "createFeed" and r["status"] == 202]
         # Quiet: no feed document asked for and no item call (the item lane's queue is drained).
         busy = [r["monotonic"] for r in log if r.get("operation") in ("createFeedDocument", "putListingsItem")]
@@ -128,7 +141,7 @@ def _urgent(emulator: RunningEmulator, producer: BusProducer, settings, codec) -
             break
         if time.monotonic() > deadline:
             return None
-        time.sleep(0.05)  # as above
+        time.sleep(0.2)  # as above
     sku = "HB-URGENT"
     sent_at = time.monotonic()
     producer.send(settings.topic(LISTING_READY), SELLER, codec.encode("ListingReady", ready(SELLER, sku)))
