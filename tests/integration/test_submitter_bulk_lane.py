@@ -1,7 +1,7 @@
 """The submitter worker's bulk lane over a Kafka-protocol broker and the emulator (real HTTP), Amazon
 time 50x faster on both sides: a seller's backlog above the threshold goes as JSON_LISTINGS_FEEDs,
 every item ends with its own outcome, issues and feed/message ids, and a small change published
-while a feed is in flight still goes item by item and finishes first."""
+while a feed is in flight still goes item by item and finishes first; the feed metrics count it all."""
 
 from __future__ import annotations
 
@@ -39,7 +39,7 @@ def test_a_backlog_goes_by_feed_with_an_outcome_per_item_and_an_urgent_change_go
                                                      "condition_type": [{"value": "new_new"}]})
     backlog[260] = ready("SKU-GONE", operation="delete")
     publish_raw(settings, LISTING_READY, [(e["seller_id"], codec.encode("ListingReady", e)) for e in backlog])
-    with RunningSubmitter(submitter_env(kafka_env, emulator, **BULK_ENV)):
+    with RunningSubmitter(submitter_env(kafka_env, emulator, **BULK_ENV)) as running:
         wait_until(lambda: any(r["operation"] == "createFeed" and r["status"] == 202 for r in emulator.requests()),
                    timeout_s=60, message="a createFeed call")
         urgent = ready("SKU-URGENT")
@@ -70,3 +70,11 @@ def test_a_backlog_goes_by_feed_with_an_outcome_per_item_and_an_urgent_change_go
     assert position["SKU-URGENT"] < min(position[r] for r in fed_skus)
     # Everything Amazon did is in its listings: nothing sent twice, nothing lost.
     assert len(created) == len({e["feed_id"] for e in by_feed})
+    # What an operator's dashboard shows of it.
+    metric = running.registry.get_sample_value
+    assert metric("submitter_feeds_created_total") == len(created)
+    assert metric("submitter_feeds_ended_total", {"status": "DONE"}) == len(created)
+    assert metric("submitter_items_routed_total", {"lane": "feed"}) == len(by_feed)
+    assert metric("submitter_items_routed_total", {"lane": "item"}) == len(events) - len(by_feed)
+    assert metric("submitter_feed_items_total", {"outcome": "invalid"}) == 1
+    assert metric("submitter_feeds_in_flight") == 0

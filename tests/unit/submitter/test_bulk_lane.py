@@ -8,6 +8,7 @@ import json
 from urllib.parse import urlsplit
 
 import pytest
+from prometheus_client import CollectorRegistry
 
 from catalog_sync.amazon_emulator.emulator import Emulator, EmulatorConfig
 from catalog_sync.amazon_emulator.tokens import LwaAccounts
@@ -19,6 +20,7 @@ from catalog_sync.submitter.classification import Answer
 from catalog_sync.submitter.endpoints import Endpoints
 from catalog_sync.submitter.feeds import BulkLane, BulkSettings, MemoryJournal, default_threshold
 from catalog_sync.submitter.listing_requests import build_call
+from catalog_sync.submitter.metrics import FeedMetrics
 from catalog_sync.submitter.outcomes import completed_event
 from catalog_sync.submitter.rate import RateLimiter
 from catalog_sync.submitter.submission import SpApiPorts, Submitter
@@ -86,12 +88,12 @@ def ready(n: int, *, mode="production", operation="upsert", attributes=GOOD, sel
             "content_hash": f"h-{n}"}
 
 
-def lane(amazon: Emulator, journal=None, transport=None, plans=None, **settings) -> BulkLane:
+def lane(amazon: Emulator, journal=None, transport=None, plans=None, observer=None, **settings) -> BulkLane:
     clock = ScaledClock(SCALE)
     return BulkLane(transport=transport or EmulatorTransport(amazon), journal=journal or MemoryJournal(),
                     limiter=RateLimiter(plans, clock=clock.now, sleep=clock.sleep),
                     settings=BulkSettings(**{"threshold": 0, "linger_s": 1.0, "poll_interval_s": 10.0, **settings}),
-                    clock=clock.now, sleep=clock.sleep)
+                    clock=clock.now, sleep=clock.sleep, observer=observer)
 
 
 def routed(bulk: BulkLane, events, account=ACCOUNT, partition=0, first_offset=100) -> list:
@@ -131,6 +133,30 @@ def test_a_backlog_goes_out_as_one_feed_and_every_item_gets_its_own_outcome():
     assert event["feed_processing_status"] == "DONE" and create_ids[0] in event["attempt_request_ids"]
     # Accepted through the feed means live at Amazon, as by putListingsItem.
     assert (False, "S1", MARKET, "SKU-4") in amazon.listings.store
+
+
+def test_the_feed_metrics_count_items_by_lane_and_feeds_by_how_they_ended():
+    amazon = emulator()
+    registry = CollectorRegistry()
+    metrics = FeedMetrics(registry)
+    bulk = lane(amazon, observer=metrics)
+    through_lane(bulk, [ready(1), ready(2, attributes={k: v for k, v in GOOD.items() if k != "brand"}),
+                        ready(3, operation="delete")])
+    # The refresh token was granted by S1: Amazon ends a feed for S2 as FATAL.
+    through_lane(lane(amazon, observer=metrics), [ready(n, seller="S2") for n in range(3)],
+                 account=Account("S2", "app", "s", "Atzr|1"))
+    short = lane(amazon, observer=metrics, threshold=300)
+    assert short.route(ACCOUNT, "http://emu", ready(9), build_call(ready(9)), (0, 9)) is None
+    metric = registry.get_sample_value
+    assert metric("submitter_items_routed_total", {"lane": "feed"}) == 6
+    assert metric("submitter_items_routed_total", {"lane": "item"}) == 1
+    assert metric("submitter_feeds_created_total") == 2
+    assert metric("submitter_feeds_ended_total", {"status": "DONE"}) == 1
+    assert metric("submitter_feeds_ended_total", {"status": "FATAL"}) == 1
+    outcomes = ("accepted", "invalid", "deleted", "failed")
+    assert {o: metric("submitter_feed_items_total", {"outcome": o}) for o in outcomes} == {
+        "accepted": 1, "invalid": 1, "deleted": 1, "failed": 3}
+    assert bulk.feeds_in_flight == 0
 
 
 def test_a_backlog_above_the_message_limit_is_split_into_several_feeds():

@@ -113,6 +113,31 @@ class FeedJournal(Protocol):
         """Every journaled feed, by key."""
 
 
+class FeedObserver(Protocol):
+    """What the lane tells metrics and logs (the adapter's side of it)."""
+
+    def routed(self, lane: str) -> None:
+        """One item went to `lane`: "item" (one by one) or "feed"."""
+
+    def feed_created(self, record: dict) -> None:
+        """A feed was created (or found after a lost createFeed answer); its id is journaled."""
+
+    def feed_ended(self, record: dict, status: str, results: dict[int, SubmissionResult]) -> None:
+        """A feed's items have their results. `status` is Amazon's final processingStatus, or the
+        error code when the feed never got that far (feed_refused, feed_upload_failed, ...)."""
+
+
+class _Unobserved:
+    def routed(self, lane: str) -> None:
+        pass
+
+    def feed_created(self, record: dict) -> None:
+        pass
+
+    def feed_ended(self, record: dict, status: str, results: dict[int, SubmissionResult]) -> None:
+        pass
+
+
 class MemoryJournal:
     def __init__(self) -> None:
         self.entries: dict[str, dict] = {}
@@ -249,8 +274,10 @@ class BulkLane:
     def __init__(self, *, transport: FeedsTransport, journal: FeedJournal, limiter: RateLimiter,
                  settings: BulkSettings | None = None, policy: RetryPolicy | None = None,
                  clock: Callable[[], float] = time.monotonic, sleep: Callable[[float], Awaitable] = asyncio.sleep,
-                 wall: Callable[[], float] = time.time, rng: random.Random | None = None) -> None:
+                 wall: Callable[[], float] = time.time, rng: random.Random | None = None,
+                 observer: FeedObserver | None = None) -> None:
         self.transport = transport
+        self.observer = observer or _Unobserved()
         self.journal = journal
         self.limiter = limiter
         self.settings = settings or BulkSettings()
@@ -266,6 +293,7 @@ class BulkLane:
         self._tasks: set[asyncio.Task] = set()
         self._ids = itertools.count(1)
         self.feeds_sent = 0  # observable: feeds this process created
+        self.feeds_in_flight = 0  # feeds this process is taking from upload (or resumption) to results
 
     # -- lane choice ------------------------------------------------------------------------
     def backlog(self, seller_id: str) -> int:
@@ -288,11 +316,14 @@ class BulkLane:
         if position is not None:
             resumed = self._attach(account, ready, call, position)
             if resumed is not None:
+                self.observer.routed("feed")
                 return resumed
         if (position is None or not feeds_allowed(call.mode) or call.method not in ("PUT", "DELETE")
                 or self.backlog(account.seller_id) < self.settings.threshold):
             self._item_lane[account.seller_id] = self._item_lane.get(account.seller_id, 0) + 1
+            self.observer.routed("item")
             return None
+        self.observer.routed("feed")
         return self._join(account, base_url, ready, call, position)
 
     # -- batches ----------------------------------------------------------------------------
@@ -350,21 +381,36 @@ class BulkLane:
         # Message ids follow the offsets' order (how a resumed feed maps a redelivered item).
         entries.sort(key=lambda e: e.position[1])
         try:
-            results = await self._run(batch.account, key, record,
-                                      build_document(seller, [e.message for e in entries]))
+            results = await self._observed_run(batch.account, key, record,
+                                               build_document(seller, [e.message for e in entries]))
         except _HandedOver:  # the partition's next owner gets the items again: none is answered here
             for entry in entries:
                 entry.future.cancel()
             return
-        except FeedFailed as failed:
-            results = {i + 1: _failed(failed, i + 1) for i in range(len(entries))}
-        except Exception as exc:  # never leave an item without an answer
-            lost = FeedFailed("feed_error", f"the feed could not be sent: {type(exc).__name__}: {exc}", [])
-            results = {i + 1: _failed(lost, i + 1) for i in range(len(entries))}
         for index, entry in enumerate(entries):
             if not entry.future.done():
                 entry.future.set_result(results[index + 1])
         await self.expire()
+
+    async def _observed_run(self, account: Account, key: str, record: dict,
+                            document: bytes | None) -> dict[int, SubmissionResult]:
+        """`_run`, with every way it can end (but a handover) as a result per message id, told to
+        the observer."""
+        self.feeds_in_flight += 1
+        try:
+            results = await self._run(account, key, record, document)
+            status = record.get("status") or "FATAL"
+        except FeedFailed as failed:
+            results, status = {i: _failed(failed, i) for i in range(1, record["count"] + 1)}, failed.code
+        except _HandedOver:
+            raise
+        except Exception as exc:  # never leave an item without an answer
+            lost = FeedFailed("feed_error", f"the feed could not be sent or resumed: {type(exc).__name__}: {exc}", [])
+            results, status = {i: _failed(lost, i) for i in range(1, record["count"] + 1)}, lost.code
+        finally:
+            self.feeds_in_flight -= 1
+        self.observer.feed_ended(record, status, results)
+        return results
 
     async def _run(self, account: Account, key: str, record: dict,
                    document: bytes | None) -> dict[int, SubmissionResult]:
@@ -461,6 +507,7 @@ class BulkLane:
                 hold = self._hold(record)  # journaled only while this process owns the partition
             record.update(state="submitted", feed_id=found)
             await self.journal.write(key, record)
+            self.observer.feed_created(record)
         finally:
             _release(hold)
 
@@ -541,18 +588,13 @@ class BulkLane:
 
     async def _resume(self, resumed: _Resumed, account: Account) -> None:
         try:
-            results = await self._run(account, resumed.key, resumed.record, None)
+            results = await self._observed_run(account, resumed.key, resumed.record, None)
         except _HandedOver:
             self._resumed.pop(resumed.key, None)  # read afresh from the journal if the partition comes back
             for waiters in resumed.waiting.values():
                 for _method, future in waiters:
                     future.cancel()
             return
-        except FeedFailed as failed:
-            results = {i: _failed(failed, i) for i in range(1, resumed.record["count"] + 1)}
-        except Exception as exc:
-            lost = FeedFailed("feed_error", f"the journaled feed could not be resumed: {type(exc).__name__}: {exc}", [])
-            results = {i: _failed(lost, i) for i in range(1, resumed.record["count"] + 1)}
         resumed.results = results
         for message_id, waiters in resumed.waiting.items():
             for _method, future in waiters:

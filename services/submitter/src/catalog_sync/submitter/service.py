@@ -35,7 +35,7 @@ from catalog_sync.runtime.topics import (
 from catalog_sync.submitter.answered import AnsweredEvents
 from catalog_sync.submitter.feeds import BulkLane
 from catalog_sync.submitter.feeds_http import FeedsClient
-from catalog_sync.submitter.metrics import SpApiMetrics
+from catalog_sync.submitter.metrics import FeedMetrics, SpApiMetrics
 from catalog_sync.submitter.notifications import NOTIFICATION_RECORD, NotificationCodec
 from catalog_sync.submitter.outcomes import FINISHED_OUTCOMES, completed_event, outcome_key
 from catalog_sync.submitter.rate import RateLimiter
@@ -78,8 +78,10 @@ def build_worker(settings: SubmitterSettings, *, registry: CollectorRegistry | N
         from catalog_sync.submitter.feeds_journal import KafkaFeedJournal
 
         journal = KafkaFeedJournal(settings.runtime)
+        feed_metrics = FeedMetrics(registry)
         bulk = BulkLane(transport=client, journal=journal, limiter=limiter, settings=settings.bulk,
-                        policy=settings.policy, clock=amazon_time.now, sleep=amazon_time.sleep)
+                        policy=settings.policy, clock=amazon_time.now, sleep=amazon_time.sleep, observer=feed_metrics)
+        feed_metrics.in_flight.set_function(lambda: bulk.feeds_in_flight)
     ports = SpApiPorts(accounts=settings.accounts, transport=client, endpoints=settings.endpoints, observer=metrics,
                        limiter=limiter, clock=amazon_time.now, sleep=amazon_time.sleep)
     submitter = Submitter(ports, hashes=hashes, policy=settings.policy, bulk=bulk)
