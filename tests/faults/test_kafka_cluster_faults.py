@@ -1,5 +1,5 @@
 """Issue 17, item 5: broker failures in a 3-node Apache Kafka cluster (replication factor 3,
-min.insync.replicas=2) during a 1,200-item run through all three workers:
+min.insync.replicas=2) during a 2,000-item run through all three workers:
 
 - the leader of the busiest partition is killed (kill -9) and started again later;
 - every broker is restarted, one at a time (controlled shutdown, back in sync before the next);
@@ -47,7 +47,7 @@ from tests.support.requirements import require
 
 pytestmark = [pytest.mark.kafka, pytest.mark.apache, pytest.mark.slow, pytest.mark.timeout(600)]
 
-ITEMS = 1_200
+ITEMS = 2_000
 CUT_SECONDS = float(os.environ.get("BROKER_CUT_SECONDS", "30"))
 # The pipeline's own topics, and the group offsets: a broker is back when it is in sync on all.
 DATA_TOPICS = (CATALOG_ITEM_CHANGED, LISTING_READY, LISTING_VALIDATION_FAILED, LISTING_SUBMISSION_COMPLETED)
