@@ -400,10 +400,10 @@ class BulkLane:
         try:
             results = await self._run(account, key, record, document)
             status = record.get("status") or "FATAL"
+        except _HandedOver:  # the next owner answers the items: nothing ended here
+            raise
         except FeedFailed as failed:
             results, status = {i: _failed(failed, i) for i in range(1, record["count"] + 1)}, failed.code
-        except _HandedOver:
-            raise
         except Exception as exc:  # never leave an item without an answer
             lost = FeedFailed("feed_error", f"the feed could not be sent or resumed: {type(exc).__name__}: {exc}", [])
             results, status = {i: _failed(lost, i) for i in range(1, record["count"] + 1)}, lost.code
